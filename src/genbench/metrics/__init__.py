@@ -1,0 +1,1 @@
+"""Metrics: feature extractors behind a registry, and pure metric functions on features."""

@@ -1,0 +1,94 @@
+"""The in-domain classifier: trained by genbench on the real training split, cached with its test accuracy.
+
+Cache key: dataset, training-split size, architecture/recipe version, epochs, seed. The cached file records
+the test accuracy it reached; evaluation refuses a classifier below ``min_accuracy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genbench.data.assets import cache_home
+from genbench.data.registry import Dataset, batches, to_float
+from genbench.errors import GenbenchError
+from genbench.io import atomic_torch_save
+from genbench.models.classifier import Classifier
+
+RECIPE_VERSION = 1
+
+
+def _key(train: Dataset, epochs: int, seed: int) -> str:
+    ident = json.dumps({"dataset": train.name, "n": len(train), "shape": list(train.shape), "epochs": epochs,
+                        "seed": seed, "recipe": RECIPE_VERSION,
+                        "labels_sha": hashlib.sha256(train.y.numpy().tobytes()).hexdigest()[:16]})
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def _shift_augment(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Random integer translation by up to ``max_shift`` pixels (batched, one shift per batch)."""
+    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+@torch.no_grad()
+def predict(model: Classifier, x_uint8: torch.Tensor, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Run the classifier on uint8 images (N, C, H, W): (softmax probs (N, K) float64, features (N, D))."""
+    model.eval()
+    probs, feats = [], []
+    for i in range(0, len(x_uint8), batch):
+        f = model.features(to_float(x_uint8[i:i + batch]))
+        probs.append(F.softmax(model.head(f).float(), 1).double().numpy())
+        feats.append(f.double().numpy())
+    return np.concatenate(probs), np.concatenate(feats)
+
+
+def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int = 42, min_accuracy: float = 0.99,
+                   log=print) -> tuple[Classifier, dict]:
+    """Load the cached classifier for this training split, or train it (Adam 1e-3 -> cosine, batch 128,
+    shift augmentation, bf16 autocast). Returns (model in eval mode, info with test_accuracy).
+
+    Raises:
+        GenbenchError: the trained classifier is below ``min_accuracy`` on the test split.
+    """
+    path = cache_home() / "classifiers" / f"{train.name}-{_key(train, epochs, seed)}.pt"
+    model = Classifier(channels=train.shape[0], num_classes=train.num_classes)
+    if path.exists():
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        info = ck["info"]
+    else:
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        steps = epochs * (len(train) // 128)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+        model.train()
+        for ep in range(epochs):
+            for x, y in batches(train, 128, gen):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            log(f"[classifier] epoch {ep + 1}/{epochs} loss {loss.item():.4f}")
+        probs, _ = predict(model, test.x)
+        acc = float((probs.argmax(1) == test.y.numpy()).mean())
+        info = {"test_accuracy": acc, "n_test": len(test), "epochs": epochs, "seed": seed,
+                "train_images": len(train), "train_seconds": time.perf_counter() - t0,
+                "architecture": "3 conv blocks (32/64/128) + FC128, BatchNorm, dropout 0.3",
+                "recipe_version": RECIPE_VERSION}
+        atomic_torch_save(path, {"model": model.state_dict(), "info": info})
+    model.eval()
+    if info["test_accuracy"] < min_accuracy:
+        raise GenbenchError(f"the {train.name} classifier reached {info['test_accuracy']:.4f} test accuracy, "
+                            f"below {min_accuracy}; raise evaluation.classifier_epochs and delete {path}")
+    return model, {**info, "cache": str(path)}

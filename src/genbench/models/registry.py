@@ -1,0 +1,33 @@
+"""Model registry: kind name -> constructor taking the config's keyword arguments."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from genbench.errors import GenbenchError
+from genbench.models.ddpm import DDPM
+from genbench.models.gan import MLPGAN
+from genbench.models.vae import ConvVAE
+
+# kind -> (class, family). The family selects the training objective.
+MODEL_KINDS: dict[str, tuple[type[nn.Module], str]] = {
+    "vae": (ConvVAE, "vae"),
+    "gan": (MLPGAN, "gan"),
+    "cgan": (MLPGAN, "gan"),
+    "ddpm": (DDPM, "diffusion"),
+}
+
+
+def build_model(kind: str, params: dict) -> tuple[nn.Module, str]:
+    """Instantiate model ``kind`` with ``params``; returns (module, family).
+
+    Raises:
+        GenbenchError: unknown kind, or a parameter the model does not take.
+    """
+    if kind not in MODEL_KINDS:
+        raise GenbenchError(f"unknown model kind {kind!r}; choose one of: {', '.join(MODEL_KINDS)}")
+    cls, family = MODEL_KINDS[kind]
+    try:
+        return cls(**params), family
+    except TypeError as e:
+        raise GenbenchError(f"bad parameters for model {kind!r}: {e}; see the study file's `params`") from e

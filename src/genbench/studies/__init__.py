@@ -1,0 +1,1 @@
+"""Studies: YAML study files, profiles, and the pipeline train -> sample -> evaluate -> report."""

@@ -1,0 +1,212 @@
+"""Study configuration: YAML files validated into frozen dataclasses, with profiles.
+
+A study file names a dataset, models (kind, params, optimizer, epochs...), evaluation settings and a seed.
+Any value may be given per profile as a mapping with keys among ``smoke``, ``quick``, ``full``::
+
+    epochs: {smoke: 1, quick: 10, full: 40}
+
+and is resolved when the file is loaded with a profile. The resolved config is written into every run
+folder and checkpoint. Nothing in a config is executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import genbench
+from genbench.errors import GenbenchError
+from genbench.models.registry import MODEL_KINDS
+
+PROFILES = ("smoke", "quick", "full")
+DATASET_INFO = {"mnist": {"image_shape": (1, 28, 28), "num_classes": 10}}
+STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
+
+
+def resolve_profile(obj: Any, profile: str) -> Any:
+    """Replace every ``{smoke: a, quick: b, full: c}`` mapping by the value for ``profile``."""
+    if isinstance(obj, dict):
+        if obj and set(obj) <= set(PROFILES):
+            if profile not in obj:
+                raise GenbenchError(f"a per-profile value {obj} has no entry for profile {profile!r}")
+            return resolve_profile(obj[profile], profile)
+        return {k: resolve_profile(v, profile) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [resolve_profile(v, profile) for v in obj]
+    return obj
+
+
+def _get(d: dict, key: str, typ, where: str, default=dataclasses.MISSING, check=None):
+    if key not in d:
+        if default is dataclasses.MISSING:
+            raise GenbenchError(f"{where}: missing field `{key}`")
+        return default
+    v = d[key]
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+        tn = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise GenbenchError(f"{where}.{key}: expected {tn}, got {type(v).__name__} ({v!r})")
+    if check is not None and not check(v):
+        raise GenbenchError(f"{where}.{key}: value {v!r} is out of range")
+    return v
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model of a study, fully resolved."""
+
+    name: str
+    kind: str
+    params: dict
+    optimizer: dict
+    epochs: int
+    batch_size: int
+    seed: int
+    precision: str
+    dataset: str
+    ema_decay: float | None = None
+    log_every: int = 50
+    train_subset: int | None = None
+    threads: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dataset": self.dataset,
+                "model": {"kind": self.kind, "resolved_params": self.params},
+                "optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
+                "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
+                "log_every": self.log_every, "train_subset": self.train_subset}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(name=d["name"], kind=d["model"]["kind"], params=d["model"]["resolved_params"],
+                   optimizer=d["optimizer"], epochs=d["epochs"], batch_size=d["batch_size"], seed=d["seed"],
+                   precision=d["precision"], dataset=d["dataset"], ema_decay=d.get("ema_decay"),
+                   log_every=d.get("log_every", 50), train_subset=d.get("train_subset"))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n_samples: int  # images per model for classifier metrics (IS, FD-classifier, modes, conditional accuracy)
+    n_inception: int  # images per model for Inception FID (<= n_samples)
+    resize: str = "tf1_bilinear"
+    inception_precision: str = "bf16"
+    classifier_epochs: int = 3
+    is_splits: int = 10
+    show_samples: int = 10
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    dataset: str
+    profile: str
+    seed: int
+    holdout: int
+    models: tuple[ModelConfig, ...]
+    evaluation: EvalConfig
+    source: str = ""
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
+    """Validate a study mapping (already parsed from YAML) for ``profile``.
+
+    Raises:
+        GenbenchError: one line naming the bad field and what is expected.
+    """
+    if profile not in PROFILES:
+        raise GenbenchError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if not isinstance(raw, dict):
+        raise GenbenchError(f"{source}: a study file must be a YAML mapping")
+    r = resolve_profile(raw, profile)
+    where = Path(source).name
+    name = _get(r, "name", str, where)
+    dataset = _get(r, "dataset", str, where)
+    if dataset not in DATASET_INFO:
+        raise GenbenchError(f"{where}.dataset: unknown dataset {dataset!r}; choose one of "
+                            f"{', '.join(DATASET_INFO)}")
+    info = DATASET_INFO[dataset]
+    seed = _get(r, "seed", int, where, 42)
+    batch_size = _get(r, "batch_size", int, where, 128, lambda v: v > 0)
+    precision = _get(r, "precision", str, where, "bf16", lambda v: v in ("bf16", "fp32"))
+    train_subset = _get(r, "train_subset", (int, type(None)), where, None)
+    threads = _get(r, "threads", (int, type(None)), where, None)
+    models_raw = _get(r, "models", dict, where)
+    models = []
+    for mname, m in models_raw.items():
+        w = f"{where}.models.{mname}"
+        if not isinstance(m, dict):
+            raise GenbenchError(f"{w}: expected a mapping")
+        kind = _get(m, "kind", str, w)
+        if kind not in MODEL_KINDS:
+            raise GenbenchError(f"{w}.kind: unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        params = dict(_get(m, "params", dict, w, {}))
+        if kind in ("gan", "cgan", "ddpm"):
+            params.setdefault("image_shape", list(info["image_shape"]))
+        if kind == "cgan":
+            params.setdefault("num_classes", info["num_classes"])
+        opt = dict(_get(m, "optimizer", dict, w, {}))
+        _get(opt, "lr", float, f"{w}.optimizer", check=lambda v: 0 < v < 1)
+        models.append(ModelConfig(
+            name=mname, kind=kind, params=params, optimizer=opt,
+            epochs=_get(m, "epochs", int, w, check=lambda v: v >= 1),
+            batch_size=_get(m, "batch_size", int, w, batch_size, lambda v: v > 0), seed=seed,
+            precision=_get(m, "precision", str, w, precision, lambda v: v in ("bf16", "fp32")),
+            dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None),
+            log_every=_get(m, "log_every", int, w, 50, lambda v: v > 0), train_subset=train_subset,
+            threads=threads))
+    e = _get(r, "evaluation", dict, where, {})
+    we = f"{where}.evaluation"
+    ev = EvalConfig(
+        n_samples=_get(e, "n_samples", int, we, 2000, lambda v: v >= 20),
+        n_inception=_get(e, "n_inception", int, we, 500, lambda v: v >= 2),
+        resize=_get(e, "resize", str, we, "tf1_bilinear", lambda v: v in ("tf1_bilinear", "torch_bilinear")),
+        inception_precision=_get(e, "inception_precision", str, we, "bf16", lambda v: v in ("bf16", "fp32")),
+        classifier_epochs=_get(e, "classifier_epochs", int, we, 3, lambda v: v >= 1),
+        is_splits=_get(e, "is_splits", int, we, 10, lambda v: v >= 1),
+    )
+    if ev.n_inception > ev.n_samples:
+        raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
+    return StudyConfig(name=name, dataset=dataset, profile=profile, seed=seed,
+                       holdout=_get(r, "holdout", int, where, 5000, lambda v: v >= 0), models=tuple(models),
+                       evaluation=ev, source=str(source), raw=r)
+
+
+def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
+    """Load a study YAML file (a path, or the name of a bundled study such as ``mnist_four``)."""
+    p = Path(path)
+    if not p.exists():
+        cand = STUDIES_DIR / f"{path}.yaml"
+        if cand.exists():
+            p = cand
+        else:
+            raise GenbenchError(f"study file {path} not found; give a path or one of: "
+                                f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise GenbenchError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
+    return parse_study(raw, profile, str(p))
+
+
+def to_yaml(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False)
+
+
+def provenance() -> dict:
+    """Package version, git commit (if run from a checkout), torch version and thread count."""
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except Exception:  # noqa: BLE001
+        commit = None
+    return {"genbench_version": genbench.__version__, "git_commit": commit, "torch": torch.__version__,
+            "threads": torch.get_num_threads()}

@@ -1,0 +1,48 @@
+"""Complete, atomic checkpoints (STYLE.md convention 6).
+
+A checkpoint holds the model, every optimizer, the EMA, epoch, step, images seen, accumulated training
+seconds, every RNG state, the resolved config and a format version. It is written to a temporary file and
+``os.replace``d, and loaded with ``torch.load(weights_only=True)`` so a file cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.io import atomic_torch_save
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    atomic_torch_save(path, {"format_version": FORMAT_VERSION, **state})
+
+
+def load_checkpoint(path: Path, *, expect_kind: str | None = None) -> dict:
+    """Load and check a checkpoint.
+
+    Raises:
+        GenbenchError: missing/unreadable file, newer format version, or a different model kind.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise GenbenchError(f"no checkpoint at {path}; train first with `genbench train` or `genbench run`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise GenbenchError(f"cannot read checkpoint {path} ({type(e).__name__}); it is not a genbench "
+                            f"checkpoint or is damaged: retrain or restore it") from e
+    version = ckpt.get("format_version") if isinstance(ckpt, dict) else None
+    if version is None:
+        raise GenbenchError(f"{path} is not a genbench checkpoint (no format_version)")
+    if version > FORMAT_VERSION:
+        raise GenbenchError(f"{path} has checkpoint format {version}, newer than this genbench "
+                            f"({FORMAT_VERSION}); upgrade genbench")
+    kind = ckpt["config"]["model"]["kind"]
+    if expect_kind is not None and kind != expect_kind:
+        raise GenbenchError(f"{path} holds a {kind!r} model, not {expect_kind!r}; point at the right run "
+                            f"folder or use --overwrite to start a new run")
+    return ckpt

@@ -1,0 +1,207 @@
+"""The training loop: resumable, reproducible, logged.
+
+``train(cfg, out_dir)`` trains the model described by a :class:`genbench.studies.config.ModelConfig` on the
+dataset's training split, writing into ``out_dir``::
+
+    config.yaml           resolved config + package version + git commit
+    checkpoints/last.pt   complete checkpoint after every epoch (atomic)
+    history.jsonl         per logging step and per epoch: step, epoch, images_seen, losses, seconds
+
+Reproducibility: one ``torch.Generator`` per purpose (data order, training noise) plus the global RNG for
+dropout, all seeded from the run seed and saved in every checkpoint. A run killed at any point and resumed
+with ``resume=True`` restarts from the last completed epoch and reproduces the uninterrupted run's weights
+and history (timings aside) on the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from genbench.data.registry import Dataset, batches, num_batches
+from genbench.errors import GenbenchError
+from genbench.io import append_jsonl, atomic_write_text, read_jsonl
+from genbench.models import build_model
+from genbench.training.checkpoint import load_checkpoint, save_checkpoint
+from genbench.training.ema import EMA
+from genbench.training.objectives import STEPS, make_optimizers
+
+
+def _autocast_factory(precision: str):
+    if precision == "bf16":
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision == "fp32":
+        return contextlib.nullcontext
+    raise GenbenchError(f"unknown precision {precision!r}; use 'bf16' or 'fp32'")
+
+
+def _truncate_history(path: Path, step: int) -> None:
+    """Drop history lines written after the checkpoint being resumed (their steps will be redone)."""
+    import json
+
+    keep = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+class Progress:
+    """tqdm bar on a terminal; one plain line per epoch otherwise."""
+
+    def __init__(self, name: str, total_steps: int, start_step: int):
+        self.name, self.total, self.tty = name, total_steps, sys.stderr.isatty()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=name, unit="step", dynamic_ncols=True)
+        self.t0, self.s0 = time.perf_counter(), start_step
+
+    def step(self, logs: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in list(logs.items())[:3]}, refresh=False)
+
+    def epoch(self, epoch: int, step: int, logs: dict) -> None:
+        if self.bar is None:
+            el = time.perf_counter() - self.t0
+            rate = (step - self.s0) / max(el, 1e-9)
+            eta = (self.total - step) / max(rate, 1e-9)
+            terms = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
+            print(f"[{self.name}] epoch {epoch} step {step}/{self.total} {rate:.2f} step/s ETA {eta:.0f}s {terms}",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
+          stop_after_steps: int | None = None) -> dict:
+    """Train one model. Returns a summary dict (train_seconds, steps, images_seen, params).
+
+    Args:
+        cfg: a ``ModelConfig`` (see :mod:`genbench.studies.config`).
+        data: the training split (uint8 in memory).
+        out_dir: run folder.
+        resume: continue from ``checkpoints/last.pt`` if present.
+        overwrite: start afresh even if a checkpoint exists.
+        stop_after_steps: testing hook; stop (without a checkpoint) after this many steps of this call,
+            simulating a crash.
+
+    Raises:
+        GenbenchError: a checkpoint exists and neither ``resume`` nor ``overwrite`` is given, or it is from
+            another model.
+    """
+    from genbench.studies.config import provenance, to_yaml
+
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    hist_path = out_dir / "history.jsonl"
+    if ckpt_path.exists() and not (resume or overwrite):
+        raise GenbenchError(f"{out_dir} already holds a run; pass --resume to continue it or --overwrite to "
+                            f"start again")
+    if overwrite:
+        for p in (ckpt_path, hist_path):
+            p.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.set_num_threads(cfg.threads) if cfg.threads else None
+    model, family = build_model(cfg.kind, cfg.params)
+    opts = make_optimizers(model, family, cfg.optimizer)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    torch.manual_seed(cfg.seed + 2)
+    start_epoch, step, images_seen, train_seconds = 0, 0, 0, 0.0
+
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, expect_kind=cfg.kind)
+        if ck["config"]["model"] != cfg.to_dict()["model"]:
+            raise GenbenchError(f"{ckpt_path} was trained with a different model config; use --overwrite to "
+                                f"start again or restore the original study file")
+        model.load_state_dict(ck["model"])
+        for k, o in opts.items():
+            o.load_state_dict(ck["optimizers"][k])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
+        data_gen.set_state(ck["rng"]["data"])
+        noise_gen.set_state(ck["rng"]["noise"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        start_epoch, step, images_seen = ck["epoch"], ck["step"], ck["images_seen"]
+        train_seconds = ck["train_seconds"]
+        _truncate_history(hist_path, step)
+        if ck.get("finished"):
+            return _summary(model, ck)
+    else:
+        hist_path.unlink(missing_ok=True)
+
+    atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
+    step_fn = STEPS[family]
+    autocast = _autocast_factory(cfg.precision)
+    steps_per_epoch = num_batches(len(data), cfg.batch_size)
+    if steps_per_epoch == 0:
+        raise GenbenchError(f"training split has {len(data)} images, fewer than batch_size={cfg.batch_size}")
+    total = steps_per_epoch * cfg.epochs
+    prog = Progress(cfg.name, total, step)
+    done_this_call = 0
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        sums: dict[str, float] = {}
+        t_epoch = time.perf_counter()
+        for x, y in batches(data, cfg.batch_size, data_gen):
+            logs = step_fn(model, opts, x, y, generator=noise_gen, autocast=autocast)
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            images_seen += x.shape[0]
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if step % cfg.log_every == 0:
+                append_jsonl(hist_path, {"kind": "step", "step": step, "epoch": step / steps_per_epoch, "images_seen": images_seen,
+                             "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
+            prog.step(logs)
+            done_this_call += 1
+            if stop_after_steps is not None and done_this_call >= stop_after_steps:
+                prog.close()
+                return {"stopped": True, "step": step}
+        train_seconds += time.perf_counter() - t_epoch
+        means = {k: v / steps_per_epoch for k, v in sums.items()}
+        for v in means.values():
+            if v != v or abs(v) == float("inf"):
+                raise GenbenchError(f"{cfg.name}: loss became NaN/inf in epoch {epoch + 1}; lower the learning "
+                                    f"rate in the study file (optimizer.lr) and retrain with --overwrite")
+        append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1, "images_seen": images_seen,
+                                 "seconds": train_seconds, **means})
+        prog.epoch(epoch + 1, step, means)
+        save_checkpoint(ckpt_path, {
+            "config": cfg.to_dict(), "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in opts.items()},
+            "ema": ema.state_dict() if ema is not None else None,
+            "epoch": epoch + 1, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
+            "rng": {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()},
+            "finished": epoch + 1 == cfg.epochs,
+        })
+    prog.close()
+    return _summary(model, load_checkpoint(ckpt_path))
+
+
+def _summary(model, ck: dict) -> dict:
+    return {"train_seconds": ck["train_seconds"], "steps": ck["step"], "images_seen": ck["images_seen"],
+            "epochs": ck["epoch"], "params": sum(p.numel() for p in model.parameters()),
+            "images_per_second": ck["images_seen"] / max(ck["train_seconds"], 1e-9)}
+
+
+def load_trained(run_dir: Path, *, use_ema: bool = True):
+    """Load a trained model for sampling/evaluation: (model in eval mode, checkpoint dict).
+
+    Uses the EMA weights when the run kept an EMA (and ``use_ema``).
+    """
+    ck = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
+    mcfg = ck["config"]["model"]
+    model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
+    state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
+    model.load_state_dict(state)
+    return model.eval(), ck
