@@ -6,7 +6,6 @@ All accumulate in float64. Each function states its range and direction.
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 
 def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -17,24 +16,31 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
+def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017, eq. 6):
 
-        ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^{1/2})
+        ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^{1/2})
 
-    computed in float64 with ``scipy.linalg.sqrtm`` (as in the reference TTUR code), adding 1e-6 I to both
-    covariances if the product is singular. Range [0, inf), lower is better; 0 iff the Gaussians match.
+    in float64. The trace term uses Tr((S1 S2)^{1/2}) = sum sqrt(eig(S1^{1/2} S2 S1^{1/2})), exact for
+    symmetric PSD covariances: two symmetric eigendecompositions (~1 s at 2048-d) instead of a general
+    ``scipy.linalg.sqrtm`` (~10-20 s here). Checked against ``sqrtm`` in the tests.
+    Range [0, inf), lower is better; 0 iff the two Gaussians are equal.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if s1.shape != s2.shape or mu1.shape != mu2.shape or s1.shape[0] != mu1.shape[0]:
+        raise ValueError(f"shape mismatch: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
-    if not np.isfinite(covmean).all():
-        off = np.eye(s1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((s1 + off).dot(s2 + off))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(max(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+    r1 = _sqrtm_psd((s1 + s1.T) / 2)
+    m = r1 @ s2 @ r1
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    tr_covmean = np.sqrt(np.clip(ev, 0, None)).sum()
+    return float(max(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean, 0.0))
 
 
 def fid_from_features(gen: np.ndarray, real: np.ndarray) -> float:

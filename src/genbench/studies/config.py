@@ -97,6 +97,7 @@ class EvalConfig:
     resize: str = "tf1_bilinear"
     inception_precision: str = "bf16"
     classifier_epochs: int = 3
+    classifier_min_accuracy: float = 0.99
     is_splits: int = 10
     show_samples: int = 10
 
@@ -169,6 +170,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         resize=_get(e, "resize", str, we, "tf1_bilinear", lambda v: v in ("tf1_bilinear", "torch_bilinear")),
         inception_precision=_get(e, "inception_precision", str, we, "bf16", lambda v: v in ("bf16", "fp32")),
         classifier_epochs=_get(e, "classifier_epochs", int, we, 3, lambda v: v >= 1),
+        classifier_min_accuracy=_get(e, "classifier_min_accuracy", float, we, 0.99, lambda v: 0 <= v <= 1),
         is_splits=_get(e, "is_splits", int, we, 10, lambda v: v >= 1),
     )
     if ev.n_inception > ev.n_samples:
@@ -208,5 +210,5 @@ def provenance() -> dict:
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except Exception:  # noqa: BLE001
         commit = None
-    return {"genbench_version": genbench.__version__, "git_commit": commit, "torch": torch.__version__,
+    return {"genbench_version": genbench.__version__, "git_commit": commit, "torch": str(torch.__version__),
             "threads": torch.get_num_threads()}

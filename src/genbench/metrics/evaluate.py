@@ -1,0 +1,119 @@
+"""Evaluate a bank of images against real data: every number with its provenance.
+
+``EvalContext`` holds the real data, the in-domain classifier and (lazily) the Inception extractor with cached
+reference statistics. ``evaluate_images`` turns uint8 images (+ labels for conditional samples) into a metrics
+dict; the same function scores the real held-out slice, which gives the floor each number is read against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from genbench.data.assets import cache_home
+from genbench.data.registry import Dataset
+from genbench.io import atomic_savez
+from genbench.metrics.classifier import predict
+from genbench.metrics.inception import InceptionFeatures
+from genbench.metrics.scores import (
+    bootstrap_fid, conditional_accuracy, feature_stats, frechet_distance, inception_score, mean_pairwise_l2,
+    mode_coverage)
+
+
+@dataclass
+class EvalContext:
+    """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`."""
+
+    test: Dataset
+    classifier: torch.nn.Module
+    classifier_info: dict
+    eval_cfg: object
+    seed: int = 42
+    log: object = print
+    _inception: InceptionFeatures | None = None
+    _cache: dict = field(default_factory=dict)
+
+    # -- reference statistics -------------------------------------------------------------------------------
+    def classifier_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """Classifier-feature statistics of the whole test split (float64)."""
+        if "clf_ref" not in self._cache:
+            _, feats = predict(self.classifier, self.test.x)
+            self._cache["clf_ref"] = feature_stats(feats)
+        return self._cache["clf_ref"]
+
+    @property
+    def inception(self) -> InceptionFeatures:
+        if self._inception is None:
+            self._inception = InceptionFeatures(resize_policy=self.eval_cfg.resize,
+                                                precision=self.eval_cfg.inception_precision)
+        return self._inception
+
+    def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inception statistics of the first ``n`` test images, cached on disk under a complete key."""
+        key = {"dataset": self.test.name, "split": "test", "n": n, "resolution": list(self.test.shape),
+               **self.inception.key()}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        path = cache_home() / "stats" / f"{self.test.name}-test-{n}-{digest}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                return z["mu"], z["sigma"]
+        self.log(f"[evaluate] Inception reference statistics: {n} test images (cached after this run)")
+        mu, sigma = feature_stats(self.inception(self.test.x[:n], log=self.log))
+        atomic_savez(path, mu=mu, sigma=sigma, key=np.array(json.dumps(key, sort_keys=True)))
+        return mu, sigma
+
+
+def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor | None, *,
+                    what: str) -> dict:
+    """Score images.
+
+    Args:
+        ctx: evaluation context.
+        images: uint8 (N, C, H, W).
+        labels: int64 (N,) conditioning labels (or real labels for real data); None or all -1 if unconditional.
+        what: name used in log lines.
+
+    Returns:
+        dict of metrics, each a dict with ``value`` (and ``std`` where a spread exists) and provenance fields.
+    """
+    ev = ctx.eval_cfg
+    k = ctx.test.num_classes
+    t0 = time.perf_counter()
+    probs, feats = predict(ctx.classifier, images)
+    pred = probs.argmax(1)
+    clf_name = f"{ctx.test.name} classifier (test acc {ctx.classifier_info['test_accuracy']:.4f})"
+    n = len(images)
+    ref = ctx.classifier_reference()
+    out: dict = {}
+    is_mean, is_std = inception_score(probs, ev.is_splits)
+    out["is"] = {"value": is_mean, "std": is_std, "n_generated": n, "splits": ev.is_splits,
+                 "extractor": clf_name, "direction": "higher is better", "range": f"[1, {k}]"}
+    out["fd_classifier"] = {"value": frechet_distance(*feature_stats(feats), *ref),
+                            "std": bootstrap_fid(feats, ref, n_boot=10, seed=ctx.seed), "spread": "bootstrap std, 10",
+                            "n_generated": n, "n_reference": len(ctx.test), "reference": "test split",
+                            "extractor": clf_name + " penultimate (128-d)", "direction": "lower is better"}
+    mc = mode_coverage(pred, k)
+    out["mode_coverage"] = {"value": mc["modes_covered"], "kl_to_uniform_nats": mc["kl_to_uniform_nats"],
+                            "histogram": mc["histogram"], "n_generated": n, "extractor": clf_name,
+                            "direction": f"higher is better (max {k}); KL lower is better"}
+    out["diversity_l2"] = {"value": mean_pairwise_l2(images.numpy(), seed=ctx.seed), "n_generated": min(n, 1000),
+                           "direction": "higher = more diverse (pixels in [0, 1])"}
+    if labels is not None and (labels >= 0).all():
+        ca = conditional_accuracy(pred, labels.numpy(), k)
+        out["conditional_accuracy"] = {"value": ca["overall"], "per_class": ca["per_class"], "n_generated": n,
+                                       "extractor": clf_name, "direction": "higher is better"}
+    m = min(ev.n_inception, n)
+    mu, sigma = ctx.inception_reference(m)
+    ctx.log(f"[evaluate] {what}: Inception features of {m} images")
+    feats_i = ctx.inception(images[:m], log=ctx.log)
+    out["fid_inception"] = {"value": frechet_distance(*feature_stats(feats_i), mu, sigma), "n_generated": m,
+                            "n_reference": m, "reference": "test split (first N)", **ctx.inception.key(),
+                            "direction": "lower is better",
+                            "note": f"FID at N={m} is biased upwards; compare only values at the same N"}
+    out["eval_seconds"] = time.perf_counter() - t0
+    return out

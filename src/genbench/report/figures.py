@@ -1,0 +1,170 @@
+"""Static figures (matplotlib, Agg) from metrics and banks. Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from genbench.io import atomic_write_bytes  # noqa: E402
+from genbench.report.scores import CRITERIA  # noqa: E402
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+
+
+def save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def tile(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
+    """uint8 (N, C, H, W) -> one uint8 (rows*(H+pad), cols*(W+pad)) grayscale or RGB mosaic."""
+    n, c, h, w = images.shape
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(min(n, rows * cols)):
+        r, q = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
+            images[i].transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def class_grid(images: np.ndarray, labels: np.ndarray, k: int = 10, per: int = 10) -> np.ndarray:
+    """Pick ``per`` images of each label 0..k-1: rows = classes."""
+    idx = np.concatenate([np.flatnonzero(labels == c)[:per] for c in range(k)])
+    return images[idx]
+
+
+def image_figure(mosaic: np.ndarray, title: str, path: Path, width: float = 6) -> Path:
+    h, w = mosaic.shape[:2]
+    fig, ax = plt.subplots(figsize=(width, width * h / w + 0.4))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    return save(fig, path)
+
+
+def comparison(panels: list[tuple[str, np.ndarray]], path: Path) -> Path:
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4))
+    for ax, (title, mosaic) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    return save(fig, path)
+
+
+def training_curves(histories: dict[str, list[dict]], path: Path) -> Path:
+    names = list(histories)
+    cols = 2
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 3.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps = [r for r in histories[name] if r.get("kind") == "step"]
+        keys = [k for k in ("loss", "recon", "kl", "loss_g", "loss_d") if steps and k in steps[0]]
+        for i, k in enumerate(keys):
+            ax.plot([r["epoch"] for r in steps], [r[k] for r in steps], label=k, color=COLORS[i], lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (nats/image)" if "recon" in keys else "loss")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def bars(names, values, errors, ylabel: str, title: str, path: Path, *, log: bool = False,
+         annotate: list[str] | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(names))
+    err = [e if e is not None else 0 for e in errors] if errors is not None else None
+    ax.bar(x, values, yerr=err, capsize=4, color=COLORS[: len(names)])
+    ax.set_xticks(x, names)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if log:
+        ax.set_yscale("log")
+    for i, v in enumerate(values):
+        ax.annotate(annotate[i] if annotate else f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 3), textcoords="offset points")
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)
+
+
+def radar(scores: dict[str, dict[str, float]], path: Path) -> Path:
+    ang = np.linspace(0, 2 * np.pi, len(CRITERIA), endpoint=False).tolist()
+    fig = plt.figure(figsize=(6, 6))
+    ax = fig.add_subplot(111, polar=True)
+    for i, (name, s) in enumerate(scores.items()):
+        v = [s[c] for c in CRITERIA]
+        ax.plot(ang + ang[:1], v + v[:1], color=COLORS[i], label=name)
+        ax.fill(ang + ang[:1], v + v[:1], color=COLORS[i], alpha=0.1)
+    ax.set_xticks(ang, CRITERIA)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1))
+    ax.set_title("Normalised criteria (formulas in the report)", fontsize=10)
+    return save(fig, path)
+
+
+def heatmap(scores: dict[str, dict[str, float]], path: Path) -> Path:
+    names = list(scores)
+    m = np.array([[scores[n][c] for n in names] for c in CRITERIA])
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    im = ax.imshow(m, cmap="RdYlGn", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(CRITERIA)), CRITERIA)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Normalised criteria", fontsize=10)
+    return save(fig, path)
+
+
+def performance_3d(scores: dict[str, dict[str, float]], path: Path) -> Path:
+    fig = plt.figure(figsize=(6.5, 5.5))
+    ax = fig.add_subplot(111, projection="3d")
+    for i, (name, s) in enumerate(scores.items()):
+        ax.scatter(s["quality"], s["stability"], s["controllability"], color=COLORS[i], s=80, label=name)
+        ax.text(s["quality"], s["stability"], s["controllability"], f" {name}", fontsize=8)
+    ax.set_xlabel("quality")
+    ax.set_ylabel("stability")
+    ax.set_zlabel("controllability")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_zlim(0, 1)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def table(header: list[str], rows: list[list[str]], path: Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(min(2 + 1.35 * len(header), 22), 0.5 + 0.42 * (len(rows) + 1)))
+    ax.axis("off")
+    t = ax.table(cellText=rows, colLabels=header, loc="center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.scale(1, 1.4)
+    ax.set_title(title, fontsize=10)
+    return save(fig, path)
+
+
+def per_class_bars(per_class: dict[str, list[float]], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    k = len(next(iter(per_class.values())))
+    w = 0.8 / max(len(per_class), 1)
+    for i, (name, v) in enumerate(per_class.items()):
+        ax.bar(np.arange(k) + i * w, v, width=w, label=name, color=COLORS[i + 2])
+    ax.set_xticks(np.arange(k) + w * (len(per_class) - 1) / 2, [str(c) for c in range(k)])
+    ax.set_xlabel("requested label")
+    ax.set_ylabel("classifier accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title("Conditional accuracy per class", fontsize=10)
+    return save(fig, path)

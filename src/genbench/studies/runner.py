@@ -1,0 +1,130 @@
+"""The study pipeline: fetch -> classifier -> train each model -> sample bank -> evaluate -> report.
+
+Each step writes its own files into ``runs/<study>/`` and is skipped when its output already matches (a
+finished checkpoint, a bank whose manifest names the current checkpoint), so an interrupted ``genbench run``
+picks up where it stopped. Every number lands in ``runs/<study>/metrics.json`` with its provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from genbench.data.registry import Dataset, load_dataset
+from genbench.errors import GenbenchError
+from genbench.io import atomic_write_json, atomic_write_text, read_jsonl
+from genbench.metrics.classifier import get_classifier
+from genbench.metrics.evaluate import EvalContext, evaluate_images
+from genbench.metrics.stability import stability
+from genbench.models.registry import MODEL_KINDS
+from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
+from genbench.studies.config import StudyConfig, provenance, to_yaml
+from genbench.training.loop import load_trained, train
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
+    splits = load_dataset(study.dataset, holdout=study.holdout)
+    if study.models and study.models[0].train_subset:
+        splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
+    return splits
+
+
+def make_context(study: StudyConfig, splits: dict[str, Dataset]) -> EvalContext:
+    ev = study.evaluation
+    clf, info = get_classifier(splits["train"], splits["test"], epochs=ev.classifier_epochs, seed=study.seed,
+                               min_accuracy=ev.classifier_min_accuracy, log=log)
+    log(f"[classifier] test accuracy {info['test_accuracy']:.4f} ({info['cache']})")
+    return EvalContext(test=splits["test"], classifier=clf, classifier_info=info, eval_cfg=ev, seed=study.seed,
+                       log=log)
+
+
+def sample_bank(run_dir: Path, study: StudyConfig, precision: str) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """Reuse the run's bank if it matches the checkpoint and size, else generate and save one."""
+    n = study.evaluation.n_samples
+    got = read_bank(run_dir)
+    if got is not None and got[2]["n"] == n and got[2]["seed"] == study.seed:
+        images, labels, manifest = got
+        return images, (labels if (labels >= 0).all() else None), manifest
+    model, _ = load_trained(run_dir)
+    labels = balanced_labels(n, getattr(model, "num_classes", 0))
+    info = sampler_info(model)
+    log(f"[sample] {run_dir.name}: {n} images, {info['sampler']} ({info['nfe']} NFE)")
+    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels)
+    manifest = write_bank(run_dir, model, images, labels, seed=study.seed, precision=precision,
+                          gen_seconds_per_1000=secs)
+    return images, labels, manifest
+
+
+def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> dict:
+    """Sample (or reuse the bank) and score one trained run; writes ``<run>/metrics.json``."""
+    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision)
+    metrics = evaluate_images(ctx, images, labels, what=run_dir.name)
+    model, ck = load_trained(run_dir)
+    family = MODEL_KINDS[mcfg.kind][1]
+    hist = read_jsonl(run_dir / "history.jsonl")
+    metrics["stability"] = {"value": None, **stability(hist, family)}
+    metrics["stability"]["value"] = metrics["stability"]["score"]
+    params = sum(p.numel() for p in model.parameters())
+    metrics["efficiency"] = {
+        "train_seconds": ck["train_seconds"], "epochs": ck["epoch"], "steps": ck["step"],
+        "images_seen": ck["images_seen"], "images_per_second": ck["images_seen"] / max(ck["train_seconds"], 1e-9),
+        "seconds_per_step": ck["train_seconds"] / max(ck["step"], 1),
+        "gen_seconds_per_1000": manifest["gen_seconds_per_1000"], "sampler": manifest["sampler"],
+        "sampler_steps": manifest["steps"], "nfe": manifest["nfe"], "guidance_scale": manifest["guidance_scale"],
+        "precision": manifest["precision"], "params": params, "threads": torch.get_num_threads()}
+    record = {"model": mcfg.name, "kind": mcfg.kind, "family": family, "conditional": bool(
+        getattr(model, "num_classes", 0)), "metrics": metrics, "sample_bank": manifest, "seed": study.seed,
+        "provenance": provenance()}
+    atomic_write_json(run_dir / "metrics.json", record)
+    return record
+
+
+def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalContext) -> dict:
+    """The real-data floor: the held-out training slice scored exactly like a model's samples."""
+    hold = splits["holdout"]
+    n = min(study.evaluation.n_samples, len(hold))
+    if n < study.evaluation.n_samples:
+        log(f"[evaluate] warning: holdout has {len(hold)} images < n_samples; the real floor uses N={n}")
+    metrics = evaluate_images(ctx, hold.x[:n], hold.y[:n], what="real (held-out train slice)")
+    return {"model": "real", "kind": "real", "family": "real", "conditional": True, "metrics": metrics,
+            "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on"}}
+
+
+def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
+              report: bool = True) -> Path:
+    """Run a whole study. Returns the study folder ``out_root/<study.name>``."""
+    t_start = time.perf_counter()
+    study_dir = Path(out_root) / study.name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
+    splits = prepare_data(study)
+    log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
+        f"test {len(splits['test'])} (profile {study.profile})")
+    models = [m for m in study.models if not only or m.name in only]
+    if only and len(models) != len(only):
+        raise GenbenchError(f"--only names {only}, the study has {[m.name for m in study.models]}")
+    for m in models:
+        log(f"[train] {m.name}: {m.kind}, {m.epochs} epochs, batch {m.batch_size}, {m.precision}")
+        train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite)
+    ctx = make_context(study, splits)
+    records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
+    records.append(evaluate_real(study, splits, ctx))
+    summary = {"study": study.name, "dataset": study.dataset, "profile": study.profile, "seed": study.seed,
+               "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
+               "models": records, "provenance": provenance(), "pipeline_seconds": time.perf_counter() - t_start}
+    if ctx._inception is not None:
+        summary["inception_seconds_per_image"] = ctx.inception.seconds / max(ctx.inception.images, 1)
+    atomic_write_json(study_dir / "metrics.json", summary)
+    if report:
+        from genbench.report.build import build_report
+
+        build_report(study_dir)
+    return study_dir

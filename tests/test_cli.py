@@ -1,0 +1,86 @@
+"""The CLI end to end: the smoke study on a small slice of real MNIST, report-only, and one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GENBENCH = [sys.executable, "-m", "genbench.cli"]
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([*GENBENCH, *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    p = _run("run", "--profile", "smoke", "--out", str(out))
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out / "mnist-four"
+
+
+def test_smoke_study_writes_runs_metrics_and_report(smoke_study):
+    d = smoke_study
+    summary = json.loads((d / "metrics.json").read_text())
+    names = [r["model"] for r in summary["models"]]
+    assert names == ["vae", "gan", "cgan", "ddpm", "real"]
+    for r in summary["models"]:
+        m = r["metrics"]
+        assert m["fid_inception"]["n_generated"] == 20 and m["fid_inception"]["resize"] == "tf1_bilinear"
+        assert 1.0 <= m["is"]["value"] <= 10.0
+    cond = {r["model"] for r in summary["models"] if "conditional_accuracy" in r["metrics"]}
+    assert {"cgan", "ddpm", "real"} <= cond and "gan" not in cond
+    for name in ("vae", "gan", "cgan", "ddpm"):
+        assert (d / name / "checkpoints" / "last.pt").exists()
+        assert (d / name / "samples" / "bank.npz").exists()
+        man = json.loads((d / name / "samples" / "manifest.json").read_text())
+        assert man["n"] == 100 and man["seed"] == 42
+    html = (d / "report" / "index.html").read_text()
+    for fig in ("comparison.png", "training_curves.png", "grid_cgan.png", "radar.png", "fid.png"):
+        assert (d / "report" / "figures" / fig).exists() and fig in html
+    assert "<script" not in html.split("<iframe")[0]  # no external JS on the main page
+
+
+def test_report_only_and_evaluate_only(smoke_study):
+    p = _run("report", str(smoke_study))
+    assert p.returncode == 0, p.stderr
+    before = json.loads((smoke_study / "metrics.json").read_text())
+    p = _run("evaluate", str(smoke_study / "gan"), str(smoke_study / "vae"), "--no-report")
+    assert p.returncode == 0, p.stderr[-2000:]
+    after = json.loads((smoke_study / "metrics.json").read_text())
+    # Banks are reused (same checkpoint): the same images give the same numbers.
+    b = {r["model"]: r for r in before["models"]}
+    for r in after["models"]:
+        assert r["metrics"]["is"]["value"] == b[r["model"]]["metrics"]["is"]["value"]
+
+
+def test_sample_command(smoke_study, tmp_path):
+    out = tmp_path / "s.png"
+    p = _run("sample", str(smoke_study / "cgan"), "--n", "10", "--label", "7", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "no_such_study"], "study file no_such_study not found"),
+    (["run", "--profile", "huge"], "unknown profile 'huge'"),
+    (["data", "fetch", "imagenet"], "unknown dataset or asset 'imagenet'"),
+    (["report", "/nonexistent"], "no metrics.json"),
+    (["train", "transformer"], "model 'transformer' is not in study"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args, needle):
+    p = _run(*args)
+    assert p.returncode == 2
+    lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+
+
+def test_bad_study_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    src = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").read_text()
+    bad.write_text(src.replace("kind: gan", "kind: gam"))
+    p = _run("run", str(bad), "--profile", "smoke", "--out", str(tmp_path))
+    assert p.returncode == 2 and "bad.yaml.models.gan.kind: unknown model kind 'gam'" in p.stderr

@@ -1,0 +1,95 @@
+"""Known-answer tests of the metric functions."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from genbench.metrics.inception import resize, resize_tf1_bilinear
+from genbench.metrics.scores import (
+    conditional_accuracy, feature_stats, fid_from_features, frechet_distance, inception_score, mean_pairwise_l2,
+    mode_coverage)
+from genbench.metrics.stability import series_stats, stability
+
+
+def _scipy_fid(m1, s1, m2, s2):
+    """Independent float64 reference: the TTUR formulation with scipy.linalg.sqrtm."""
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    f = np.random.default_rng(0).standard_normal((500, 32))
+    assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fid_of_two_known_gaussians():
+    # N(mu1, diag(a)) vs N(mu2, diag(b)): ||mu1-mu2||^2 + sum(a + b - 2 sqrt(ab)).
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = 1 + 0 + 4 + np.sum(a + b - 2 * np.sqrt(a * b))
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fid_matches_independent_scipy_implementation():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 64)) @ rng.standard_normal((64, 64)) * 0.3
+    y = rng.standard_normal((2000, 64)) @ rng.standard_normal((64, 64)) * 0.3 + 0.2
+    ours = frechet_distance(*feature_stats(x), *feature_stats(y))
+    ref = _scipy_fid(*feature_stats(x), *feature_stats(y))
+    assert abs(ours - ref) / ref < 1e-6
+
+
+def test_fid_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_inception_score_bounds():
+    k = 10
+    uniform = np.full((1000, k), 1 / k)
+    assert inception_score(uniform, 10)[0] == pytest.approx(1.0, abs=1e-9)
+    onehot = np.eye(k)[np.arange(1000) % k]
+    mean, std = inception_score(onehot, 10)
+    assert mean == pytest.approx(k, rel=1e-6) and std < 1e-6
+    collapsed = np.eye(k)[np.zeros(1000, int)]
+    assert inception_score(collapsed, 10)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_conditional_accuracy_and_mode_coverage():
+    labels = np.arange(100) % 10
+    pred = labels.copy()
+    pred[:10] = 0  # first of each class -> 0; class 0 stays right
+    ca = conditional_accuracy(pred, labels, 10)
+    assert ca["overall"] == pytest.approx(0.91)
+    assert ca["per_class"][0] == 1.0 and ca["per_class"][1] == pytest.approx(0.9)
+    mc = mode_coverage(np.zeros(100, int), 10)
+    assert mc["modes_covered"] == 1 and mc["kl_to_uniform_nats"] == pytest.approx(np.log(10))
+    assert mode_coverage(labels, 10)["kl_to_uniform_nats"] == pytest.approx(0.0)
+
+
+def test_diversity_zero_for_identical_images():
+    x = np.zeros((50, 1, 4, 4), np.uint8)
+    assert mean_pairwise_l2(x) == 0.0
+    y = np.stack([np.zeros((1, 4, 4)), np.full((1, 4, 4), 255)]).astype(np.uint8)
+    assert mean_pairwise_l2(y) == pytest.approx(4.0)  # sqrt(16 pixels * 1^2)
+
+
+def test_tf1_resize_known_values():
+    # TF1 resize_bilinear(align_corners=False) samples source x = dst * in/out without half-pixel offset:
+    # [0, 10] -> 4 samples at 0, 0.5, 1, 1.5 -> [0, 5, 10, 10].
+    x = torch.tensor([[[[0.0, 10.0], [0.0, 10.0]]]])
+    out = resize_tf1_bilinear(x, 4)
+    assert torch.allclose(out[0, 0, 0], torch.tensor([0.0, 5.0, 10.0, 10.0]))
+    # The torch policy (half-pixel centres) differs on the same input.
+    assert not torch.allclose(resize(x, 4, "torch_bilinear"), out)
+
+
+def test_stability_statistics():
+    flat = series_stats([1.0] * 100)
+    assert flat["cv"] == 0.0
+    noisy = series_stats(list(1 + 0.5 * np.random.default_rng(0).standard_normal(200)))
+    assert 0.3 < noisy["cv"] < 0.7
+    hist = [{"kind": "step", "loss": 1.0 + 0.1 * (i % 2)} for i in range(100)]
+    s = stability(hist, "vae")
+    assert s["score"] == pytest.approx(1 / (1 + s["cv"])) and s["per_loss"]["loss"]["oscillation"] == 1.0
