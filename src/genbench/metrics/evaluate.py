@@ -18,7 +18,8 @@ import torch
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
 from genbench.io import atomic_savez
-from genbench.metrics.classifier import predict
+from genbench.metrics.classifier import classification_accuracy_score, predict
+from genbench.metrics.manifold import density_coverage, kid, nearest_train_distance, precision_recall
 from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.scores import (
     bootstrap_fid, conditional_accuracy, feature_stats, frechet_distance, inception_score, mean_pairwise_l2,
@@ -30,6 +31,7 @@ class EvalContext:
     """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`."""
 
     test: Dataset
+    train: Dataset
     classifier: torch.nn.Module
     classifier_info: dict
     eval_cfg: object
@@ -43,8 +45,14 @@ class EvalContext:
         """Classifier-feature statistics of the whole test split (float64)."""
         if "clf_ref" not in self._cache:
             _, feats = predict(self.classifier, self.test.x)
+            self._cache["clf_feats"] = feats
             self._cache["clf_ref"] = feature_stats(feats)
         return self._cache["clf_ref"]
+
+    def classifier_reference_features(self, n: int) -> np.ndarray:
+        """Classifier features of the first ``n`` test images (for KID / precision / recall at equal N)."""
+        self.classifier_reference()
+        return self._cache["clf_feats"][:n]
 
     @property
     def inception(self) -> InceptionFeatures:
@@ -53,19 +61,22 @@ class EvalContext:
                                                 precision=self.eval_cfg.inception_precision)
         return self._inception
 
-    def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inception statistics of the first ``n`` test images, cached on disk under a complete key."""
+    def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inception (mu, sigma, features) of the first ``n`` test images, cached on disk under a complete key
+        (dataset, split, N, resolution, extractor, resize policy, precision, preprocessing version)."""
         key = {"dataset": self.test.name, "split": "test", "n": n, "resolution": list(self.test.shape),
                **self.inception.key()}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_home() / "stats" / f"{self.test.name}-test-{n}-{digest}.npz"
         if path.exists():
             with np.load(path) as z:
-                return z["mu"], z["sigma"]
+                return z["mu"], z["sigma"], z["features"].astype(np.float64)
         self.log(f"[evaluate] Inception reference statistics: {n} test images (cached after this run)")
-        mu, sigma = feature_stats(self.inception(self.test.x[:n], log=self.log))
-        atomic_savez(path, mu=mu, sigma=sigma, key=np.array(json.dumps(key, sort_keys=True)))
-        return mu, sigma
+        feats = self.inception(self.test.x[:n], log=self.log)
+        mu, sigma = feature_stats(feats)
+        atomic_savez(path, mu=mu, sigma=sigma, features=feats.astype(np.float32),
+                     key=np.array(json.dumps(key, sort_keys=True)))
+        return mu, sigma, feats.astype(np.float32).astype(np.float64)
 
 
 def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor | None, *,
@@ -103,17 +114,43 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
                             "direction": f"higher is better (max {k}); KL lower is better"}
     out["diversity_l2"] = {"value": mean_pairwise_l2(images.numpy(), seed=ctx.seed), "n_generated": min(n, 1000),
                            "direction": "higher = more diverse (pixels in [0, 1])"}
-    if labels is not None and (labels >= 0).all():
+    conditional = labels is not None and bool((labels >= 0).all())
+    if conditional:
         ca = conditional_accuracy(pred, labels.numpy(), k)
         out["conditional_accuracy"] = {"value": ca["overall"], "per_class": ca["per_class"], "n_generated": n,
                                        "extractor": clf_name, "direction": "higher is better"}
+        out["cas"] = classification_accuracy_score(images, labels, ctx.test, epochs=ev.cas_epochs, seed=ctx.seed)
+    nn_d = nearest_train_distance(images.numpy()[:ev.n_memorisation], ctx.train.x.numpy())
+    out["nearest_train_l2"] = {"value": float(np.median(nn_d)), "p01": float(np.quantile(nn_d, 0.01)),
+                               "n_generated": len(nn_d), "n_train": len(ctx.train),
+                               "direction": "near 0 = copies of training images (memorisation)",
+                               "stat": "median over samples of the L2 distance (pixels in [0, 1]) to the nearest "
+                                       "training image; p01 = 1st percentile"}
+    _manifold(out, "classifier", feats[:ev.n_manifold], ctx.classifier_reference_features(ev.n_manifold), ctx.seed)
     m = min(ev.n_inception, n)
-    mu, sigma = ctx.inception_reference(m)
+    mu, sigma, ref_i = ctx.inception_reference(m)
     ctx.log(f"[evaluate] {what}: Inception features of {m} images")
     feats_i = ctx.inception(images[:m], log=ctx.log)
-    out["fid_inception"] = {"value": frechet_distance(*feature_stats(feats_i), mu, sigma), "n_generated": m,
-                            "n_reference": m, "reference": "test split (first N)", **ctx.inception.key(),
-                            "direction": "lower is better",
+    out["fid_inception"] = {"value": frechet_distance(*feature_stats(feats_i), mu, sigma),
+                            "std": bootstrap_fid(feats_i, (mu, sigma), n_boot=ev.fid_bootstrap, seed=ctx.seed)
+                            if ev.fid_bootstrap > 1 else None, "spread": f"bootstrap std, {ev.fid_bootstrap}",
+                            "n_generated": m, "n_reference": m, "reference": "test split (first N)",
+                            **ctx.inception.key(), "direction": "lower is better",
                             "note": f"FID at N={m} is biased upwards; compare only values at the same N"}
+    _manifold(out, "inception", feats_i, ref_i, ctx.seed)
     out["eval_seconds"] = time.perf_counter() - t0
     return out
+
+
+def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int) -> None:
+    """KID, precision/recall (k=3), density/coverage (k=5) on one feature set, at equal N."""
+    n = min(len(gen), len(real))
+    gen, real = gen[:n], real[:n]
+    km, ks = kid(gen, real, subsets=100, subset_size=min(1000, n), seed=seed)
+    out[f"kid_{name}"] = {"value": km, "std": ks, "n_generated": n, "n_reference": n, "subsets": 100,
+                          "subset_size": min(1000, n), "kernel": "cubic polynomial (x.y/d + 1)^3",
+                          "direction": "lower is better", "spread": "std over subsets"}
+    pr = precision_recall(gen, real, k=3)
+    dc = density_coverage(gen, real, k=5)
+    out[f"prdc_{name}"] = {**pr, **{"density": dc["density"], "coverage": dc["coverage"]}, "k_pr": 3, "k_dc": 5,
+                           "n_generated": n, "n_reference": n, "direction": "higher is better"}

@@ -147,21 +147,36 @@ def build_report(study_dir: Path) -> Path:
     add("Radar chart", F.radar(scores, fig / "radar.png"))
     add("Heatmap", F.heatmap(scores, fig / "heatmap.png"))
     add("3-D performance", F.performance_3d(scores, fig / "performance_3d.png"))
+    pr = {}
+    for feat in ("inception", "classifier"):
+        pts = {r["model"]: (r["metrics"][f"prdc_{feat}"]["precision"], r["metrics"][f"prdc_{feat}"]["recall"])
+               for r in models + [real] if f"prdc_{feat}" in r["metrics"]}
+        if pts:
+            pr[f"{feat} (N={(models + [real])[0]['metrics'][f'prdc_{feat}']['n_generated']})"] = pts
+    if pr:
+        add("Precision / recall", F.precision_recall_scatter(pr, fig / "precision_recall.png"))
     per = {r["model"]: r["metrics"]["conditional_accuracy"]["per_class"] for r in models
            if r["conditional"] and "conditional_accuracy" in r["metrics"]}
     if per:
         add("Conditional accuracy per class", F.per_class_bars(per, fig / "per_class_accuracy.png"))
 
-    header = ["model", "FID↓ (N)", "FD-clf↓", "IS↑", "cond. acc↑", "modes", "stab. cv↓", "train s", "gen s/1k",
-              "NFE"] + list(CRITERIA)
+    header = ["model", "FID↓ (N)", "KID↓", "FD-clf↓", "IS↑", "prec.↑", "recall↑", "cond. acc↑", "CAS↑", "modes",
+              "NN-train L2", "stab. cv↓", "train s", "gen s/1k", "NFE"] + list(CRITERIA)
     rows = []
     for r in models + [real]:
         m = r["metrics"]
         e = m.get("efficiency", {})
         s = scores.get(r["model"])
-        rows.append([r["model"], f"{m['fid_inception']['value']:.2f} ({m['fid_inception']['n_generated']})",
-                     _fmt(m["fd_classifier"]), _fmt(m["is"]), _fmt(m.get("conditional_accuracy")),
+        fid = m["fid_inception"]
+        prdc = m.get("prdc_inception", {})
+        kid_m = m.get("kid_inception")
+        rows.append([r["model"], f"{_fmt(fid, 4)} ({fid['n_generated']})",
+                     f"{kid_m['value'] * 1e3:.2f} ± {kid_m['std'] * 1e3:.2f} e-3" if kid_m else "n/a",
+                     _fmt(m["fd_classifier"]), _fmt(m["is"]),
+                     f"{prdc['precision']:.2f}" if prdc else "n/a", f"{prdc['recall']:.2f}" if prdc else "n/a",
+                     _fmt(m.get("conditional_accuracy")), _fmt(m.get("cas")),
                      str(m["mode_coverage"]["value"]),
+                     f"{m['nearest_train_l2']['value']:.2f}" if "nearest_train_l2" in m else "n/a",
                      f"{m['stability']['cv']:.3f}" if "stability" in m else "-",
                      f"{e['train_seconds']:.0f}" if e else "-", f"{e['gen_seconds_per_1000']:.3g}" if e else "-",
                      str(e.get("nfe", "-")) if e else "-"] + ([f"{s[c]:.2f}" for c in CRITERIA] if s else ["-"] * 4))

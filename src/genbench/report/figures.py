@@ -66,6 +66,8 @@ def training_curves(histories: dict[str, list[dict]], path: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(11, 3.6 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         steps = [r for r in histories[name] if r.get("kind") == "step"]
+        if len(steps) < 2:  # very short runs log no steps: plot the per-epoch means
+            steps = [r for r in histories[name] if r.get("kind") == "epoch"]
         keys = [k for k in ("loss", "recon", "kl", "loss_g", "loss_d") if steps and k in steps[0]]
         for i, k in enumerate(keys):
             ax.plot([r["epoch"] for r in steps], [r[k] for r in steps], label=k, color=COLORS[i], lw=1)
@@ -167,4 +169,20 @@ def per_class_bars(per_class: dict[str, list[float]], path: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.legend()
     ax.set_title("Conditional accuracy per class", fontsize=10)
+    return save(fig, path)
+
+
+def precision_recall_scatter(points: dict[str, dict[str, tuple[float, float]]], path: Path) -> Path:
+    """points: feature-set name -> model -> (precision, recall)."""
+    fig, axes = plt.subplots(1, len(points), figsize=(5.2 * len(points), 4.6), squeeze=False)
+    for ax, (feat, pts) in zip(axes.flat, points.items()):
+        for i, (name, (p, r)) in enumerate(pts.items()):
+            ax.scatter(r, p, s=70, color=COLORS[i % len(COLORS)], label=name, marker="*" if name == "real" else "o")
+            ax.annotate(name, (r, p), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("recall (coverage of real data)")
+        ax.set_ylabel("precision (fidelity)")
+        ax.set_title(f"Precision / recall, k=3, {feat} features", fontsize=10)
+        ax.grid(alpha=0.3)
     return save(fig, path)

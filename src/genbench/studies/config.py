@@ -99,7 +99,10 @@ class EvalConfig:
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
     is_splits: int = 10
-    show_samples: int = 10
+    fid_bootstrap: int = 5  # bootstrap resamples for the Inception FID spread (0 = none)
+    n_manifold: int = 1000  # samples for KID / precision / recall / density / coverage on classifier features
+    n_memorisation: int = 500  # samples checked against the training set (nearest-neighbour distance)
+    cas_epochs: int = 10
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     precision = _get(r, "precision", str, where, "bf16", lambda v: v in ("bf16", "fp32"))
     train_subset = _get(r, "train_subset", (int, type(None)), where, None)
     threads = _get(r, "threads", (int, type(None)), where, None)
+    log_every = _get(r, "log_every", int, where, 50, lambda v: v > 0)
     models_raw = _get(r, "models", dict, where)
     models = []
     for mname, m in models_raw.items():
@@ -160,7 +164,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
             batch_size=_get(m, "batch_size", int, w, batch_size, lambda v: v > 0), seed=seed,
             precision=_get(m, "precision", str, w, precision, lambda v: v in ("bf16", "fp32")),
             dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None),
-            log_every=_get(m, "log_every", int, w, 50, lambda v: v > 0), train_subset=train_subset,
+            log_every=_get(m, "log_every", int, w, log_every, lambda v: v > 0), train_subset=train_subset,
             threads=threads))
     e = _get(r, "evaluation", dict, where, {})
     we = f"{where}.evaluation"
@@ -172,6 +176,10 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         classifier_epochs=_get(e, "classifier_epochs", int, we, 3, lambda v: v >= 1),
         classifier_min_accuracy=_get(e, "classifier_min_accuracy", float, we, 0.99, lambda v: 0 <= v <= 1),
         is_splits=_get(e, "is_splits", int, we, 10, lambda v: v >= 1),
+        fid_bootstrap=_get(e, "fid_bootstrap", int, we, 5, lambda v: v >= 0),
+        n_manifold=_get(e, "n_manifold", int, we, 1000, lambda v: v >= 10),
+        n_memorisation=_get(e, "n_memorisation", int, we, 500, lambda v: v >= 1),
+        cas_epochs=_get(e, "cas_epochs", int, we, 10, lambda v: v >= 1),
     )
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")

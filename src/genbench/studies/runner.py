@@ -42,7 +42,7 @@ def make_context(study: StudyConfig, splits: dict[str, Dataset]) -> EvalContext:
     clf, info = get_classifier(splits["train"], splits["test"], epochs=ev.classifier_epochs, seed=study.seed,
                                min_accuracy=ev.classifier_min_accuracy, log=log)
     log(f"[classifier] test accuracy {info['test_accuracy']:.4f} ({info['cache']})")
-    return EvalContext(test=splits["test"], classifier=clf, classifier_info=info, eval_cfg=ev, seed=study.seed,
+    return EvalContext(test=splits["test"], train=splits["train"], classifier=clf, classifier_info=info, eval_cfg=ev, seed=study.seed,
                        log=log)
 
 
