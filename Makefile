@@ -3,15 +3,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genbench-installed
 
-.PHONY: run test setup clean
+.PHONY: run test setup browser clean
 
 run: $(STAMP)
 	$(VENV)/bin/genbench run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/genbench data fetch mnist
 	$(VENV)/bin/genbench data fetch inception
-	$(PY) -m pytest -q
+	GENBENCH_REQUIRE_BROWSER=1 $(PY) -m pytest -q
+
+# Debian's chromium for the report's browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 setup: $(STAMP)
 

@@ -14,14 +14,6 @@ def _run(*args, cwd=None):
     return subprocess.run([*GENBENCH, *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    p = _run("run", "--profile", "smoke", "--out", str(out))
-    assert p.returncode == 0, p.stderr[-3000:]
-    return out / "mnist-four"
-
-
 def test_smoke_study_writes_runs_metrics_and_report(smoke_study):
     d = smoke_study
     summary = json.loads((d / "metrics.json").read_text())

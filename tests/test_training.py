@@ -64,3 +64,22 @@ def test_checkpoint_from_another_kind_is_refused(tmp_path, mnist):
     train(_cfg(epochs=1), mnist["train"].subset(slice(0, 128)), tmp_path)
     with pytest.raises(GenbenchError, match="holds a 'vae' model"):
         load_checkpoint(tmp_path / "checkpoints" / "last.pt", expect_kind="gan")
+
+
+def test_a_locked_run_folder_is_refused(tmp_path, mnist):
+    from genbench.training.loop import run_lock
+
+    with run_lock(tmp_path):
+        with pytest.raises(GenbenchError, match="another genbench process"):
+            train(_cfg(epochs=1), mnist["train"].subset(slice(0, 128)), tmp_path)
+
+
+def test_short_disk_stops_cleanly(tmp_path, mnist, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 1000))
+    with pytest.raises(GenbenchError, match="MB free"):
+        train(_cfg(epochs=1), mnist["train"].subset(slice(0, 128)), tmp_path)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()

@@ -186,9 +186,28 @@ def build_report(study_dir: Path) -> Path:
     atomic_write_text(rep / "metrics.csv", buf.getvalue())
     atomic_write_text(fig / "interactive.html", interactive_page(summary, scores, hist))
     atomic_write_text(rep / "index.html", _page(summary, models, real, scores, figs, header, rows))
+    atomic_write_text(rep / "summary.md", _markdown(summary, models, real, scores, header, rows))
     summary_t = time.perf_counter() - t0
     atomic_write_text(rep / "build_seconds.txt", f"{summary_t:.2f}\n")
     return rep / "index.html"
+
+
+def _markdown(summary, models, real, scores, header, rows) -> str:
+    """The same table and analysis as markdown (for notes and docs), with the run's provenance."""
+    prov, ev, clf = summary["provenance"], summary["evaluation"], summary["classifier"]
+    lines = [f"# {summary['study']} ({summary['dataset']}, profile {summary['profile']})", "",
+             f"genbench {prov['genbench_version']}, commit {prov['git_commit']}, torch {prov['torch']}, "
+             f"{prov['threads']} threads, seed {summary['seed']}. Classifier test accuracy "
+             f"{clf['test_accuracy']:.4f} ({clf['n_test']} images). N = {ev['n_samples']} samples per model for "
+             f"classifier metrics, {ev['n_inception']} for Inception FID/KID ({ev['resize']}, "
+             f"{ev['inception_precision']}).", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", *[f"- {s}" for s in analysis(models, real, scores)], "",
+              *[f"- **{k}** = {v}" for k, v in FORMULAS.items()]]
+    if "pipeline_seconds" in summary:
+        lines.append(f"\nPipeline wall time (train + sample + evaluate): {summary['pipeline_seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"
 
 
 def _page(summary, models, real, scores, figs, header, rows) -> str:

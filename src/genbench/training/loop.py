@@ -78,8 +78,53 @@ class Progress:
             self.bar.close()
 
 
+@contextlib.contextmanager
+def run_lock(out_dir: Path):
+    """Hold an exclusive lock on ``out_dir/.lock`` so two processes cannot write the same run folder.
+
+    Raises:
+        GenbenchError: another process holds the lock.
+    """
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise GenbenchError(f"another genbench process is writing {out_dir}; wait for it or use another "
+                                f"--out folder") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_free_disk(path: Path, need_bytes: int) -> None:
+    """Stop cleanly when the disk holding ``path`` has less than ``need_bytes`` free (checked before writing
+    checkpoints).
+
+    Raises:
+        GenbenchError: not enough space.
+    """
+    import shutil
+
+    free = shutil.disk_usage(path).free
+    if free < need_bytes:
+        raise GenbenchError(f"only {free / 1e6:.0f} MB free on the disk of {path}, need {need_bytes / 1e6:.0f} MB "
+                            f"for the checkpoint; free some space and rerun with --resume")
+
+
 def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
           stop_after_steps: int | None = None) -> dict:
+    """Train one model (under a run-folder lock); see :func:`_train`."""
+    out_dir = Path(out_dir)
+    with run_lock(out_dir):
+        return _train(cfg, data, out_dir, resume=resume, overwrite=overwrite, stop_after_steps=stop_after_steps)
+
+
+def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
+           stop_after_steps: int | None = None) -> dict:
     """Train one model. Returns a summary dict (train_seconds, steps, images_seen, params).
 
     Args:
@@ -176,6 +221,8 @@ def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite:
         append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1, "images_seen": images_seen,
                                  "seconds": train_seconds, **means})
         prog.epoch(epoch + 1, step, means)
+        n_params = sum(p.numel() for p in model.parameters())
+        check_free_disk(out_dir, 2 * 4 * n_params * (4 if ema is None else 5) + (16 << 20))
         save_checkpoint(ckpt_path, {
             "config": cfg.to_dict(), "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in opts.items()},
