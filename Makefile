@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
-	# torch-fidelity only for its TF1 resize reference in a test; --no-deps keeps torchvision out.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps torch-fidelity==0.4.0
+	# torch-fidelity's wheel only for its TF1 resize reference in a test. Not installed: torchmetrics would
+	# import it, and it imports torchvision. The test reads the one module file out of the wheel.
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps -d .cache/wheels torch-fidelity==0.4.0
 	touch $(STAMP)
 
 clean:
