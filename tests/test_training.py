@@ -83,3 +83,13 @@ def test_short_disk_stops_cleanly(tmp_path, mnist, monkeypatch):
     with pytest.raises(GenbenchError, match="MB free"):
         train(_cfg(epochs=1), mnist["train"].subset(slice(0, 128)), tmp_path)
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_two_fresh_runs_are_bit_identical(tmp_path, mnist):
+    data = mnist["train"].subset(slice(0, 256))
+    cfg = _cfg(epochs=1)
+    train(cfg, data, tmp_path / "a")
+    train(cfg, data, tmp_path / "b")
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -28,7 +28,7 @@ from genbench.io import append_jsonl, atomic_write_text, read_jsonl
 from genbench.models import build_model
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.ema import EMA
-from genbench.training.objectives import STEPS, make_optimizers
+from genbench.training.objectives import STEPS, make_optimizers, make_schedulers
 
 
 def _autocast_factory(precision: str):
@@ -154,9 +154,12 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.set_num_threads(cfg.threads) if cfg.threads else None
+    torch.manual_seed(cfg.seed)  # weight initialisation draws from the global RNG
     model, family = build_model(cfg.kind, cfg.params)
     opts = make_optimizers(model, family, cfg.optimizer)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    steps_per_epoch = num_batches(len(data), cfg.batch_size)
+    scheds = make_schedulers(opts, cfg.optimizer, steps_per_epoch * cfg.epochs)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     torch.manual_seed(cfg.seed + 2)
@@ -170,6 +173,8 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         model.load_state_dict(ck["model"])
         for k, o in opts.items():
             o.load_state_dict(ck["optimizers"][k])
+        for k, sch in scheds.items():
+            sch.load_state_dict(ck["schedulers"][k])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
         data_gen.set_state(ck["rng"]["data"])
@@ -186,7 +191,6 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
     step_fn = STEPS[family]
     autocast = _autocast_factory(cfg.precision)
-    steps_per_epoch = num_batches(len(data), cfg.batch_size)
     if steps_per_epoch == 0:
         raise GenbenchError(f"training split has {len(data)} images, fewer than batch_size={cfg.batch_size}")
     total = steps_per_epoch * cfg.epochs
@@ -198,6 +202,8 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         t_epoch = time.perf_counter()
         for x, y in batches(data, cfg.batch_size, data_gen):
             logs = step_fn(model, opts, x, y, generator=noise_gen, autocast=autocast)
+            for sch in scheds.values():
+                sch.step()
             if ema is not None:
                 ema.update(model)
             step += 1
@@ -226,6 +232,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         save_checkpoint(ckpt_path, {
             "config": cfg.to_dict(), "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in opts.items()},
+            "schedulers": {k: sch.state_dict() for k, sch in scheds.items()},
             "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch + 1, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
             "rng": {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()},

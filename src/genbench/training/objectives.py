@@ -18,6 +18,19 @@ def make_optimizers(model, family: str, opt_cfg: dict) -> dict[str, torch.optim.
     return {"model": torch.optim.Adam(model.parameters(), lr=lr, betas=betas)}
 
 
+def make_schedulers(opts: dict[str, torch.optim.Optimizer], opt_cfg: dict, total_steps: int) -> dict:
+    """Per-step learning-rate schedules: ``schedule: constant`` (default) or ``cosine`` (decay from lr to 0 over
+    the run, Loshchilov & Hutter 2017, eq. 5 without restarts)."""
+    kind = opt_cfg.get("schedule", "constant")
+    if kind == "constant":
+        return {}
+    if kind == "cosine":
+        return {k: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(total_steps, 1)) for k, o in opts.items()}
+    from genbench.errors import GenbenchError
+
+    raise GenbenchError(f"optimizer.schedule: unknown schedule {kind!r}; use 'constant' or 'cosine'")
+
+
 def likelihood_step(model, opts, x, y, *, generator, autocast) -> dict[str, float]:
     opt = opts["model"]
     with autocast():
