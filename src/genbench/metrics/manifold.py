@@ -64,11 +64,11 @@ def density_coverage(gen: np.ndarray, real: np.ndarray, k: int = 5) -> dict[str,
 def nearest_train_distance(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> np.ndarray:
     """L2 distance (pixels in [0, 1]) of each generated image to its nearest training image: a memorisation
     check (distances near 0 mean copies). gen (G, ...), train (T, ...) uint8 or float."""
-    g = np.asarray(gen, np.float32).reshape(len(gen), -1) / 255.0
-    out = np.full(len(g), np.inf, np.float32)
+    g = np.asarray(gen, np.float64).reshape(len(gen), -1) / 255.0
+    out = np.full(len(g), np.inf)
     gg = (g * g).sum(1)
     for i in range(0, len(train), chunk):
-        t = np.asarray(train[i:i + chunk], np.float32).reshape(-1, g.shape[1]) / 255.0
+        t = np.asarray(train[i:i + chunk], np.float64).reshape(-1, g.shape[1]) / 255.0
         d = gg[:, None] + (t * t).sum(1)[None] - 2 * g @ t.T
         out = np.minimum(out, d.min(1))
     return np.sqrt(np.maximum(out, 0))
