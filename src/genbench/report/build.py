@@ -216,7 +216,7 @@ def _page(summary, models, real, scores, figs, header, rows) -> str:
     ev = summary["evaluation"]
     prov = summary["provenance"]
     parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
         f"<title>genbench: {e(summary['study'])}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"

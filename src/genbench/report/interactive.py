@@ -35,5 +35,5 @@ def interactive_page(summary: dict, scores: dict[str, dict], hist: dict[str, lis
     figc.update_layout(title="Training curves (x = epoch)", height=700)
     body = fig3.to_html(full_html=False, include_plotlyjs=True) + figc.to_html(full_html=False,
                                                                               include_plotlyjs=False)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>genbench interactive</title></head><body>"
+    return ("<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>genbench interactive</title></head><body>"
             + body + "</body></html>")
