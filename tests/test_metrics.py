@@ -158,3 +158,20 @@ def test_tf1_resize_matches_torch_fidelity(mnist):
     assert (ours - theirs).abs().max().item() < 1e-3
     # And the PyTorch policy really is different on digits (the reason the policy is named and recorded).
     assert (resize(x, 299, "torch_bilinear") - theirs).abs().max().item() > 50
+
+
+def test_prdc_spread_is_reported_and_small_for_matched_sets():
+    from genbench.metrics.manifold import prdc_with_spread
+
+    out = prdc_with_spread(_gauss(300, 8, seed=1), _gauss(300, 8, seed=2), n_boot=5)
+    for k in ("precision", "recall", "density", "coverage"):
+        assert 0 <= out[f"{k}_std"] < 0.1
+
+
+def test_cas_on_real_data_is_near_the_classifier_accuracy(mnist):
+    """CAS with real images in place of generated ones must approach a real-trained classifier's accuracy."""
+    from genbench.metrics.classifier import classification_accuracy_score
+
+    hold = mnist["holdout"]
+    out = classification_accuracy_score(hold.x, hold.y, mnist["test"], epochs=3, seed=0)
+    assert out["n_train"] == 5000 and out["value"] > 0.97

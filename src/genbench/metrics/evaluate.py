@@ -19,7 +19,7 @@ from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
 from genbench.io import atomic_savez
 from genbench.metrics.classifier import classification_accuracy_score, predict
-from genbench.metrics.manifold import density_coverage, kid, nearest_train_distance, precision_recall
+from genbench.metrics.manifold import kid, nearest_train_distance, prdc_with_spread
 from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.scores import (
     bootstrap_fid, conditional_accuracy, feature_stats, frechet_distance, inception_score, mean_pairwise_l2,
@@ -117,9 +117,12 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
     conditional = labels is not None and bool((labels >= 0).all())
     if conditional:
         ca = conditional_accuracy(pred, labels.numpy(), k)
-        out["conditional_accuracy"] = {"value": ca["overall"], "per_class": ca["per_class"], "n_generated": n,
-                                       "extractor": clf_name, "direction": "higher is better"}
-        out["cas"] = classification_accuracy_score(images, labels, ctx.test, epochs=ev.cas_epochs, seed=ctx.seed)
+        out["conditional_accuracy"] = {"value": ca["overall"], "std": _binomial_se(ca["overall"], n),
+                                       "spread": "binomial standard error", "per_class": ca["per_class"],
+                                       "n_generated": n, "extractor": clf_name, "direction": "higher is better"}
+        cas = classification_accuracy_score(images, labels, ctx.test, epochs=ev.cas_epochs, seed=ctx.seed)
+        out["cas"] = {**cas, "std": _binomial_se(cas["value"], cas["n_test"]),
+                      "spread": "binomial standard error on the test split"}
     nn_d = nearest_train_distance(images.numpy()[:ev.n_memorisation], ctx.train.x.numpy())
     out["nearest_train_l2"] = {"value": float(np.median(nn_d)), "p01": float(np.quantile(nn_d, 0.01)),
                                "n_generated": len(nn_d), "n_train": len(ctx.train),
@@ -150,7 +153,11 @@ def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int
     out[f"kid_{name}"] = {"value": km, "std": ks, "n_generated": n, "n_reference": n, "subsets": 100,
                           "subset_size": min(1000, n), "kernel": "cubic polynomial (x.y/d + 1)^3",
                           "direction": "lower is better", "spread": "std over subsets"}
-    pr = precision_recall(gen, real, k=3)
-    dc = density_coverage(gen, real, k=5)
-    out[f"prdc_{name}"] = {**pr, **{"density": dc["density"], "coverage": dc["coverage"]}, "k_pr": 3, "k_dc": 5,
-                           "n_generated": n, "n_reference": n, "direction": "higher is better"}
+    prdc = prdc_with_spread(gen, real, k_pr=3, k_dc=5, n_boot=10, seed=seed)
+    out[f"prdc_{name}"] = {**prdc, "k_pr": 3, "k_dc": 5, "n_generated": n, "n_reference": n,
+                           "spread": "bootstrap std of the generated set, 10", "direction": "higher is better"}
+
+
+def _binomial_se(p: float, n: int) -> float:
+    """Standard error of a proportion p measured on n independent trials: sqrt(p (1 - p) / n)."""
+    return float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))

@@ -61,6 +61,23 @@ def density_coverage(gen: np.ndarray, real: np.ndarray, k: int = 5) -> dict[str,
     return {"density": density, "coverage": coverage, "k": k}
 
 
+def prdc_with_spread(gen: np.ndarray, real: np.ndarray, *, k_pr: int = 3, k_dc: int = 5, n_boot: int = 10,
+                     seed: int = 0) -> dict[str, float]:
+    """Precision, recall, density, coverage and, for each, the std over ``n_boot`` seeded bootstrap resamples
+    of the generated set (real set fixed)."""
+    out = {**precision_recall(gen, real, k_pr), **density_coverage(gen, real, k_dc)}
+    out.pop("k", None)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = np.unique(rng.integers(0, len(gen), len(gen)))  # duplicates would sit at distance 0 of each other
+        g = np.asarray(gen)[idx]
+        boots.append({**precision_recall(g, real, k_pr), **density_coverage(g, real, k_dc)})
+    for key in ("precision", "recall", "density", "coverage"):
+        out[f"{key}_std"] = float(np.std([b[key] for b in boots])) if boots else None
+    return out
+
+
 def nearest_train_distance(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> np.ndarray:
     """L2 distance (pixels in [0, 1]) of each generated image to its nearest training image: a memorisation
     check (distances near 0 mean copies). gen (G, ...), train (T, ...) uint8 or float."""

@@ -33,6 +33,13 @@ def _fmt(m: dict | None, digits: int = 3) -> str:
     return s
 
 
+def _pm(d: dict, key: str) -> str:
+    if not d:
+        return "n/a"
+    sd = d.get(f"{key}_std")
+    return f"{d[key]:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+
+
 def _bank(study_dir: Path, name: str):
     p = study_dir / name / "samples" / "bank.npz"
     if not p.exists():
@@ -173,7 +180,7 @@ def build_report(study_dir: Path) -> Path:
         rows.append([r["model"], f"{_fmt(fid, 4)} ({fid['n_generated']})",
                      f"{kid_m['value'] * 1e3:.2f} ± {kid_m['std'] * 1e3:.2f} e-3" if kid_m else "n/a",
                      _fmt(m["fd_classifier"]), _fmt(m["is"]),
-                     f"{prdc['precision']:.2f}" if prdc else "n/a", f"{prdc['recall']:.2f}" if prdc else "n/a",
+                     _pm(prdc, "precision"), _pm(prdc, "recall"),
                      _fmt(m.get("conditional_accuracy")), _fmt(m.get("cas")),
                      str(m["mode_coverage"]["value"]),
                      f"{m['nearest_train_l2']['value']:.2f}" if "nearest_train_l2" in m else "n/a",
