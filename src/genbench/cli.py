@@ -25,8 +25,11 @@ _state = {"debug": False}
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
-          threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: all cores).")):
+          threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: all cores)."),
+          device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N")):
     _state["debug"] = debug
+    if device:
+        os.environ["GENBENCH_DEVICE"] = device
     if threads:
         import torch
 

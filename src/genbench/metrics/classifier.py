@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset, batches, to_float
+from genbench.device import autocast, get_device
 from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save
 from genbench.models.classifier import Classifier
@@ -41,11 +42,12 @@ def _shift_augment(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) ->
 def predict(model: Classifier, x_uint8: torch.Tensor, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Run the classifier on uint8 images (N, C, H, W): (softmax probs (N, K) float64, features (N, D))."""
     model.eval()
+    device = next(model.parameters()).device
     probs, feats = [], []
     for i in range(0, len(x_uint8), batch):
-        f = model.features(to_float(x_uint8[i:i + batch]))
-        probs.append(F.softmax(model.head(f).float(), 1).double().numpy())
-        feats.append(f.double().numpy())
+        f = model.features(to_float(x_uint8[i:i + batch]).to(device)).float()
+        probs.append(F.softmax(model.head(f), 1).double().cpu().numpy())
+        feats.append(f.double().cpu().numpy())
     return np.concatenate(probs), np.concatenate(feats)
 
 
@@ -58,6 +60,7 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
         GenbenchError: the trained classifier is below ``min_accuracy`` on the test split.
     """
     path = cache_home() / "classifiers" / f"{train.name}-{_key(train, epochs, seed)}.pt"
+    device = get_device()
     model = Classifier(channels=train.shape[0], num_classes=train.num_classes)
     if path.exists():
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -70,10 +73,11 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
         steps = epochs * (len(train) // 128)
         opt = torch.optim.Adam(model.parameters(), lr=2e-3)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-        model.train()
+        model.to(device).train()
         for ep in range(epochs):
             for x, y in batches(train, 128, gen):
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                x, y = x.to(device), y.to(device)
+                with autocast(device, "bf16"):
                     loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -87,7 +91,7 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
                 "architecture": "3 conv blocks (32/64/128) + FC128, BatchNorm, dropout 0.3",
                 "recipe_version": RECIPE_VERSION}
         atomic_torch_save(path, {"model": model.state_dict(), "info": info})
-    model.eval()
+    model.to(device).eval()
     if info["test_accuracy"] < min_accuracy:
         raise GenbenchError(f"the {train.name} classifier reached {info['test_accuracy']:.4f} test accuracy, "
                             f"below {min_accuracy}; raise evaluation.classifier_epochs and delete {path}")
@@ -107,7 +111,8 @@ def classification_accuracy_score(images: torch.Tensor, labels: torch.Tensor, te
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     ds = Dataset(images, labels, test.num_classes, test.name)
-    model = Classifier(channels=images.shape[1], num_classes=test.num_classes)
+    device = get_device()
+    model = Classifier(channels=images.shape[1], num_classes=test.num_classes).to(device)
     bs = min(128, len(ds))
     steps = epochs * (len(ds) // bs)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -115,7 +120,8 @@ def classification_accuracy_score(images: torch.Tensor, labels: torch.Tensor, te
     model.train()
     for _ in range(epochs):
         for x, y in batches(ds, bs, gen):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            x, y = x.to(device), y.to(device)
+            with autocast(device, "bf16"):
                 loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

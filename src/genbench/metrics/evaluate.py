@@ -95,7 +95,7 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
     ev = ctx.eval_cfg
     k = ctx.test.num_classes
     t0 = time.perf_counter()
-    probs, feats = predict(ctx.classifier, images)
+    probs, feats = predict(ctx.classifier, images)  # on the classifier's device
     pred = probs.argmax(1)
     clf_name = f"{ctx.test.name} classifier (test acc {ctx.classifier_info['test_accuracy']:.4f})"
     n = len(images)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.data.assets import fetch_asset
+from genbench.device import get_device
 from genbench.errors import GenbenchError
 
 RESIZE_POLICIES = ("tf1_bilinear", "torch_bilinear")
@@ -65,7 +66,8 @@ class InceptionFeatures:
         if resize_policy not in RESIZE_POLICIES:
             raise GenbenchError(f"unknown resize policy {resize_policy!r}; choose one of {RESIZE_POLICIES}")
         self.resize_policy, self.precision, self.batch = resize_policy, precision, batch
-        self.net = torch.jit.load(str(fetch_asset("inception")), map_location="cpu").eval()
+        self.device = get_device()
+        self.net = torch.jit.load(str(fetch_asset("inception")), map_location="cpu").eval().to(self.device)
         if precision == "bf16":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.seconds = 0.0
@@ -82,16 +84,16 @@ class InceptionFeatures:
         t0 = time.perf_counter()
         out = []
         for i in range(0, len(x_uint8), self.batch):
-            x = x_uint8[i:i + self.batch].float()
+            x = x_uint8[i:i + self.batch].to(self.device).float()
             if x.shape[1] == 1:
                 x = x.repeat(1, 3, 1, 1)
             x = (resize(x, 299, self.resize_policy) - 128) / 128
             if self.precision == "bf16":
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     f = self.net(x.contiguous(memory_format=torch.channels_last))
             else:
                 f = self.net(x)
-            out.append(f.float().reshape(len(x), -1).double().numpy())
+            out.append(f.float().reshape(len(x), -1).double().cpu().numpy())
             if log and (i // self.batch) % 10 == 9:
                 log(f"[inception] {i + len(x)}/{len(x_uint8)} images")
         self.seconds += time.perf_counter() - t0

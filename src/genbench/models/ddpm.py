@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
+from genbench.device import rand, randint, randn
 from genbench.models.unet import UNet
 
 
@@ -58,11 +59,11 @@ class DDPM(nn.Module):
         x float32 (B, C, H, W) in [-1, 1]; t ~ U{0..T-1}; labels dropped to the null label with p_uncond.
         """
         b = x.shape[0]
-        t = torch.randint(0, self.timesteps, (b,), generator=generator, device=x.device)
-        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        t = randint(self.timesteps, (b,), generator, x.device)
+        noise = randn(x.shape, generator, x.device)
         x_t = self.scheduler.add_noise(x, noise, t)
         if self.num_classes:
-            drop = torch.rand(b, generator=generator, device=x.device) < self.p_uncond
+            drop = rand((b,), generator, x.device) < self.p_uncond
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         else:
             y = None
@@ -98,6 +99,8 @@ class DDPM(nn.Module):
 
         if self.num_classes and y is None:
             y = torch.randint(0, self.num_classes, (n,), generator=generator)
+        if y is not None:
+            y = y.to(next(self.parameters()).device)
         return sample_diffusion(self, n, y=y, generator=generator, sampler=sampler or self.sampler,
                                 steps=steps or self.sampler_steps,
                                 guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench.device import randint, randn
+
 
 class MLPGenerator(nn.Module):
     def __init__(self, *, z_dim: int, widths: tuple[int, ...], out_shape: tuple[int, int, int], cond_dim: int):
@@ -94,14 +96,15 @@ class MLPGAN(nn.Module):
 
     def _z(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         device = next(self.parameters()).device
-        return torch.randn(n, self.z_dim, generator=generator, device=device)
+        return randn((n, self.z_dim), generator, device)
 
     def _labels(self, n: int, y, generator):
         if not self.num_classes:
             return None
+        device = next(self.parameters()).device
         if y is not None:
-            return y
-        return torch.randint(0, self.num_classes, (n,), generator=generator, device=next(self.parameters()).device)
+            return y.to(device)
+        return randint(self.num_classes, (n,), generator, device)
 
     def discriminator_losses(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
                              y_fake: torch.Tensor | None) -> dict[str, torch.Tensor]:

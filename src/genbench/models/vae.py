@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench.device import randint, randn
+
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, in nats (Kingma & Welling 2014, appendix B):
@@ -77,7 +79,7 @@ class ConvVAE(nn.Module):
         ``loss`` = recon + beta * kl. All are means over the batch (nats per image).
         """
         mu, logvar = self.encode(x, y)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = randn(mu.shape, generator, mu.device, mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)  # reparameterisation trick
         logits = self.decode_logits(z, y).float()
         target = (x.float() + 1) / 2
@@ -91,7 +93,9 @@ class ConvVAE(nn.Module):
                ) -> torch.Tensor:
         """Decode z ~ N(0, I): float32 (n, C, 28, 28) in [-1, 1] (Bernoulli means mapped by 2p - 1)."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        z = randn((n, self.latent_dim), generator, device)
         if self.num_classes and y is None:
-            y = torch.randint(0, self.num_classes, (n,), generator=generator, device=device)
+            y = randint(self.num_classes, (n,), generator, device)
+        if y is not None:
+            y = y.to(device)
         return torch.sigmoid(self.decode_logits(z, y).float()) * 2 - 1

@@ -8,7 +8,6 @@ generation seconds per 1,000 images (measured after warm-up, batched, under infe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from genbench.data.registry import to_uint8
+from genbench.device import autocast
 from genbench.io import atomic_savez, atomic_write_json, sha256_file
 
 
@@ -40,9 +40,9 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
     """Generate n images in batches under inference mode. Returns (uint8 (n, C, H, W), seconds per 1,000
     images). A warm-up batch of 16 images runs first and is not timed."""
     gen = torch.Generator().manual_seed(seed)
-    ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    device = next(model.parameters()).device
     model.eval()
-    with torch.inference_mode(), ac():
+    with torch.inference_mode(), autocast(device, precision):
         wl = labels[:16] if labels is not None else None
         model.sample(min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999))
         out = []
@@ -50,7 +50,9 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
         for i in range(0, n, batch):
             m = min(batch, n - i)
             y = labels[i:i + m] if labels is not None else None
-            out.append(to_uint8(model.sample(m, y=y, generator=gen)))
+            out.append(to_uint8(model.sample(m, y=y, generator=gen)).cpu())
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         secs = time.perf_counter() - t0
     return torch.cat(out), secs / n * 1000
 

@@ -55,7 +55,7 @@ def sample_diffusion(model, n: int, *, y: torch.Tensor | None, generator: torch.
     """
     device = next(model.parameters()).device
     sch = make_scheduler(model, sampler, steps)
-    x = torch.randn((n, *model.image_shape), generator=generator, device=device)
+    x = torch.randn((n, *model.image_shape), generator=generator).to(device)
     x = x * sch.init_noise_sigma
     kw = {"eta": eta} if sampler == "ddim" else {}
     for t in sch.timesteps:

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 
 from genbench.data.registry import Dataset, batches, num_batches
+from genbench.device import autocast as dev_autocast
+from genbench.device import get_device
 from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_text, read_jsonl
 from genbench.models import build_model
@@ -31,11 +33,9 @@ from genbench.training.ema import EMA
 from genbench.training.objectives import STEPS, make_optimizers, make_schedulers
 
 
-def _autocast_factory(precision: str):
-    if precision == "bf16":
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    if precision == "fp32":
-        return contextlib.nullcontext
+def _autocast_factory(precision: str, device: torch.device):
+    if precision in ("bf16", "fp32"):
+        return lambda: dev_autocast(device, precision)
     raise GenbenchError(f"unknown precision {precision!r}; use 'bf16' or 'fp32'")
 
 
@@ -154,8 +154,10 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.set_num_threads(cfg.threads) if cfg.threads else None
+    device = get_device()
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global RNG
     model, family = build_model(cfg.kind, cfg.params)
+    model.to(device)
     opts = make_optimizers(model, family, cfg.optimizer)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     steps_per_epoch = num_batches(len(data), cfg.batch_size)
@@ -171,6 +173,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
             raise GenbenchError(f"{ckpt_path} was trained with a different model config; use --overwrite to "
                                 f"start again or restore the original study file")
         model.load_state_dict(ck["model"])
+        model.to(device)
         for k, o in opts.items():
             o.load_state_dict(ck["optimizers"][k])
         for k, sch in scheds.items():
@@ -190,7 +193,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
 
     atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
     step_fn = STEPS[family]
-    autocast = _autocast_factory(cfg.precision)
+    autocast = _autocast_factory(cfg.precision, device)
     if steps_per_epoch == 0:
         raise GenbenchError(f"training split has {len(data)} images, fewer than batch_size={cfg.batch_size}")
     total = steps_per_epoch * cfg.epochs
@@ -201,6 +204,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         sums: dict[str, float] = {}
         t_epoch = time.perf_counter()
         for x, y in batches(data, cfg.batch_size, data_gen):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logs = step_fn(model, opts, x, y, generator=noise_gen, autocast=autocast)
             for sch in scheds.values():
                 sch.step()
@@ -258,4 +262,4 @@ def load_trained(run_dir: Path, *, use_ema: bool = True):
     model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
     state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
     model.load_state_dict(state)
-    return model.eval(), ck
+    return model.to(get_device()).eval(), ck

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from genbench.device import randint, randn
+
 
 def make_optimizers(model, family: str, opt_cfg: dict) -> dict[str, torch.optim.Optimizer]:
     lr, betas = opt_cfg["lr"], tuple(opt_cfg.get("betas", (0.9, 0.999)))
@@ -44,8 +46,8 @@ def likelihood_step(model, opts, x, y, *, generator, autocast) -> dict[str, floa
 def adversarial_step(model, opts, x, y, *, generator, autocast) -> dict[str, float]:
     b = x.shape[0]
     y_real = y if model.num_classes else None
-    z = torch.randn(b, model.z_dim, generator=generator)
-    y_fake = (torch.randint(0, model.num_classes, (b,), generator=generator) if model.num_classes else None)
+    z = randn((b, model.z_dim), generator, x.device)
+    y_fake = randint(model.num_classes, (b,), generator, x.device) if model.num_classes else None
     with autocast():
         fake = model.generate(z, y_fake)
         d = model.discriminator_losses(x, y_real, fake, y_fake)

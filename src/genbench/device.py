@@ -1,0 +1,48 @@
+"""Device selection and device-independent random draws.
+
+``GENBENCH_DEVICE`` (or ``genbench --device``) picks the device: ``auto`` (default: CUDA when available, else
+CPU), ``cpu``, ``cuda``, ``cuda:1``... Random tensors are always drawn from CPU ``torch.Generator``s and then
+moved, so a seeded run draws the same numbers on any device (and CPU results are unchanged by this module).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from genbench.errors import GenbenchError
+
+
+def get_device() -> torch.device:
+    name = os.environ.get("GENBENCH_DEVICE", "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise GenbenchError(f"GENBENCH_DEVICE={name!r} is not a device; use auto, cpu or cuda[:N]") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GenbenchError(f"device {name} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on the device's type, or a no-op for fp32."""
+    import contextlib
+
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def randn(shape, generator, device, dtype=None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+
+
+def randint(high: int, shape, generator, device) -> torch.Tensor:
+    return torch.randint(0, high, shape, generator=generator).to(device)
+
+
+def rand(shape, generator, device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator).to(device)
