@@ -173,5 +173,5 @@ def test_cas_on_real_data_is_near_the_classifier_accuracy(mnist):
     from genbench.metrics.classifier import classification_accuracy_score
 
     hold = mnist["holdout"]
-    out = classification_accuracy_score(hold.x, hold.y, mnist["test"], epochs=3, seed=0)
+    out = classification_accuracy_score(hold.x, hold.y, mnist["test"], steps=150, seed=0)
     assert out["n_train"] == 5000 and out["value"] > 0.97

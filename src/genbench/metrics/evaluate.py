@@ -120,7 +120,7 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
         out["conditional_accuracy"] = {"value": ca["overall"], "std": _binomial_se(ca["overall"], n),
                                        "spread": "binomial standard error", "per_class": ca["per_class"],
                                        "n_generated": n, "extractor": clf_name, "direction": "higher is better"}
-        cas = classification_accuracy_score(images, labels, ctx.test, epochs=ev.cas_epochs, seed=ctx.seed)
+        cas = classification_accuracy_score(images, labels, ctx.test, steps=ev.cas_steps, seed=ctx.seed)
         out["cas"] = {**cas, "std": _binomial_se(cas["value"], cas["n_test"]),
                       "spread": "binomial standard error on the test split"}
     nn_d = nearest_train_distance(images.numpy()[:ev.n_memorisation], ctx.train.x.numpy())

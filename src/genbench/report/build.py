@@ -178,7 +178,7 @@ def build_report(study_dir: Path) -> Path:
         prdc = m.get("prdc_inception", {})
         kid_m = m.get("kid_inception")
         rows.append([r["model"], f"{_fmt(fid, 4)} ({fid['n_generated']})",
-                     f"{kid_m['value'] * 1e3:.2f} ± {kid_m['std'] * 1e3:.2f} e-3" if kid_m else "n/a",
+                     f"{kid_m['value']:.3g} ± {kid_m['std']:.2g}" if kid_m else "n/a",
                      _fmt(m["fd_classifier"]), _fmt(m["is"]),
                      _pm(prdc, "precision"), _pm(prdc, "recall"),
                      _fmt(m.get("conditional_accuracy")), _fmt(m.get("cas")),

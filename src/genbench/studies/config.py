@@ -102,7 +102,7 @@ class EvalConfig:
     fid_bootstrap: int = 5  # bootstrap resamples for the Inception FID spread (0 = none)
     n_manifold: int = 1000  # samples for KID / precision / recall / density / coverage on classifier features
     n_memorisation: int = 500  # samples checked against the training set (nearest-neighbour distance)
-    cas_epochs: int = 10
+    cas_steps: int = 300  # CAS classifier optimisation steps (batch 128)
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         fid_bootstrap=_get(e, "fid_bootstrap", int, we, 5, lambda v: v >= 0),
         n_manifold=_get(e, "n_manifold", int, we, 1000, lambda v: v >= 10),
         n_memorisation=_get(e, "n_memorisation", int, we, 500, lambda v: v >= 1),
-        cas_epochs=_get(e, "cas_epochs", int, we, 10, lambda v: v >= 1),
+        cas_steps=_get(e, "cas_steps", int, we, 300, lambda v: v >= 1),
     )
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
