@@ -149,9 +149,10 @@ def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int
     """KID, precision/recall (k=3), density/coverage (k=5) on one feature set, at equal N."""
     n = min(len(gen), len(real))
     gen, real = gen[:n], real[:n]
-    km, ks = kid(gen, real, subsets=100, subset_size=min(1000, n), seed=seed)
+    size = max(2, min(1000, n // 2))  # subsets smaller than N, or the spread over subsets would be 0
+    km, ks = kid(gen, real, subsets=100, subset_size=size, seed=seed)
     out[f"kid_{name}"] = {"value": km, "std": ks, "n_generated": n, "n_reference": n, "subsets": 100,
-                          "subset_size": min(1000, n), "kernel": "cubic polynomial (x.y/d + 1)^3",
+                          "subset_size": size, "kernel": "cubic polynomial (x.y/d + 1)^3",
                           "direction": "lower is better", "spread": "std over subsets"}
     prdc = prdc_with_spread(gen, real, k_pr=3, k_dc=5, n_boot=10, seed=seed)
     out[f"prdc_{name}"] = {**prdc, "k_pr": 3, "k_dc": 5, "n_generated": n, "n_reference": n,
