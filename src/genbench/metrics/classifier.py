@@ -22,7 +22,7 @@ from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save
 from genbench.models.classifier import Classifier
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: seeded initialisation
 
 
 def _key(train: Dataset, epochs: int, seed: int) -> str:
@@ -36,6 +36,33 @@ def _shift_augment(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) ->
     """Random integer translation by up to ``max_shift`` pixels (batched, one shift per batch)."""
     dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def _fit(model: Classifier, ds: Dataset, *, steps: int, batch_size: int, seed: int, device, on_epoch=None) -> None:
+    """Train ``model`` for ``steps`` steps (cycling over epochs): Adam with a one-cycle schedule to 2e-3, shift
+    augmentation, bf16 autocast. ``on_epoch(epoch, last_loss)`` is called after each full epoch."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=max(steps, 1))
+    model.train()
+    done, epoch = 0, 0
+    while done < steps:
+        for x, y in batches(ds, batch_size, gen):
+            if done == steps:
+                break
+            x, y = x.to(device), y.to(device)
+            with autocast(device, "bf16"):
+                loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            done += 1
+        else:
+            epoch += 1
+            if on_epoch is not None:
+                on_epoch(epoch, loss.item())
 
 
 @torch.no_grad()
@@ -61,6 +88,7 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
     """
     path = cache_home() / "classifiers" / f"{train.name}-{_key(train, epochs, seed)}.pt"
     device = get_device()
+    torch.manual_seed(seed)  # seeded initialisation
     model = Classifier(channels=train.shape[0], num_classes=train.num_classes)
     if path.exists():
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -68,22 +96,9 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
         info = ck["info"]
     else:
         t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        steps = epochs * (len(train) // 128)
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-        model.to(device).train()
-        for ep in range(epochs):
-            for x, y in batches(train, 128, gen):
-                x, y = x.to(device), y.to(device)
-                with autocast(device, "bf16"):
-                    loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-            log(f"[classifier] epoch {ep + 1}/{epochs} loss {loss.item():.4f}")
+        model.to(device)
+        _fit(model, train, steps=epochs * (len(train) // 128), batch_size=128, seed=seed, device=device,
+             on_epoch=lambda ep, loss: log(f"[classifier] epoch {ep}/{epochs} loss {loss:.4f}"))
         probs, _ = predict(model, test.x)
         acc = float((probs.argmax(1) == test.y.numpy()).mean())
         info = {"test_accuracy": acc, "n_test": len(test), "epochs": epochs, "seed": seed,
@@ -109,29 +124,11 @@ def classification_accuracy_score(images: torch.Tensor, labels: torch.Tensor, te
         test: the real test split.
         steps: optimisation steps (batch 128, cycling over the images), fixed whatever N is.
     """
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     ds = Dataset(images, labels, test.num_classes, test.name)
     device = get_device()
+    torch.manual_seed(seed)  # seeded initialisation
     model = Classifier(channels=images.shape[1], num_classes=test.num_classes).to(device)
-    bs = min(128, len(ds))
-    epochs = -(-steps // max(len(ds) // bs, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=max(steps, 1))
-    model.train()
-    done = 0
-    for _ in range(epochs):
-        for x, y in batches(ds, bs, gen):
-            if done == steps:
-                break
-            done += 1
-            x, y = x.to(device), y.to(device)
-            with autocast(device, "bf16"):
-                loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    _fit(model, ds, steps=steps, batch_size=min(128, len(ds)), seed=seed, device=device)
     probs, _ = predict(model, test.x)
     return {"value": float((probs.argmax(1) == test.y.numpy()).mean()), "n_train": len(ds), "steps": steps,
             "n_test": len(test), "direction": "higher is better",
