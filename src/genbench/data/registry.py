@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
 from genbench.data.mnist import load_mnist
@@ -93,4 +92,4 @@ def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "to_float", "to_uint8", "batches", "num_batches", "np"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "to_float", "to_uint8", "batches", "num_batches"]
