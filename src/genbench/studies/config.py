@@ -25,6 +25,9 @@ from genbench.models.registry import MODEL_KINDS
 
 PROFILES = ("smoke", "quick", "full")
 DATASET_INFO = {"mnist": {"image_shape": (1, 28, 28), "num_classes": 10}}
+DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
+"""What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
+rate times ``lr_factor``, at most ``max_retries`` times, then stop (``genbench.training.loop``)."""
 STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
 
 
@@ -74,20 +77,22 @@ class ModelConfig:
     log_every: int = 50
     train_subset: int | None = None
     threads: int | None = None
+    divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
                 "model": {"kind": self.kind, "resolved_params": self.params},
                 "optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
                 "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
-                "log_every": self.log_every, "train_subset": self.train_subset}
+                "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(name=d["name"], kind=d["model"]["kind"], params=d["model"]["resolved_params"],
                    optimizer=d["optimizer"], epochs=d["epochs"], batch_size=d["batch_size"], seed=d["seed"],
                    precision=d["precision"], dataset=d["dataset"], ema_decay=d.get("ema_decay"),
-                   log_every=d.get("log_every", 50), train_subset=d.get("train_subset"))
+                   log_every=d.get("log_every", 50), train_subset=d.get("train_subset"),
+                   divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS))
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,13 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
             params.setdefault("num_classes", info["num_classes"])
         opt = dict(_get(m, "optimizer", dict, w, {}))
         _get(opt, "lr", float, f"{w}.optimizer", check=lambda v: 0 < v < 1)
+        div = dict(_get(m, "divergence", dict, w, {}))
+        unknown = set(div) - set(DIVERGENCE_DEFAULTS)
+        if unknown:
+            raise GenbenchError(f"{w}.divergence: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+                                f"allowed: {', '.join(DIVERGENCE_DEFAULTS)}")
+        div = {"max_retries": _get(div, "max_retries", int, f"{w}.divergence", 3, lambda v: v >= 0),
+               "lr_factor": _get(div, "lr_factor", float, f"{w}.divergence", 0.5, lambda v: 0 < v < 1)}
         models.append(ModelConfig(
             name=mname, kind=kind, params=params, optimizer=opt,
             epochs=_get(m, "epochs", int, w, check=lambda v: v >= 1),
@@ -165,7 +177,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
             precision=_get(m, "precision", str, w, precision, lambda v: v in ("bf16", "fp32")),
             dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None),
             log_every=_get(m, "log_every", int, w, log_every, lambda v: v > 0), train_subset=train_subset,
-            threads=threads))
+            threads=threads, divergence=div))
     e = _get(r, "evaluation", dict, where, {})
     we = f"{where}.evaluation"
     ev = EvalConfig(

@@ -4,8 +4,10 @@
 dataset's training split, writing into ``out_dir``::
 
     config.yaml           resolved config + package version + git commit
-    checkpoints/last.pt   complete checkpoint after every epoch (atomic)
-    history.jsonl         per logging step and per epoch: step, epoch, images_seen, losses, seconds
+    checkpoints/last.pt   complete checkpoint at the start (epoch 0) and after every epoch (atomic)
+    history.jsonl         per logging step and per epoch: step, epoch, images_seen, losses, seconds;
+                          one ``{"kind": "divergence"}`` line per NaN/inf step that sent the run back
+    status.json           only when the run stopped because it diverged: ``{"status": "diverged", ...}``
 
 Reproducibility: one ``torch.Generator`` per purpose (data order, training noise) plus the global RNG for
 dropout, all seeded from the run seed and saved in every checkpoint. A run killed at any point and resumed
@@ -26,11 +28,11 @@ from genbench.data.registry import Dataset, batches, num_batches
 from genbench.device import autocast as dev_autocast
 from genbench.device import get_device
 from genbench.errors import GenbenchError
-from genbench.io import append_jsonl, atomic_write_text, read_jsonl
+from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from genbench.models import build_model
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.ema import EMA
-from genbench.training.objectives import STEPS, make_optimizers, make_schedulers
+from genbench.training.objectives import STEPS, NonFiniteStep, make_optimizers, make_schedulers
 
 
 def _autocast_factory(precision: str, device: torch.device):
@@ -72,6 +74,13 @@ class Progress:
             terms = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             print(f"[{self.name}] epoch {epoch} step {step}/{self.total} {rate:.2f} step/s ETA {eta:.0f}s {terms}",
                   file=sys.stderr, flush=True)
+
+    def reset(self, step: int) -> None:
+        """Move back to ``step`` (after a divergence restored an earlier state)."""
+        self.s0, self.t0 = step, time.perf_counter()
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -123,6 +132,24 @@ def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite:
         return _train(cfg, data, out_dir, resume=resume, overwrite=overwrite, stop_after_steps=stop_after_steps)
 
 
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Delete temp files (``.<name>.*.tmp``) that a process killed inside an atomic write left behind."""
+    for folder in (out_dir, out_dir / "checkpoints"):
+        for p in folder.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def _scale_lr(opts: dict, scheds: dict, factor: float) -> None:
+    """Multiply every optimizer's learning rate (and a cosine schedule's base) by ``factor``."""
+    for o in opts.values():
+        for g in o.param_groups:
+            g["lr"] *= factor
+            if "initial_lr" in g:
+                g["initial_lr"] *= factor
+    for sch in scheds.values():
+        sch.base_lrs = [b * factor for b in sch.base_lrs]
+
+
 def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
            stop_after_steps: int | None = None) -> dict:
     """Train one model. Returns a summary dict (train_seconds, steps, images_seen, params).
@@ -136,22 +163,35 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         stop_after_steps: testing hook; stop (without a checkpoint) after this many steps of this call,
             simulating a crash.
 
+    Divergence: a step whose loss or gradients are NaN/inf is not applied (see
+    :mod:`genbench.training.objectives`). The loop then restores the last checkpoint (the state at the start
+    of the current epoch: a fresh run writes an epoch-0 checkpoint for this), multiplies the learning rate by
+    ``cfg.divergence["lr_factor"]``, saves that state as the new checkpoint, logs a ``{"kind": "divergence"}``
+    line to ``history.jsonl`` and trains on. The retry count and the accumulated LR scale live in the
+    checkpoint, so a resumed run continues with the lowered LR. One divergence more than
+    ``cfg.divergence["max_retries"]`` stops the run: ``status.json`` gets ``{"status": "diverged", ...}`` and
+    a GenbenchError is raised.
+
     Raises:
         GenbenchError: a checkpoint exists and neither ``resume`` nor ``overwrite`` is given, or it is from
-            another model.
+            another model; the training split is smaller than one batch; the run diverged more than
+            ``max_retries`` times; too little free disk for a checkpoint.
     """
-    from genbench.studies.config import provenance, to_yaml
+    from genbench.studies.config import DIVERGENCE_DEFAULTS, provenance, to_yaml
 
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     hist_path = out_dir / "history.jsonl"
+    status_path = out_dir / "status.json"
     if ckpt_path.exists() and not (resume or overwrite):
         raise GenbenchError(f"{out_dir} already holds a run; pass --resume to continue it or --overwrite to "
                             f"start again")
     if overwrite:
-        for p in (ckpt_path, hist_path):
+        for p in (ckpt_path, hist_path, status_path):
             p.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out_dir)
+    div_cfg = {**DIVERGENCE_DEFAULTS, **(getattr(cfg, "divergence", None) or {})}
 
     torch.set_num_threads(cfg.threads) if cfg.threads else None
     device = get_device()
@@ -161,17 +201,20 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     opts = make_optimizers(model, family, cfg.optimizer)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     steps_per_epoch = num_batches(len(data), cfg.batch_size)
+    if steps_per_epoch == 0:
+        raise GenbenchError(f"training split has {len(data)} images, fewer than batch_size={cfg.batch_size}; "
+                            f"lower batch_size or raise train_subset in the study file")
     scheds = make_schedulers(opts, cfg.optimizer, steps_per_epoch * cfg.epochs)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     torch.manual_seed(cfg.seed + 2)
     start_epoch, step, images_seen, train_seconds = 0, 0, 0, 0.0
+    div = {"retries": 0, "lr_scale": 1.0}
+    n_params = sum(p.numel() for p in model.parameters())
+    ckpt_bytes = 2 * 4 * n_params * (4 if ema is None else 5) + (16 << 20)
 
-    if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, expect_kind=cfg.kind)
-        if ck["config"]["model"] != cfg.to_dict()["model"]:
-            raise GenbenchError(f"{ckpt_path} was trained with a different model config; use --overwrite to "
-                                f"start again or restore the original study file")
+    def restore(ck: dict) -> None:
+        nonlocal start_epoch, step, images_seen, train_seconds, div
         model.load_state_dict(ck["model"])
         model.to(device)
         for k, o in opts.items():
@@ -185,65 +228,123 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         torch.set_rng_state(ck["rng"]["torch"])
         start_epoch, step, images_seen = ck["epoch"], ck["step"], ck["images_seen"]
         train_seconds = ck["train_seconds"]
-        _truncate_history(hist_path, step)
-        if ck.get("finished"):
-            return _summary(model, ck)
-    else:
-        hist_path.unlink(missing_ok=True)
+        div = dict(ck.get("divergence") or {"retries": 0, "lr_scale": 1.0})
 
-    atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
-    step_fn = STEPS[family]
-    autocast = _autocast_factory(cfg.precision, device)
-    if steps_per_epoch == 0:
-        raise GenbenchError(f"training split has {len(data)} images, fewer than batch_size={cfg.batch_size}")
-    total = steps_per_epoch * cfg.epochs
-    prog = Progress(cfg.name, total, step)
-    done_this_call = 0
-    model.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        sums: dict[str, float] = {}
-        t_epoch = time.perf_counter()
-        for x, y in batches(data, cfg.batch_size, data_gen):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logs = step_fn(model, opts, x, y, generator=noise_gen, autocast=autocast)
-            for sch in scheds.values():
-                sch.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            images_seen += x.shape[0]
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if step % cfg.log_every == 0:
-                append_jsonl(hist_path, {"kind": "step", "step": step, "epoch": step / steps_per_epoch, "images_seen": images_seen,
-                             "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
-            prog.step(logs)
-            done_this_call += 1
-            if stop_after_steps is not None and done_this_call >= stop_after_steps:
-                prog.close()
-                return {"stopped": True, "step": step}
-        train_seconds += time.perf_counter() - t_epoch
-        means = {k: v / steps_per_epoch for k, v in sums.items()}
-        for v in means.values():
-            if v != v or abs(v) == float("inf"):
-                raise GenbenchError(f"{cfg.name}: loss became NaN/inf in epoch {epoch + 1}; lower the learning "
-                                    f"rate in the study file (optimizer.lr) and retrain with --overwrite")
-        append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1, "images_seen": images_seen,
-                                 "seconds": train_seconds, **means})
-        prog.epoch(epoch + 1, step, means)
-        n_params = sum(p.numel() for p in model.parameters())
-        check_free_disk(out_dir, 2 * 4 * n_params * (4 if ema is None else 5) + (16 << 20))
+    def checkpoint(epoch: int) -> None:
+        check_free_disk(out_dir, ckpt_bytes)
         save_checkpoint(ckpt_path, {
             "config": cfg.to_dict(), "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in opts.items()},
             "schedulers": {k: sch.state_dict() for k, sch in scheds.items()},
             "ema": ema.state_dict() if ema is not None else None,
-            "epoch": epoch + 1, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
+            "epoch": epoch, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
             "rng": {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()},
-            "finished": epoch + 1 == cfg.epochs,
+            "divergence": dict(div), "finished": epoch == cfg.epochs,
         })
+
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, expect_kind=cfg.kind)
+        if ck["config"]["model"] != cfg.to_dict()["model"]:
+            raise GenbenchError(f"{ckpt_path} was trained with a different model config; use --overwrite to "
+                                f"start again or restore the original study file")
+        restore(ck)
+        _truncate_history(hist_path, step)
+        if ck.get("finished"):
+            status_path.unlink(missing_ok=True)
+            return _summary(model, ck)
+    else:
+        hist_path.unlink(missing_ok=True)
+        status_path.unlink(missing_ok=True)
+
+    atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
+    if not ckpt_path.exists():
+        checkpoint(0)  # the restore point should epoch 1 diverge
+    step_fn = STEPS[family]
+    autocast = _autocast_factory(cfg.precision, device)
+    total = steps_per_epoch * cfg.epochs
+    prog = Progress(cfg.name, total, step)
+    done_this_call = 0
+    model.train()
+    epoch = start_epoch
+    while epoch < cfg.epochs:
+        sums: dict[str, float] = {}
+        t_epoch = time.perf_counter()
+        try:
+            for x, y in batches(data, cfg.batch_size, data_gen):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logs = step_fn(model, opts, x, y, generator=noise_gen, autocast=autocast)
+                for sch in scheds.values():
+                    sch.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                images_seen += x.shape[0]
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if step % cfg.log_every == 0:
+                    append_jsonl(hist_path, {"kind": "step", "step": step, "epoch": step / steps_per_epoch,
+                                             "images_seen": images_seen,
+                                             "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
+                prog.step(logs)
+                done_this_call += 1
+                if stop_after_steps is not None and done_this_call >= stop_after_steps:
+                    prog.close()
+                    return {"stopped": True, "step": step}
+        except NonFiniteStep as e:
+            wasted = time.perf_counter() - t_epoch
+            _on_divergence(cfg, div_cfg, e, step + 1, steps_per_epoch, ckpt_path, hist_path, status_path)
+            restore(load_checkpoint(ckpt_path))
+            div = {"retries": div["retries"] + 1, "lr_scale": div["lr_scale"] * div_cfg["lr_factor"]}
+            _scale_lr(opts, scheds, div_cfg["lr_factor"])
+            train_seconds += wasted
+            checkpoint(start_epoch)
+            epoch = start_epoch
+            prog.reset(step)
+            continue
+        train_seconds += time.perf_counter() - t_epoch
+        means = {k: v / steps_per_epoch for k, v in sums.items()}
+        append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1, "images_seen": images_seen,
+                                 "seconds": train_seconds, **means})
+        prog.epoch(epoch + 1, step, means)
+        checkpoint(epoch + 1)
+        epoch += 1
     prog.close()
+    status_path.unlink(missing_ok=True)
     return _summary(model, load_checkpoint(ckpt_path))
+
+
+def _on_divergence(cfg, div_cfg: dict, e: NonFiniteStep, at_step: int, steps_per_epoch: int, ckpt_path: Path,
+                   hist_path: Path, status_path: Path) -> None:
+    """Log one divergence (history line, stderr); stop the run if the retries are used up.
+
+    The history is cut back to the checkpoint being restored, then the event is appended (once: a run killed
+    before its post-divergence checkpoint replays the same divergence on resume, and that is not logged twice).
+
+    Raises:
+        GenbenchError: this divergence is one more than ``max_retries`` (``status.json`` marks the run
+            diverged).
+    """
+    ck = load_checkpoint(ckpt_path)
+    prev = ck.get("divergence") or {"retries": 0, "lr_scale": 1.0}
+    retry = prev["retries"] + 1
+    stop = retry > div_cfg["max_retries"]
+    lr_scale = prev["lr_scale"] * (1.0 if stop else div_cfg["lr_factor"])
+    event = {"kind": "divergence", "step": ck["step"], "epoch": ck["epoch"], "at_step": at_step,
+             "at_epoch": at_step / steps_per_epoch, "what": e.what, "retry": retry,
+             "max_retries": div_cfg["max_retries"], "lr_scale": lr_scale, "action": "stop" if stop else "retry"}
+    _truncate_history(hist_path, ck["step"])
+    if not any(r.get("kind") == "divergence" and r.get("retry") == retry and r.get("at_step") == at_step
+               for r in read_jsonl(hist_path)):
+        append_jsonl(hist_path, event)
+    if stop:
+        atomic_write_json(status_path, {"status": "diverged", **{k: v for k, v in event.items() if k != "kind"},
+                                        "lr": [g["lr"] for o in ck["optimizers"].values() for g in o["param_groups"]]})
+        raise GenbenchError(f"{cfg.name}: training diverged (NaN/inf {e.what} at step {at_step}) and "
+                            f"{div_cfg['max_retries']} retries with a lower learning rate did not help; lower "
+                            f"optimizer.lr or raise divergence.max_retries in the study file, then retrain with "
+                            f"--overwrite")
+    print(f"[{cfg.name}] NaN/inf {e.what} at step {at_step}: back to epoch {ck['epoch']} (step {ck['step']}), "
+          f"learning rate x{lr_scale:g} (retry {retry}/{div_cfg['max_retries']})", file=sys.stderr, flush=True)
 
 
 def _summary(model, ck: dict) -> dict:

@@ -3,13 +3,47 @@
 - ``likelihood`` (VAE, DDPM): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
 - ``adversarial`` (GAN, cGAN): one discriminator step then one generator step per batch (Goodfellow et al.
   2014, Alg. 1 with k = 1), non-saturating generator loss.
+
+Divergence guard: before each ``optimizer.step()`` the logged losses and the sum of the gradients' L2 norms are
+pulled to the host in one ``tolist()`` (the losses were pulled with ``.item()`` every step already, so this
+adds no host sync on CPU and at most one per optimizer per step on an accelerator). If any is NaN or inf the
+step function raises :class:`NonFiniteStep` *before* that optimizer steps; the loop then restores the last
+good state (see :mod:`genbench.training.loop`).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from genbench.device import randint, randn
+
+
+class NonFiniteStep(Exception):
+    """A loss or gradient of this step is NaN or inf; the optimizer named in ``what`` was not stepped.
+
+    Internal signal from a step function to the training loop (not a user error).
+    """
+
+    def __init__(self, what: str, values: dict[str, float]):
+        super().__init__(f"non-finite {what}: {values}")
+        self.what, self.values = what, values
+
+
+def _checked_values(losses: dict[str, torch.Tensor], opt: torch.optim.Optimizer, what: str) -> dict[str, float]:
+    """Host floats of ``losses`` (each a scalar tensor); raises :class:`NonFiniteStep` if one of them, or any
+    gradient held by ``opt``'s parameters, is NaN/inf. One host sync."""
+    grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    vals = [v.detach().float().reshape(()) for v in losses.values()]
+    if grads:
+        vals.append(torch.stack(torch._foreach_norm(grads)).float().sum())  # NaN/inf iff some grad is
+    host = torch.stack(vals).tolist()
+    out = dict(zip(losses, host))
+    if not all(math.isfinite(v) for v in host):
+        bad = [k for k, v in out.items() if not math.isfinite(v)] or ["gradient"]
+        raise NonFiniteStep(f"{what} {'/'.join(bad)}", out)
+    return out
 
 
 def make_optimizers(model, family: str, opt_cfg: dict) -> dict[str, torch.optim.Optimizer]:
@@ -39,8 +73,9 @@ def likelihood_step(model, opts, x, y, *, generator, autocast) -> dict[str, floa
         losses = model.training_losses(x, y if model.num_classes else None, generator=generator)
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
+    logs = _checked_values(losses, opt, "loss")
     opt.step()
-    return {k: v.item() for k, v in losses.items()}
+    return logs
 
 
 def adversarial_step(model, opts, x, y, *, generator, autocast) -> dict[str, float]:
@@ -53,14 +88,15 @@ def adversarial_step(model, opts, x, y, *, generator, autocast) -> dict[str, flo
         d = model.discriminator_losses(x, y_real, fake, y_fake)
     opts["d"].zero_grad(set_to_none=True)
     d["loss"].backward()
+    dv = _checked_values({"loss_d": d["loss"], "d_x": d["d_x"], "d_g_z": d["d_g_z"]}, opts["d"], "discriminator")
     opts["d"].step()
     with autocast():
         g = model.generator_losses(fake, y_fake)
     opts["g"].zero_grad(set_to_none=True)
     g["loss"].backward()
+    gv = _checked_values({"loss_g": g["loss"]}, opts["g"], "generator")
     opts["g"].step()
-    return {"loss_d": d["loss"].item(), "loss_g": g["loss"].item(), "d_x": d["d_x"].item(),
-            "d_g_z": d["d_g_z"].item()}
+    return {"loss_d": dv["loss_d"], "loss_g": gv["loss_g"], "d_x": dv["d_x"], "d_g_z": dv["d_g_z"]}
 
 
 STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "gan": adversarial_step}
