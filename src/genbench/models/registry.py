@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from genbench.errors import GenbenchError
+from genbench.models.dcgan import DCGAN
 from genbench.models.ddpm import DDPM
 from genbench.models.gan import MLPGAN
 from genbench.models.vae import ConvVAE
@@ -15,6 +16,7 @@ MODEL_KINDS: dict[str, tuple[type[nn.Module], str]] = {
     "gan": (MLPGAN, "gan"),
     "cgan": (MLPGAN, "gan"),
     "ddpm": (DDPM, "diffusion"),
+    "dcgan": (DCGAN, "gan"),
 }
 
 
@@ -29,5 +31,5 @@ def build_model(kind: str, params: dict) -> tuple[nn.Module, str]:
     cls, family = MODEL_KINDS[kind]
     try:
         return cls(**params), family
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise GenbenchError(f"bad parameters for model {kind!r}: {e}; see the study file's `params`") from e
