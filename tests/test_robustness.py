@@ -175,3 +175,109 @@ def test_divergence_settings_are_validated():
         with pytest.raises(GenbenchError, match=None) as e:
             parse_study(r, "quick")
         assert needle in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SIGKILL at random points
+
+_CHILD = r'''
+import json, os, sys, time
+import torch
+out, threads, pause_at, marker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cfg_kw, n_images = json.loads(sys.argv[5]), int(sys.argv[6])
+torch.set_num_threads(threads)
+from genbench.data import load_dataset
+from genbench.studies.config import ModelConfig
+import genbench.training.loop as L
+
+_step = L.STEPS["gan"]
+def slow_step(*a, **kw):  # 5 ms per step so that a kill has a run to land in; numerics untouched
+    time.sleep(0.005)
+    return _step(*a, **kw)
+L.STEPS["gan"] = slow_step
+
+_replace, _n = os.replace, [0]
+def replace(src, dst):  # pause inside the pause_at-th checkpoint write: temp file written, not yet in place
+    if str(dst).endswith("last.pt"):
+        _n[0] += 1
+        if _n[0] == pause_at:
+            open(marker, "w").close()
+            time.sleep(120)
+    return _replace(src, dst)
+os.replace = replace
+
+data = load_dataset("mnist")["train"].subset(slice(0, n_images))
+L.train(ModelConfig(**cfg_kw), data, out, resume=True)
+print("DONE", flush=True)
+'''
+
+
+def _last_step(hist_path: Path) -> int:
+    try:
+        return max((r.get("step", 0) for r in read_jsonl(hist_path) if r.get("kind") == "step"), default=0)
+    except (OSError, ValueError):  # replaced while being read
+        return -1
+
+
+def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mnist):
+    """Three SIGKILLs per run at seeded random points: one at a random step of epoch 1, one inside a
+    checkpoint write (temp file written, ``os.replace`` not yet done) at a random epoch end, one at a random
+    later step; each followed by a resume. The final checkpoint (weights, Adam moments, counters) and history
+    (timings aside) must equal the uninterrupted run's. The kill points are printed (``pytest -s``)."""
+    n_images, bs, epochs = 768, 32, 4
+    spe = n_images // bs  # 24 steps per epoch, 96 in all
+    cfg_kw = dict(name="cgan", kind="cgan", params={"z_dim": 8, "g_widths": [32, 32], "d_widths": [32],
+                  "num_classes": 10, "image_shape": [1, 28, 28], "real_label": 0.9, "dropout": 0.3},
+                  optimizer={"lr": 2e-4, "betas": [0.5, 0.999]}, epochs=epochs, batch_size=bs, seed=7,
+                  precision="fp32", dataset="mnist", log_every=1)
+    full = tmp_path / "full"
+    train(ModelConfig(**cfg_kw), mnist["train"].subset(slice(0, n_images)), full)
+
+    part, marker = tmp_path / "part", tmp_path / "paused"
+    hist = part / "history.jsonl"
+    rng = random.Random(20240607)
+    threads = torch.get_num_threads()
+
+    def launch(pause_at=0):
+        marker.unlink(missing_ok=True)
+        return subprocess.Popen([sys.executable, "-c", _CHILD, str(part), str(threads), str(pause_at),
+                                 str(marker), json.dumps(cfg_kw), str(n_images)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def kill_when(proc, cond, what):
+        t0 = time.monotonic()
+        while not cond():
+            assert proc.poll() is None, f"run ended before the kill ({what}): {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() - t0 < 60, f"kill point never reached ({what})"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ck = load_checkpoint(part / "checkpoints" / "last.pt")
+        tmp = sorted(p.name for p in (part / "checkpoints").glob(".*.tmp"))
+        return {"what": what, "last_logged_step": _last_step(hist), "checkpoint_epoch": ck["epoch"],
+                "checkpoint_step": ck["step"], "temp_files_left": tmp}
+
+    kills = []
+    # 1: a random step inside epoch 1 (not its last: the kill must lose part of an epoch).
+    target = rng.randint(3, spe - 4)
+    kills.append(kill_when(launch(), lambda: _last_step(hist) >= target, f"epoch 1, after step {target}"))
+    # 2: inside the checkpoint write at the end of a random epoch of the resumed process.
+    n_write = rng.randint(1, epochs - 2)
+    kills.append(kill_when(launch(pause_at=n_write), marker.exists, f"checkpoint write #{n_write} of this process"))
+    # 3: a random step away from an epoch end, beyond every step the history held at kill 2 (those lines are
+    # still there until the resumed process cuts the history back to its checkpoint).
+    seen = kills[-1]["last_logged_step"]
+    target = rng.choice([s for s in range(seen + 1, epochs * spe - 2) if 2 < s % spe < spe - 2])
+    kills.append(kill_when(launch(), lambda: _last_step(hist) >= target, f"step {target}"))
+    proc = launch()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "DONE" in out, err[-3000:]
+
+    print(f"\n{len(kills)} kill points tried:")
+    for k in kills:
+        print("  ", k)
+    assert kills[0]["last_logged_step"] > kills[0]["checkpoint_step"]  # mid-epoch: steps were lost
+    assert kills[1]["temp_files_left"], "the kill inside a checkpoint write left no temp file"
+    assert kills[2]["last_logged_step"] > kills[2]["checkpoint_step"]
+    assert not list((part / "checkpoints").glob(".*.tmp"))  # the resume cleaned up
+    _assert_same_run(full, part)
