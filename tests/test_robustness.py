@@ -281,3 +281,46 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mni
     assert kills[2]["last_logged_step"] > kills[2]["checkpoint_step"]
     assert not list((part / "checkpoints").glob(".*.tmp"))  # the resume cleaned up
     _assert_same_run(full, part)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The CLI: finished studies and bad study files
+
+
+def _cli(monkeypatch, capsys, *args):
+    """Run ``genbench ARGS`` in this process; returns (exit code, non-empty stderr lines)."""
+    from genbench import cli
+
+    monkeypatch.setattr(sys, "argv", ["genbench", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code
+    return code, [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+
+
+def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monkeypatch, capsys):
+    from genbench.studies import runner
+
+    done = tmp_path / "mnist-four"
+    done.mkdir()
+    (done / "metrics.json").write_text("{}")
+    code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+    assert code == 2 and len(err) == 1, err
+    assert "already holds a finished study" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
+
+    class Reached(Exception):
+        pass
+
+    def reached(*a, **k):
+        raise Reached
+
+    monkeypatch.setattr(runner, "prepare_data", reached)  # past the guard = the pipeline starts
+    for flag in ("--resume", "--overwrite"):
+        with pytest.raises(Reached):
+            _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path), flag)
+    (done / "metrics.json").unlink()  # an interrupted study (no metrics.json) continues without a flag
+    with pytest.raises(Reached):
+        _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))

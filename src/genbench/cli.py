@@ -58,14 +58,16 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
         profile: str = typer.Option("quick", help="smoke | quick | full"),
         out: Path = typer.Option(Path("runs"), help="runs folder"),
         overwrite: bool = typer.Option(False, help="retrain from scratch instead of resuming"),
+        resume: bool = typer.Option(False, help="run a finished study again, reusing its trained models"),
         only: Optional[List[str]] = typer.Option(None, help="run only these models of the study")):
-    """Run a whole study: train every model, sample, evaluate, and write the report."""
+    """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
+    continues where it stopped; a finished one needs --resume or --overwrite."""
     from genbench.studies.config import load_study
     from genbench.studies.runner import run_study
 
     t0 = time.perf_counter()
     cfg = load_study(study, profile)
-    d = run_study(cfg, out, overwrite=overwrite, only=only)
+    d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume)
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
 
 

@@ -99,10 +99,20 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
-              report: bool = True) -> Path:
-    """Run a whole study. Returns the study folder ``out_root/<study.name>``."""
+              report: bool = True, resume: bool = False) -> Path:
+    """Run a whole study. Returns the study folder ``out_root/<study.name>``.
+
+    An interrupted study (no ``metrics.json`` yet) always continues where it stopped. A finished one is only
+    run again with ``resume`` (reuse finished models and banks, evaluate again) or ``overwrite`` (retrain).
+
+    Raises:
+        GenbenchError: the study folder holds a finished study and neither ``resume`` nor ``overwrite`` is set.
+    """
     t_start = time.perf_counter()
     study_dir = Path(out_root) / study.name
+    if (study_dir / "metrics.json").exists() and not (overwrite or resume):
+        raise GenbenchError(f"{study_dir} already holds a finished study (metrics.json); pass --resume to reuse "
+                            f"its trained models and evaluate again, or --overwrite to retrain from scratch")
     study_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
     splits = prepare_data(study)
