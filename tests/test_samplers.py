@@ -66,3 +66,16 @@ def test_ddim_eta1_over_all_steps_equals_ddpm_posterior_step():
         a = ddpm.step(eps, t, x, generator=torch.Generator().manual_seed(5)).prev_sample
         b = ddim.step(eps, t, x, eta=1.0, generator=torch.Generator().manual_seed(5)).prev_sample
         assert torch.allclose(a, b, atol=1e-5), int(t)
+
+
+def test_ddim_refuses_step_counts_whose_previous_timestep_leaves_the_list(model):
+    """diffusers' DDIM derives t_prev = t - T // steps; genbench only allows step counts where that is the next
+    entry of the one timestep list (T=50 here: 5 and 10 divide it, 3 and 7 do not)."""
+    from genbench.errors import GenbenchError
+
+    for ok in (1, 2, 5, 10, 25, 50):
+        ts = [int(t) for t in make_scheduler(model, "ddim", ok).timesteps]
+        assert [t - 50 // ok for t in ts][:-1] == ts[1:]
+    for bad in (3, 7, 30):
+        with pytest.raises(GenbenchError, match="choose steps dividing 50"):
+            make_scheduler(model, "ddim", bad)

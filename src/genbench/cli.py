@@ -145,22 +145,11 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
                                                    "(default: the one the study ran with)"),
              report: bool = typer.Option(True, help="rebuild the study report afterwards")):
     """Evaluate trained runs from their checkpoints (or saved sample banks), without training."""
-    import dataclasses
-
-    import yaml
-
-    from genbench.io import atomic_write_json
-    from genbench.studies.config import parse_study, provenance
-    from genbench.studies.runner import evaluate_real, evaluate_run, make_context, prepare_data
+    from genbench.studies.runner import (evaluate_real, evaluate_run, load_study_dir, make_context, prepare_data,
+                                         write_summary)
 
     study_dir = Path(runs[0]).resolve().parent
-    spath = study_dir / "study.yaml"
-    if not spath.exists():
-        raise GenbenchError(f"{spath} not found: evaluate takes run folders written by `genbench run`")
-    raw = yaml.safe_load(spath.read_text())
-    prof = profile or raw.pop("profile", "quick")
-    raw.pop("profile", None)
-    cfg = parse_study(raw, prof, str(spath))
+    cfg = load_study_dir(study_dir, profile)
     splits = prepare_data(cfg)
     ctx = make_context(cfg, splits)
     t0 = time.perf_counter()
@@ -172,15 +161,38 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
             raise GenbenchError(f"{r} is not a model of study {cfg.name} ({', '.join(by_name)})")
         records.append(evaluate_run(Path(r).resolve(), cfg, ctx, by_name[name]))
     records.append(evaluate_real(cfg, splits, ctx))
-    summary = {"study": cfg.name, "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed,
-               "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(cfg.evaluation),
-               "models": records, "provenance": provenance(), "evaluate_seconds": time.perf_counter() - t0}
-    atomic_write_json(study_dir / "metrics.json", summary)
+    write_summary(study_dir, cfg, ctx, records, evaluate_seconds=time.perf_counter() - t0)
     typer.echo(f"metrics: {study_dir / 'metrics.json'}")
     if report:
         from genbench.report.build import build_report
 
         typer.echo(f"report: {build_report(study_dir)}")
+
+
+@app.command()
+def sweep(study_dir: Path = typer.Argument(Path("runs/mnist-four"), help="a study folder written by `genbench run`"),
+          profile: Optional[str] = typer.Option(None, help="profile for the sweep settings "
+                                                "(default: the one the study ran with)"),
+          report: bool = typer.Option(True, help="rebuild the study report afterwards")):
+    """Diffusion sampler sweeps (quality vs NFE and vs guidance scale) on a trained study, as its study file's
+    `sweeps` section says; cached sample banks are reused."""
+    from genbench.studies.runner import load_study_dir, log, make_context, prepare_data
+    from genbench.studies.sweeps import parse_sweeps, run_sweeps
+
+    cfg = load_study_dir(study_dir, profile)
+    sw = parse_sweeps(cfg)
+    if sw is None:
+        raise GenbenchError(f"{study_dir / 'study.yaml'} has no `sweeps` section; add one (see studies/mnist_four.yaml)")
+    splits = prepare_data(cfg)
+    t0 = time.perf_counter()
+    res = run_sweeps(Path(study_dir), cfg, make_context(cfg, splits), sw, log=log)
+    c = res["chosen"]
+    typer.echo(f"sweeps: {Path(study_dir) / 'sweeps.json'} ({time.perf_counter() - t0:.0f} s); chosen "
+               f"{c['sampler']}-{c['steps']} ({c['nfe']} NFE, {c['seconds_per_1000']:.1f} s per 1,000 images)")
+    if report:
+        from genbench.report.build import build_report
+
+        typer.echo(f"report: {build_report(Path(study_dir))}")
 
 
 @app.command("report")

@@ -105,7 +105,10 @@ def build_report(study_dir: Path) -> Path:
     rep = study_dir / "report"
     fig = rep / "figures"
     names = [r["model"] for r in models]
-    scores = {r["model"]: normalised_scores(r, real) for r in models}
+    sw_path = study_dir / "sweeps.json"
+    sweeps = json.loads(sw_path.read_text()) if sw_path.exists() else None
+    fast = {sweeps["model"]: sweeps["chosen"]["seconds_per_1000"]} if sweeps else {}
+    scores = {r["model"]: normalised_scores(r, real, fast.get(r["model"])) for r in models}
     hist = {n: read_jsonl(study_dir / n / "history.jsonl") for n in names}
     figs: list[tuple[str, str]] = []
 
@@ -167,6 +170,11 @@ def build_report(study_dir: Path) -> Path:
     if per:
         add("Conditional accuracy per class", F.per_class_bars(per, fig / "per_class_accuracy.png"))
 
+    if sweeps:
+        add(f"{sweeps['model']}: sampler sweep (quality vs NFE and seconds)", F.sweep_nfe(sweeps, fig / "sweep_nfe.png"))
+        if sweeps.get("guidance"):
+            add(f"{sweeps['model']}: guidance sweep", F.sweep_guidance(sweeps, fig / "sweep_guidance.png"))
+
     header = ["model", "FID↓ (N)", "KID↓", "FD-clf↓", "IS↑", "prec.↑", "recall↑", "cond. acc↑", "CAS↑", "modes",
               "NN-train L2", "stab. cv↓", "train s", "gen s/1k", "NFE"] + list(CRITERIA)
     rows = []
@@ -192,14 +200,43 @@ def build_report(study_dir: Path) -> Path:
     csv.writer(buf).writerows([header] + rows)
     atomic_write_text(rep / "metrics.csv", buf.getvalue())
     atomic_write_text(fig / "interactive.html", interactive_page(summary, scores, hist))
-    atomic_write_text(rep / "index.html", _page(summary, models, real, scores, figs, header, rows))
-    atomic_write_text(rep / "summary.md", _markdown(summary, models, real, scores, header, rows))
+    sw_header, sw_rows = sweep_table(sweeps) if sweeps else ([], [])
+    atomic_write_text(rep / "index.html", _page(summary, models, real, scores, figs, header, rows,
+                                                sweeps, sw_header, sw_rows))
+    atomic_write_text(rep / "summary.md", _markdown(summary, models, real, scores, header, rows,
+                                                    sweeps, sw_header, sw_rows))
     summary_t = time.perf_counter() - t0
     atomic_write_text(rep / "build_seconds.txt", f"{summary_t:.2f}\n")
     return rep / "index.html"
 
 
-def _markdown(summary, models, real, scores, header, rows) -> str:
+def sweep_table(sw: dict) -> tuple[list[str], list[list[str]]]:
+    """Rows of the sampler and guidance sweeps (every setting at the same N)."""
+    header = ["sampler", "steps", "w", "NFE", f"FID↓ (N={sw['n_inception']})", f"FD-clf↓ (N={sw['n']})",
+              "cond. acc↑", "IS↑ (1 split)", "s / 1k", "note"]
+    c = sw["chosen"]
+    rows = []
+    for part, rs in (("", sw["settings"]), ("guidance sweep", sw.get("guidance", []))):
+        for r in rs:
+            note = "reference" if r.get("is_reference") else ""
+            if not part and (r["sampler"], r["steps"]) == (c["sampler"], c["steps"]):
+                note = (note + ", " if note else "") + "chosen (fastest within tolerance)"
+            rows.append([r["sampler"], str(r["steps"]), f"{r['guidance_scale']:g}", str(r["nfe"]),
+                         f"{r['fid_inception']:.2f}", f"{r['fd_classifier']:.2f}", f"{r['conditional_accuracy']:.3f}",
+                         f"{r['is']:.2f}", f"{r['seconds_per_1000']:.1f}", part or note])
+    return header, rows
+
+
+def _sweep_text(sw: dict) -> str:
+    c, ref = sw["chosen"], sw["reference"]
+    return (f"{sw['model']}: every setting draws N={sw['n']} images (balanced labels, seed {sw['seed']}, the same "
+            f"x_T), FID on the first {sw['n_inception']} of them. Chosen for the efficiency score: "
+            f"{c['sampler']}-{c['steps']} ({c['nfe']} NFE, {c['seconds_per_1000']:.1f} s per 1,000 images), the "
+            f"fastest setting whose {sw['tolerance_metric']} stays within {sw['tolerance']:.0%} of the "
+            f"{ref['sampler']}-{ref['steps']} reference (limit {sw['limit']:.2f}).")
+
+
+def _markdown(summary, models, real, scores, header, rows, sweeps=None, sw_header=(), sw_rows=()) -> str:
     """The same table and analysis as markdown (for notes and docs), with the run's provenance."""
     prov, ev, clf = summary["provenance"], summary["evaluation"], summary["classifier"]
     lines = [f"# {summary['study']} ({summary['dataset']}, profile {summary['profile']})", "",
@@ -212,12 +249,16 @@ def _markdown(summary, models, real, scores, header, rows) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", *[f"- {s}" for s in analysis(models, real, scores)], "",
               *[f"- **{k}** = {v}" for k, v in FORMULAS.items()]]
+    if sweeps:
+        lines += ["", "## Diffusion sampler sweeps", "", _sweep_text(sweeps), "",
+                  "| " + " | ".join(sw_header) + " |", "|" + "---|" * len(sw_header),
+                  *["| " + " | ".join(r) + " |" for r in sw_rows]]
     if "pipeline_seconds" in summary:
         lines.append(f"\nPipeline wall time (train + sample + evaluate): {summary['pipeline_seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
 
 
-def _page(summary, models, real, scores, figs, header, rows) -> str:
+def _page(summary, models, real, scores, figs, header, rows, sweeps=None, sw_header=(), sw_rows=()) -> str:
     e = html.escape
     clf = summary["classifier"]
     ev = summary["evaluation"]
@@ -237,6 +278,10 @@ def _page(summary, models, real, scores, figs, header, rows) -> str:
         *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows],
         "</table><p><a href='metrics.csv'>metrics.csv</a> · <a href='../metrics.json'>metrics.json</a> · "
         "<a href='figures/interactive.html'>interactive plots</a></p>",
+        *([f"<h2>Diffusion sampler sweeps</h2><p>{e(_sweep_text(sweeps))}</p><table><tr>",
+           *[f"<th>{e(h)}</th>" for h in sw_header], "</tr>",
+           *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in sw_rows],
+           "</table><p><a href='../sweeps.json'>sweeps.json</a></p>"] if sweeps else []),
         "<h2>How to read the scores</h2><ul>",
         *[f"<li><b>{e(k)}</b> = {e(v)}</li>" for k, v in FORMULAS.items()],
         "</ul><p>The <i>real</i> row scores held-out real training images exactly like a model's samples: the floor "

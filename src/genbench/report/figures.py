@@ -186,3 +186,54 @@ def precision_recall_scatter(points: dict[str, dict[str, tuple[float, float]]], 
         ax.set_title(f"Precision / recall, k=3, {feat} features", fontsize=10)
         ax.grid(alpha=0.3)
     return save(fig, path)
+
+
+def sweep_nfe(sw: dict, path: Path) -> Path:
+    """Sampler sweep: FID (Inception), FD (classifier) and conditional accuracy vs NFE and vs seconds per 1,000
+    images, one line per sampler; the reference setting as a star, the tolerance limit as a dashed line."""
+    metrics = [("fid_inception", f"FID (Inception, N={sw['n_inception']})"),
+               ("fd_classifier", f"FD (classifier, N={sw['n']})"),
+               ("conditional_accuracy", f"conditional accuracy (N={sw['n']})")]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    by = {}
+    for r in sw["settings"]:
+        by.setdefault(r["sampler"], []).append(r)
+    for row, xkey, xlabel in ((0, "nfe", "network evaluations per image (NFE, log)"),
+                              (1, "seconds_per_1000", "seconds per 1,000 images (log)")):
+        for col, (mk, ml) in enumerate(metrics):
+            ax = axes[row, col]
+            for i, (s, rs) in enumerate(sorted(by.items())):
+                rs = sorted(rs, key=lambda r: r[xkey])
+                ax.plot([r[xkey] for r in rs], [r[mk] for r in rs], "o-" if len(rs) > 1 else "*",
+                        color=COLORS[i % len(COLORS)], label=s, markersize=10 if len(rs) == 1 else 5)
+            c = sw["chosen"]
+            chosen = next(r for r in sw["settings"] if (r["sampler"], r["steps"]) == (c["sampler"], c["steps"]))
+            ax.plot([chosen[xkey]], [chosen[mk]], "s", mfc="none", mec="k", markersize=12, label="chosen")
+            if mk == sw["tolerance_metric"]:
+                ax.axhline(sw["limit"], ls="--", color="gray", lw=1, label=f"reference +{sw['tolerance']:.0%}")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(ml, fontsize=8)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{sw['model']}: quality vs cost, guidance w={sw['guidance_scale']:g}, seed {sw['seed']} "
+                 f"(reference {sw['reference']['sampler']}-{sw['reference']['steps']})", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def sweep_guidance(sw: dict, path: Path) -> Path:
+    """Guidance sweep: conditional accuracy and FID (Inception) vs classifier-free guidance scale w."""
+    rs = sorted(sw["guidance"], key=lambda r: r["guidance_scale"])
+    w = [r["guidance_scale"] for r in rs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(w, [r["conditional_accuracy"] for r in rs], "o-", color=COLORS[0])
+    ax.set_xlabel("guidance scale w (0 = unconditional, 1 = conditional without guidance)")
+    ax.set_ylabel(f"conditional accuracy (N={sw['n']})", color=COLORS[0])
+    ax2 = ax.twinx()
+    ax2.plot(w, [r["fid_inception"] for r in rs], "s--", color=COLORS[1])
+    ax2.set_ylabel(f"FID (Inception, N={sw['n_inception']})", color=COLORS[1])
+    gs = sw["guidance_sampler"]
+    ax.set_title(f"{sw['model']}: guidance sweep, {gs['sampler']}-{gs['steps']}, seed {sw['seed']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return save(fig, path)

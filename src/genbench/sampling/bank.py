@@ -36,21 +36,38 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor | None:
 
 
 def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 500,
-             labels: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """Generate n images in batches under inference mode. Returns (uint8 (n, C, H, W), seconds per 1,000
-    images). A warm-up batch of 16 images runs first and is not timed."""
+             labels: torch.Tensor | None = None, warmup: bool = True,
+             sample_kwargs: dict | None = None) -> tuple[torch.Tensor, float]:
+    """Generate n images in batches under inference mode.
+
+    Args:
+        model: any genbench generative model (its ``sample`` method).
+        n: number of images.
+        seed: seeds the generator that draws every random number of the sampling.
+        precision: "bf16" (autocast) or "fp32".
+        batch: images per forward batch.
+        labels: int64 (n,) conditioning labels, or None.
+        warmup: run an untimed warm-up batch of 16 images first (set False when the caller warmed up).
+        sample_kwargs: extra keyword arguments of ``model.sample`` (diffusion: sampler, steps,
+            guidance_scale, eta).
+
+    Returns:
+        (uint8 (n, C, H, W), wall seconds per 1,000 images of the timed part).
+    """
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
+    kw = sample_kwargs or {}
     model.eval()
     with torch.inference_mode(), autocast(device, precision):
-        wl = labels[:16] if labels is not None else None
-        model.sample(min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999))
+        if warmup:
+            wl = labels[:16] if labels is not None else None
+            model.sample(min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999), **kw)
         out = []
         t0 = time.perf_counter()
         for i in range(0, n, batch):
             m = min(batch, n - i)
             y = labels[i:i + m] if labels is not None else None
-            out.append(to_uint8(model.sample(m, y=y, generator=gen)).cpu())
+            out.append(to_uint8(model.sample(m, y=y, generator=gen, **kw)).cpu())
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0

@@ -17,7 +17,12 @@ SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 
 def make_scheduler(model, sampler: str, steps: int):
     """A diffusers scheduler for ``sampler`` on the model's schedule, with ``steps`` inference steps
-    (DDPM ancestral always uses all T steps)."""
+    (DDPM ancestral always uses all T steps). The returned ``scheduler.timesteps`` is the one list the sampling
+    loop follows.
+
+    Raises:
+        GenbenchError: unknown sampler, or DDIM steps that do not divide T (see :func:`_check_ddim_list`).
+    """
     cfg = dict(model.schedule_config)
     if sampler == "ddpm":
         sch = DDPMScheduler(**cfg, clip_sample=True)
@@ -25,6 +30,7 @@ def make_scheduler(model, sampler: str, steps: int):
     elif sampler == "ddim":
         sch = DDIMScheduler(**cfg, clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing")
         sch.set_timesteps(steps)
+        _check_ddim_list(sch, cfg["num_train_timesteps"], steps)
     elif sampler == "dpm_solver":
         sch = DPMSolverMultistepScheduler(**cfg, algorithm_type="dpmsolver++", solver_order=2,
                                           timestep_spacing="trailing")
@@ -32,6 +38,22 @@ def make_scheduler(model, sampler: str, steps: int):
     else:
         raise GenbenchError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     return sch
+
+
+def _check_ddim_list(sch, T: int, steps: int) -> None:
+    """diffusers' DDIM step computes its previous timestep as ``t - T // steps`` instead of reading the list.
+    Sampling is correct only when that equals the next entry of ``sch.timesteps`` (and the last step lands
+    below 0, i.e. on alpha_bar = 1). Refuse settings where the two would differ.
+
+    Raises:
+        GenbenchError: ``steps`` does not divide ``T``.
+    """
+    ts = [int(t) for t in sch.timesteps]
+    derived = [t - T // steps for t in ts]
+    if derived[:-1] != ts[1:] or derived[-1] >= 0:
+        divisors = [d for d in (10, 20, 25, 50, 100, 250, 500, 1000) if T % d == 0]
+        raise GenbenchError(f"DDIM with {steps} steps on T={T}: the step would leave the timestep list; "
+                            f"choose steps dividing {T} (e.g. {', '.join(map(str, divisors))})")
 
 
 @torch.no_grad()

@@ -22,7 +22,8 @@ from genbench.metrics.evaluate import EvalContext, evaluate_images
 from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
-from genbench.studies.config import StudyConfig, provenance, to_yaml
+from genbench.studies.config import StudyConfig, parse_study, provenance, to_yaml
+from genbench.studies.sweeps import parse_sweeps, run_sweeps
 from genbench.training.loop import load_trained, train
 
 
@@ -98,6 +99,34 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
             "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on"}}
 
 
+def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records: list[dict], **timings) -> dict:
+    """Write the study's ``metrics.json`` (atomically): every model's record plus the real-data floor, the
+    classifier, the evaluation settings, provenance and the given timings (seconds)."""
+    summary = {"study": study.name, "dataset": study.dataset, "profile": study.profile, "seed": study.seed,
+               "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
+               "models": records, "provenance": provenance(), **timings}
+    if ctx._inception is not None:
+        summary["inception_seconds_per_image"] = ctx.inception.seconds / max(ctx.inception.images, 1)
+    atomic_write_json(study_dir / "metrics.json", summary)
+    return summary
+
+
+def load_study_dir(study_dir: Path, profile: str | None = None) -> StudyConfig:
+    """The study config a run folder was made with (its ``study.yaml``), optionally under another profile.
+
+    Raises:
+        GenbenchError: the folder holds no ``study.yaml``.
+    """
+    import yaml
+
+    spath = Path(study_dir) / "study.yaml"
+    if not spath.exists():
+        raise GenbenchError(f"{spath} not found: give a study folder written by `genbench run` (runs/<study>)")
+    raw = yaml.safe_load(spath.read_text())
+    prof = raw.pop("profile", "quick")
+    return parse_study(raw, profile or prof, str(spath))
+
+
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
               report: bool = True, resume: bool = False) -> Path:
     """Run a whole study. Returns the study folder ``out_root/<study.name>``.
@@ -115,6 +144,7 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
                             f"its trained models and evaluate again, or --overwrite to retrain from scratch")
     study_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
+    sweeps = parse_sweeps(study)  # validated before any training
     splits = prepare_data(study)
     log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
         f"test {len(splits['test'])} (profile {study.profile})")
@@ -127,12 +157,9 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
     ctx = make_context(study, splits)
     records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
     records.append(evaluate_real(study, splits, ctx))
-    summary = {"study": study.name, "dataset": study.dataset, "profile": study.profile, "seed": study.seed,
-               "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
-               "models": records, "provenance": provenance(), "pipeline_seconds": time.perf_counter() - t_start}
-    if ctx._inception is not None:
-        summary["inception_seconds_per_image"] = ctx.inception.seconds / max(ctx.inception.images, 1)
-    atomic_write_json(study_dir / "metrics.json", summary)
+    write_summary(study_dir, study, ctx, records, pipeline_seconds=time.perf_counter() - t_start)
+    if sweeps is not None and sweeps.in_study and (not only or sweeps.model in only):
+        run_sweeps(study_dir, study, ctx, sweeps, log=log)
     if report:
         from genbench.report.build import build_report
 

@@ -1,0 +1,67 @@
+"""Diffusion sampler sweeps: the smoke study runs them inside `genbench run`; the CLI reruns them from cached
+banks; settings are validated before any sampling."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from genbench.errors import GenbenchError
+from genbench.studies.config import load_study, parse_study
+from genbench.studies.sweeps import parse_sweeps
+
+
+def test_smoke_study_writes_sweeps_and_report(smoke_study):
+    sw = json.loads((smoke_study / "sweeps.json").read_text())
+    st = sw["settings"]
+    assert st[0]["is_reference"] and (st[0]["sampler"], st[0]["steps"]) == ("ddim", 10)
+    assert {(r["sampler"], r["steps"]) for r in st[1:]} == {("ddim", 2), ("ddim", 5), ("dpm_solver", 2),
+                                                             ("dpm_solver", 5)}
+    assert all(r["n"] == sw["n"] == 8 for r in st + sw["guidance"])  # one N for every setting
+    w = sw["guidance_scale"]
+    assert all(r["nfe"] == r["steps"] * (2 if w not in (0, 1) else 1) for r in st)
+    assert [r["guidance_scale"] for r in sw["guidance"]] == [0.0, 1.0, 2.0]
+    assert [r["nfe"] for r in sw["guidance"]] == [2, 2, 4]  # w=0 and w=1 need one network evaluation per step
+    # the chosen setting is within tolerance of the reference and the fastest such setting
+    c = sw["chosen"]
+    assert c[sw["tolerance_metric"]] <= st[0][sw["tolerance_metric"]] * (1 + sw["tolerance"]) + 1e-9
+    ok = [r for r in st if r[sw["tolerance_metric"]] <= sw["limit"]]
+    assert c["seconds_per_1000"] == min(r["seconds_per_1000"] for r in ok)
+    html = (smoke_study / "report" / "index.html").read_text()
+    assert "sweep_nfe.png" in html and "sweep_guidance.png" in html and "Diffusion sampler sweeps" in html
+    assert (smoke_study / "report" / "figures" / "sweep_nfe.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_command_reuses_cached_banks(smoke_study):
+    before = json.loads((smoke_study / "sweeps.json").read_text())
+    p = subprocess.run([sys.executable, "-m", "genbench.cli", "sweep", str(smoke_study), "--no-report"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    after = json.loads((smoke_study / "sweeps.json").read_text())
+    for a, b in zip(after["settings"], before["settings"]):
+        assert a["timing"].startswith("cached")
+        assert a["fd_classifier"] == b["fd_classifier"] and a["seconds_per_1000"] == b["seconds_per_1000"]
+
+
+def _raw(**sweeps):
+    study = load_study("mnist_four", "smoke")
+    raw = dict(study.raw)
+    raw["sweeps"] = {**raw["sweeps"], **sweeps}
+    return parse_study(raw, "smoke", "mnist_four.yaml")
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ({"model": "vae"}, "sweeps.model"),
+    ({"samplers": {"euler": [10]}}, "unknown sampler 'euler'"),
+    ({"samplers": {"ddim": [0]}}, "sweeps.samplers.ddim"),
+    ({"n": 1}, "sweeps.n"),
+    ({"tolerance": -1}, "sweeps.tolerance"),
+    ({"tolerance_metric": "is"}, "sweeps.tolerance_metric"),
+    ({"reference": {"sampler": "ddpm"}}, "sweeps.reference"),
+    ({"guidance_scales": [-1]}, "sweeps.guidance_scales"),
+])
+def test_bad_sweep_settings_give_one_line_errors(bad, needle):
+    with pytest.raises(GenbenchError, match=needle.replace("(", r"\(")) as e:
+        parse_sweeps(_raw(**bad))
+    assert "\n" not in str(e.value)
