@@ -82,19 +82,35 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSON-lines file, skipping a torn last line left by a crash."""
-    out = []
+    """Read a JSON-lines file of objects (``[]`` if it does not exist), skipping a torn last line left by a
+    crash.
+
+    Raises:
+        GenbenchError: the file cannot be read, or a line other than the last is not a JSON object (the file
+            was damaged by something other than a crash during an append).
+    """
+    from genbench.errors import GenbenchError
+
     p = Path(path)
     if not p.exists():
-        return out
-    for line in p.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
+        return []
+    try:
+        text = p.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise GenbenchError(f"cannot read {p} ({type(e).__name__}); check the path and its permissions") from e
+    lines = [line for line in text.splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(lines):
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
+            rec = json.loads(line)
+        except (ValueError, RecursionError):
+            rec = None
+        if not isinstance(rec, dict):
+            if i == len(lines) - 1:
+                break  # torn by a crash mid-append
+            raise GenbenchError(f"{p} line {i + 1} is not a JSON object, so the file is damaged; delete that "
+                                f"line, or retrain with --overwrite")
+        out.append(rec)
     return out
 
 

@@ -160,12 +160,16 @@ def verify_asset(asset: WheelAsset) -> Path:
     """Return the cached asset's path after checking its sha256.
 
     Raises:
-        AssetError: the file is missing, or its checksum differs (message names both sums and the fix).
+        AssetError: the file is missing or unreadable, or its checksum differs (message names both sums and
+            the fix).
     """
     p = asset.path
     if not p.exists():
         raise AssetError(f"asset {asset.name!r} is missing ({p}); {asset.fix}")
-    actual = sha256_file(p)
+    try:
+        actual = sha256_file(p)
+    except OSError as e:
+        raise AssetError(f"cannot read asset file {p} ({type(e).__name__}); delete it and {asset.fix}") from e
     if actual != asset.member_sha256:
         raise AssetError(
             f"asset file {p} is corrupt: sha256 {actual}, expected {asset.member_sha256}; "

@@ -6,6 +6,7 @@ cached at ``$GENBENCH_HOME/datasets/fashion_mnist.npz``.
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,24 @@ def read_idx(path: Path) -> np.ndarray:
     uint8 array of its dims.
 
     Raises:
-        AssetError: a bad magic number or a size that does not match the header.
+        AssetError: unreadable or not gzip, a bad magic number (not uint8 with 1 or 3 dims), or a size that
+            does not match the header.
     """
-    raw = gzip.decompress(Path(path).read_bytes())
+    try:
+        raw = gzip.decompress(Path(path).read_bytes())
+    except Exception as e:  # noqa: BLE001 - unreadable, not gzip, truncated
+        raise AssetError(f"{path}: not a gzip file ({type(e).__name__}); replace it with the original") from e
+    if len(raw) < 4:
+        raise AssetError(f"{path}: {len(raw)} bytes, too short for an IDX header; replace it with the original")
     magic = int.from_bytes(raw[:4], "big")
     if magic >> 8 != 0x08 or (magic & 0xFF) not in (1, 3):
         raise AssetError(f"{path}: not an IDX uint8 file (magic {magic:#x}); replace it with the original")
     ndim = magic & 0xFF
+    if len(raw) < 4 + 4 * ndim:
+        raise AssetError(f"{path}: header cut short ({len(raw)} bytes); replace it with the original")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
+    if data.size != math.prod(dims):
         raise AssetError(f"{path}: {data.size} bytes of data, header says {dims}; replace it with the original")
     return data.reshape(dims).copy()
 
@@ -51,9 +60,13 @@ def load_fashion_mnist(source_dir: str | None = None) -> dict[str, np.ndarray]:
         except Exception:  # noqa: BLE001 - a broken cache is rebuilt below
             pass
     d = verify_debian_asset(ASSETS["fashion_mnist"], source_dir)
-    arrs = {"x_train": read_idx(d / "train-images-idx3-ubyte.gz").reshape(-1, 1, 28, 28),
-            "y_train": read_idx(d / "train-labels-idx1-ubyte.gz").astype(np.int64),
-            "x_test": read_idx(d / "t10k-images-idx3-ubyte.gz").reshape(-1, 1, 28, 28),
-            "y_test": read_idx(d / "t10k-labels-idx1-ubyte.gz").astype(np.int64)}
+    arrs = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = read_idx(d / f"{prefix}-images-idx3-ubyte.gz")
+        y = read_idx(d / f"{prefix}-labels-idx1-ubyte.gz")
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or (len(y) and y.max() > 9):
+            raise AssetError(f"{d}: {prefix} images {x.shape} / labels {y.shape}, expected (N, 28, 28) and (N,) "
+                             f"in 0..9; replace the files with the originals")
+        arrs[f"x_{split}"], arrs[f"y_{split}"] = x.reshape(-1, 1, 28, 28), y.astype(np.int64)
     atomic_savez(cached, **arrs)
     return arrs

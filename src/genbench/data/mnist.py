@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 
@@ -35,13 +37,66 @@ def _idx_md5(arr: np.ndarray, images: bool) -> str:
     return hashlib.md5(header + arr.astype(np.uint8).tobytes()).hexdigest()
 
 
-def convert_mnist() -> dict[str, np.ndarray]:
-    """Read the verified pickle, convert to uint8 (N, 1, 28, 28) images and int64 labels, verify md5s."""
-    path = fetch_asset("mnist")
+_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype")}
+_FIX = "delete it and run `genbench data fetch mnist --force`"
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: any other global (a function a pickle could call) is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+def safe_pickle_load(f, **kw):
+    """``pickle.load`` that builds numpy arrays, dicts, lists, tuples, numbers and strings only: a file cannot
+    make it call any other function. Raises ``pickle.UnpicklingError`` for a disallowed global."""
+    return _ArraysOnly(f, **kw).load()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def decode_mnist_pickle(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read the wheel's ``mnist.pkl.gz``: three ``(x float32 (N, 784) in [0, 1), y integer (N,) in 0..9)``
+    pairs (train, valid, test), unpickled with numpy arrays as the only allowed globals.
+
+    Raises:
+        AssetError: the file is unreadable, not gzip, not such a pickle, or holds arrays of the wrong
+            type, shape or range (one line naming the file and the fix).
+    """
     try:
-        (xtr, ytr), (xva, yva), (xte, yte) = pickle.loads(gzip.decompress(path.read_bytes()), encoding="latin1")
-    except Exception as e:  # noqa: BLE001 - any decode failure is a corrupt asset
-        raise AssetError(f"cannot decode {path} ({e}); delete it and run `genbench data fetch mnist`") from e
+        obj = _ArraysOnly(io.BytesIO(gzip.decompress(Path(path).read_bytes())), encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001 - any read/decode failure is a corrupt asset
+        raise AssetError(f"cannot decode {path} ({_one_line(e)}); {_FIX}") from e
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 3
+            and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in obj)):
+        raise AssetError(f"{path} does not hold ((x_train, y_train), (x_valid, y_valid), (x_test, y_test)); {_FIX}")
+    for (x, y), part in zip(obj, ("train", "valid", "test")):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == 784):
+            raise AssetError(f"{path}: {part} images are not a float32 (N, 784) array; {_FIX}")
+        if not (isinstance(y, np.ndarray) and y.dtype.kind in "iu" and y.shape == (len(x),)):
+            raise AssetError(f"{path}: {part} labels are not an integer array of {len(x)}; {_FIX}")
+        if len(x) and not (np.isfinite(x).all() and x.min() >= 0 and x.max() < 1):
+            raise AssetError(f"{path}: {part} images are not in [0, 1); {_FIX}")
+        if len(y) and not (y.min() >= 0 and y.max() <= 9):
+            raise AssetError(f"{path}: {part} labels are not in 0..9; {_FIX}")
+    return [tuple(p) for p in obj]
+
+
+def convert_mnist() -> dict[str, np.ndarray]:
+    """Read the verified pickle, convert to uint8 (N, 1, 28, 28) images and int64 labels, verify md5s.
+
+    Raises:
+        AssetError: the asset is missing, corrupt, or its arrays differ from the original IDX files.
+    """
+    path = fetch_asset("mnist")
+    (xtr, ytr), (xva, yva), (xte, yte) = decode_mnist_pickle(path)
     x_train = np.round(np.concatenate([xtr, xva]) * 256).astype(np.uint8).reshape(-1, 1, 28, 28)
     y_train = np.concatenate([ytr, yva]).astype(np.int64)
     x_test = np.round(xte * 256).astype(np.uint8).reshape(-1, 1, 28, 28)
@@ -56,10 +111,20 @@ def convert_mnist() -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+def _cache_ok(a: dict[str, np.ndarray]) -> bool:
+    """Shapes, dtypes and label range of the converted arrays (the md5 was checked when they were written)."""
+    return (a["x_train"].shape == (60000, 1, 28, 28) and a["x_test"].shape == (10000, 1, 28, 28)
+            and a["y_train"].shape == (60000,) and a["y_test"].shape == (10000,)
+            and a["x_train"].dtype == a["x_test"].dtype == np.uint8
+            and a["y_train"].dtype == a["y_test"].dtype == np.int64
+            and 0 <= min(a["y_train"].min(), a["y_test"].min()) and max(a["y_train"].max(), a["y_test"].max()) <= 9)
+
+
 def load_mnist(*, fetch: bool = True) -> dict[str, np.ndarray]:
     """MNIST as uint8 arrays: x_train (60000, 1, 28, 28), y_train int64 (60000,), x_test, y_test (10000).
 
-    Cached at ``$GENBENCH_HOME/datasets/mnist.npz`` after the first conversion.
+    Cached at ``$GENBENCH_HOME/datasets/mnist.npz`` after the first conversion; a cache that is unreadable or
+    has the wrong shapes, dtypes or labels is rebuilt from the verified asset.
 
     Raises:
         AssetError: the asset is missing (and ``fetch`` is False) or fails verification.
@@ -69,7 +134,7 @@ def load_mnist(*, fetch: bool = True) -> dict[str, np.ndarray]:
         try:
             with np.load(cached) as z:
                 arrs = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            if arrs["x_train"].shape == (60000, 1, 28, 28) and arrs["x_test"].shape == (10000, 1, 28, 28):
+            if _cache_ok(arrs):
                 return arrs
         except Exception:  # noqa: BLE001 - a broken cache is rebuilt below
             pass

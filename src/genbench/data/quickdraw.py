@@ -33,8 +33,8 @@ def load_quickdraw(data_dir: str | None, classes: list[str], *, train_per_class:
     ``data_dir``: ``$GENBENCH_QUICKDRAW_DIR`` if set, else this argument.
 
     Raises:
-        AssetError: a class file is missing (one line: directory, expected files), is not (N, 784) uint8, or
-            has fewer than train_per_class + test_per_class rows.
+        AssetError: a class file is missing (one line: directory, expected files), unreadable, not (N, 784)
+            uint8, or has fewer than train_per_class + test_per_class rows.
     """
     d = Path(os.environ.get(ENV) or data_dir or "data/quickdraw").expanduser()
     missing = [c for c in classes if _class_file(d, c) is None]
@@ -46,9 +46,14 @@ def load_quickdraw(data_dir: str | None, classes: list[str], *, train_per_class:
     ys = {"train": [], "test": []}
     for i, c in enumerate(classes):
         f = _class_file(d, c)
-        arr = np.load(f, mmap_mode="r", allow_pickle=False)
-        if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != 784:
-            raise AssetError(f"{f}: expected a uint8 (N, 784) numpy_bitmap array, got {arr.dtype} {arr.shape}")
+        try:
+            arr = np.load(f, mmap_mode="r", allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - any read failure is a bad file
+            raise AssetError(f"{f}: not a numpy_bitmap .npy file ({type(e).__name__}); replace it with Google's "
+                             f"original") from e
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != 784:
+            raise AssetError(f"{f}: expected a uint8 (N, 784) numpy_bitmap array, got "
+                             f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
         if len(arr) < need:
             raise AssetError(f"{f}: {len(arr)} drawings, fewer than train_per_class + test_per_class = {need}; "
                              f"lower them in the study file")

@@ -12,6 +12,8 @@ folder and checkpoint. Nothing in a config is executed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,24 @@ def resolve_profile(obj: Any, profile: str) -> Any:
     if isinstance(obj, list):
         return [resolve_profile(v, profile) for v in obj]
     return obj
+
+
+def _folder_name(v: str) -> bool:
+    """A study or model name becomes a folder name: letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``."""
+    return bool(re.fullmatch(r"[A-Za-z0-9._-]+", v)) and v not in (".", "..")
+
+
+def _param_names(kind: str) -> list[str]:
+    sig = inspect.signature(MODEL_KINDS[kind][0])
+    return [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _unknown_params(kind: str, params: dict) -> list:
+    """Keys of ``params`` the model class does not take (none if it takes ``**kwargs``)."""
+    sig = inspect.signature(MODEL_KINDS[kind][0])
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return []
+    return sorted((k for k in params if k not in _param_names(kind)), key=str)
 
 
 def _get(d: dict, key: str, typ, where: str, default=dataclasses.MISSING, check=None):
@@ -133,9 +153,12 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         raise GenbenchError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if not isinstance(raw, dict):
         raise GenbenchError(f"{source}: a study file must be a YAML mapping")
-    r = resolve_profile(raw, profile)
     where = Path(source).name
-    name = _get(r, "name", str, where)
+    try:
+        r = resolve_profile(raw, profile)
+    except RecursionError as e:
+        raise GenbenchError(f"{where}: nested too deeply (or a YAML alias refers to itself)") from e
+    name = _get(r, "name", str, where, check=_folder_name)
     dataset = _get(r, "dataset", str, where)
     if dataset not in DATASET_INFO:
         raise GenbenchError(f"{where}.dataset: unknown dataset {dataset!r}; choose one of "
@@ -144,19 +167,25 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     seed = _get(r, "seed", int, where, 42)
     batch_size = _get(r, "batch_size", int, where, 128, lambda v: v > 0)
     precision = _get(r, "precision", str, where, "bf16", lambda v: v in ("bf16", "fp32"))
-    train_subset = _get(r, "train_subset", (int, type(None)), where, None)
-    threads = _get(r, "threads", (int, type(None)), where, None)
+    train_subset = _get(r, "train_subset", (int, type(None)), where, None, lambda v: v is None or v >= 1)
+    threads = _get(r, "threads", (int, type(None)), where, None, lambda v: v is None or v >= 1)
     log_every = _get(r, "log_every", int, where, 50, lambda v: v > 0)
     models_raw = _get(r, "models", dict, where)
     models = []
     for mname, m in models_raw.items():
         w = f"{where}.models.{mname}"
+        if not (isinstance(mname, str) and _folder_name(mname)):
+            raise GenbenchError(f"{w}: a model name must be letters, digits, '.', '_' or '-' (it names a folder)")
         if not isinstance(m, dict):
             raise GenbenchError(f"{w}: expected a mapping")
         kind = _get(m, "kind", str, w)
         if kind not in MODEL_KINDS:
             raise GenbenchError(f"{w}.kind: unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
         params = dict(_get(m, "params", dict, w, {}))
+        bad = _unknown_params(kind, params)
+        if bad:
+            raise GenbenchError(f"{w}.params: {kind!r} takes no parameter(s) {', '.join(map(repr, bad))}; "
+                                f"it takes {', '.join(_param_names(kind))}")
         if kind in ("gan", "cgan", "ddpm"):
             params.setdefault("image_shape", list(info["image_shape"]))
         if kind == "cgan":
@@ -175,7 +204,8 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
             epochs=_get(m, "epochs", int, w, check=lambda v: v >= 1),
             batch_size=_get(m, "batch_size", int, w, batch_size, lambda v: v > 0), seed=seed,
             precision=_get(m, "precision", str, w, precision, lambda v: v in ("bf16", "fp32")),
-            dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None),
+            dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None,
+                                             lambda v: v is None or 0 <= v < 1),
             log_every=_get(m, "log_every", int, w, log_every, lambda v: v > 0), train_subset=train_subset,
             threads=threads, divergence=div))
     e = _get(r, "evaluation", dict, where, {})
@@ -201,7 +231,11 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
 
 
 def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
-    """Load a study YAML file (a path, or the name of a bundled study such as ``mnist_four``)."""
+    """Load a study YAML file (a path, or the name of a bundled study such as ``mnist_four``).
+
+    Raises:
+        GenbenchError: the file is missing, unreadable, not UTF-8, not YAML, or fails :func:`parse_study`.
+    """
     p = Path(path)
     if not p.exists():
         cand = STUDIES_DIR / f"{path}.yaml"
@@ -211,9 +245,14 @@ def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
             raise GenbenchError(f"study file {path} not found; give a path or one of: "
                                 f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
     try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise GenbenchError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from e
+        text = p.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise GenbenchError(f"cannot read study file {p} ({type(e).__name__}); give a UTF-8 YAML file") from e
+    try:
+        raw = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - YAMLError, or a ValueError from a value such as 2024-13-01
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise GenbenchError(f"{p}: not valid YAML ({first})") from e
     return parse_study(raw, profile, str(p))
 
 

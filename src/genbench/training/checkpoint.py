@@ -15,6 +15,8 @@ from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save
 
 FORMAT_VERSION = 1
+_FIELDS = {"model": dict, "optimizers": dict, "rng": dict, "epoch": int, "step": int, "images_seen": int,
+           "train_seconds": (int, float)}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -25,7 +27,8 @@ def load_checkpoint(path: Path, *, expect_kind: str | None = None) -> dict:
     """Load and check a checkpoint.
 
     Raises:
-        GenbenchError: missing/unreadable file, newer format version, or a different model kind.
+        GenbenchError: missing/unreadable file, not a genbench checkpoint, incomplete, newer format version,
+            or a different model kind.
     """
     path = Path(path)
     if not path.exists():
@@ -36,12 +39,21 @@ def load_checkpoint(path: Path, *, expect_kind: str | None = None) -> dict:
         raise GenbenchError(f"cannot read checkpoint {path} ({type(e).__name__}); it is not a genbench "
                             f"checkpoint or is damaged: retrain or restore it") from e
     version = ckpt.get("format_version") if isinstance(ckpt, dict) else None
-    if version is None:
-        raise GenbenchError(f"{path} is not a genbench checkpoint (no format_version)")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise GenbenchError(f"{path} is not a genbench checkpoint (no format_version); point at a run folder's "
+                            f"checkpoints/last.pt or retrain")
     if version > FORMAT_VERSION:
         raise GenbenchError(f"{path} has checkpoint format {version}, newer than this genbench "
                             f"({FORMAT_VERSION}); upgrade genbench")
-    kind = ckpt["config"]["model"]["kind"]
+    cfg = ckpt.get("config")
+    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
+    kind = model_cfg.get("kind") if isinstance(model_cfg, dict) else None
+    bad = [] if isinstance(kind, str) else ["config.model.kind"]
+    bad += [k for k, typ in _FIELDS.items()
+            if not isinstance(ckpt.get(k), typ) or (typ is int and isinstance(ckpt.get(k), bool))]
+    if bad:
+        raise GenbenchError(f"{path} is a damaged genbench checkpoint (missing or wrong {', '.join(bad)}); "
+                            f"retrain with --overwrite")
     if expect_kind is not None and kind != expect_kind:
         raise GenbenchError(f"{path} holds a {kind!r} model, not {expect_kind!r}; point at the right run "
                             f"folder or use --overwrite to start a new run")
