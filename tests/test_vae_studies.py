@@ -147,3 +147,28 @@ def test_absent_dataset_stops_at_once_with_one_line(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and str(tmp_path / "missing") in lines[0] and "data_batch_1" in lines[0]
     assert not (tmp_path / "cifar10-vae-dcgan").exists()
+
+
+def test_fashion_mnist_idx_reader_and_missing_files(tmp_path, monkeypatch):
+    import gzip
+
+    from genbench.data.assets import ASSETS, verify_debian_asset
+    from genbench.data.fashion_mnist import read_idx
+
+    imgs = np.arange(2 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(2, 28, 28)
+    (tmp_path / "i.gz").write_bytes(gzip.compress(np.array([0x803, 2, 28, 28], ">i4").tobytes() + imgs.tobytes()))
+    assert np.array_equal(read_idx(tmp_path / "i.gz"), imgs)
+    (tmp_path / "l.gz").write_bytes(gzip.compress(np.array([0x801, 3], ">i4").tobytes() + bytes([9, 0, 3])))
+    assert read_idx(tmp_path / "l.gz").tolist() == [9, 0, 3]
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(np.array([0x803, 5, 28, 28], ">i4").tobytes() + b"\0"))
+    with pytest.raises(AssetError, match="header says"):
+        read_idx(tmp_path / "bad.gz")
+    monkeypatch.setenv("GENBENCH_FASHION_MNIST_DIR", str(tmp_path))
+    with pytest.raises(AssetError) as e:
+        verify_debian_asset(ASSETS["fashion_mnist"])
+    msg = str(e.value)
+    assert str(tmp_path) in msg and "train-images-idx3-ubyte.gz" in msg and "dataset-fashion-mnist" in msg
+    for f, _ in ASSETS["fashion_mnist"].files:
+        (tmp_path / f).write_bytes(b"not it")
+    with pytest.raises(AssetError, match="sha256"):
+        verify_debian_asset(ASSETS["fashion_mnist"])
