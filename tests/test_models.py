@@ -12,9 +12,9 @@ CASES = [
     ("vae", {"latent_dim": 4, "num_classes": 10}),
     ("gan", {"z_dim": 8, "g_widths": [16, 16], "d_widths": [16]}),
     ("cgan", {"z_dim": 8, "g_widths": [16, 16], "d_widths": [16], "num_classes": 10}),
-    ("ddpm", {"widths": [8, 16, 16], "sampler": "ddim", "sampler_steps": 3}),
+    ("ddpm", {"widths": [8, 16, 16], "sampler": "ddim", "sampler_steps": 4}),
     ("ddpm", {"widths": [8, 16, 16], "num_classes": 10, "guidance_scale": 2.0, "sampler": "ddim",
-              "sampler_steps": 3}),
+              "sampler_steps": 4}),
 ]
 
 

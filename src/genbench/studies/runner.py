@@ -145,6 +145,12 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
     study_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
     sweeps = parse_sweeps(study)  # validated before any training
+    for m in study.models:
+        if m.kind == "ddpm" and m.params.get("sampler", "ddim") == "ddim":
+            T, k = m.params.get("timesteps", 1000), m.params.get("sampler_steps", 50)
+            if T % k:
+                raise GenbenchError(f"models.{m.name}.params.sampler_steps: DDIM with {k} steps needs a divisor of "
+                                    f"timesteps={T} (the step would leave the timestep list); e.g. 10, 20, 25, 50")
     splits = prepare_data(study)
     log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
         f"test {len(splits['test'])} (profile {study.profile})")
