@@ -90,7 +90,7 @@ def find_vae_study(study: str, profile: str) -> VAEStudy | None:
         return None
     try:
         raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
+    except Exception:  # noqa: BLE001 - not UTF-8 / not YAML: load_study reports it in one line
         return None
     if not isinstance(raw, dict) or "experiments" not in raw:
         return None
