@@ -5,8 +5,10 @@ STAMP := $(VENV)/.genbench-installed
 
 .PHONY: run sweep test setup browser clean
 
+# A second `make run` on a finished study stops and asks for a choice: `make run ARGS=--resume` (reuse the
+# trained models, evaluate and report again) or `make run ARGS=--overwrite` (train from scratch).
 run: $(STAMP)
-	$(VENV)/bin/genbench run
+	$(VENV)/bin/genbench run $(ARGS)
 
 # The diffusion sampler sweeps (quality vs NFE and vs guidance) on the trained study: ~15-20 min on 2 cores, so
 # outside `make run`'s 30-minute budget. Rebuilds the report with the sweep figures.
