@@ -759,3 +759,20 @@ def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys,
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("genbench: error: ") and needle in err[0], err[0]
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_a_diverged_model_is_marked_in_the_report_and_the_others_are_evaluated(tmp_path, monkeypatch, capsys):
+    """The VAE's loss is NaN at every step: its run stops after max_retries, the study goes on with the GAN,
+    metrics.json lists the VAE under ``diverged`` and the report says so instead of plotting it."""
+    import json
+
+    _inject_nan(monkeypatch, "all")
+    code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path),
+                     "--only", "vae", "--only", "gan")
+    assert code in (0, None), err[-5:]
+    summary = json.loads((tmp_path / "mnist-four" / "metrics.json").read_text())
+    assert [r["model"] for r in summary["models"]] == ["gan", "real"]
+    assert summary["diverged"]["vae"]["status"] == "diverged" and "diverged" in summary["diverged"]["vae"]["message"]
+    html = (tmp_path / "mnist-four" / "report" / "index.html").read_text()
+    assert "vae diverged" in html and "samples_vae.png" not in html
+    assert any("vae" in line and "diverged" in line for line in err)

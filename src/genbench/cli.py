@@ -75,6 +75,9 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     cfg = load_study(study, profile)
     d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume)
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
+    for name in json.loads((d / "metrics.json").read_text()).get("diverged") or {}:
+        typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see {d / name / 'status.json'}",
+                   err=True)
 
 
 @app.command("train")

@@ -245,6 +245,8 @@ def _markdown(summary, models, real, scores, header, rows, sweeps=None, sw_heade
              f"{clf['test_accuracy']:.4f} ({clf['n_test']} images). N = {ev['n_samples']} samples per model for "
              f"classifier metrics, {ev['n_inception']} for Inception FID/KID ({ev['resize']}, "
              f"{ev['inception_precision']}).", "",
+             *[f"**{name} diverged**: {d.get('message', '')} Not evaluated, not plotted.\n"
+               for name, d in (summary.get("diverged") or {}).items()],
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", *[f"- {s}" for s in analysis(models, real, scores)], "",
@@ -272,6 +274,9 @@ def _page(summary, models, real, scores, figs, header, rows, sweeps=None, sw_hea
         f"<h1>{e(summary['study'])}: {e(summary['dataset'])}, profile <code>{e(summary['profile'])}</code></h1>",
         "<p>Every number below was computed by this run from the files beside this page "
         "(<code>metrics.json</code>, histories, sample banks).</p>",
+        *[f"<p style='color:#b00'><b>{e(name)} diverged</b>: {e(d.get('message', ''))} It is not evaluated and "
+          f"not plotted; see <code>{e(name)}/status.json</code> and its history.</p>"
+          for name, d in (summary.get("diverged") or {}).items()],
         "<h2>Analysis (generated from the measured numbers)</h2><ul>",
         *[f"<li>{e(s)}</li>" for s in analysis(models, real, scores)],
         "</ul><h2>Metrics</h2><table><tr>", *[f"<th>{e(h)}</th>" for h in header], "</tr>",

@@ -127,6 +127,18 @@ def load_study_dir(study_dir: Path, profile: str | None = None) -> StudyConfig:
     return parse_study(raw, profile or prof, str(spath))
 
 
+def _diverged_status(run_dir: Path) -> dict | None:
+    """The run's ``status.json`` if training stopped because it diverged (see :mod:`genbench.training.loop`)."""
+    import json
+
+    p = run_dir / "status.json"
+    try:
+        st = json.loads(p.read_text()) if p.exists() else None
+    except (OSError, ValueError):
+        return None
+    return st if isinstance(st, dict) and st.get("status") == "diverged" else None
+
+
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
               report: bool = True, resume: bool = False) -> Path:
     """Run a whole study. Returns the study folder ``out_root/<study.name>``.
@@ -157,14 +169,27 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
     models = [m for m in study.models if not only or m.name in only]
     if only and len(models) != len(only):
         raise GenbenchError(f"--only names {only}, the study has {[m.name for m in study.models]}")
+    diverged: dict[str, dict] = {}
     for m in models:
         log(f"[train] {m.name}: {m.kind}, {m.epochs} epochs, batch {m.batch_size}, {m.precision}")
-        train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite)
+        try:
+            train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite)
+        except GenbenchError as e:
+            status = _diverged_status(study_dir / m.name)
+            if status is None:
+                raise
+            log(f"[train] {e}; {m.name} is left out of the evaluation and marked as diverged in the report")
+            diverged[m.name] = {**status, "message": str(e)}
+    models = [m for m in models if m.name not in diverged]
+    if not models:
+        raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
+                            f"rates in the study file and rerun with --overwrite")
     ctx = make_context(study, splits)
     records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
     records.append(evaluate_real(study, splits, ctx))
-    write_summary(study_dir, study, ctx, records, pipeline_seconds=time.perf_counter() - t_start)
-    if sweeps is not None and sweeps.in_study and (not only or sweeps.model in only):
+    write_summary(study_dir, study, ctx, records, pipeline_seconds=time.perf_counter() - t_start,
+                  diverged=diverged)
+    if sweeps is not None and sweeps.in_study and sweeps.model in {m.name for m in models}:
         run_sweeps(study_dir, study, ctx, sweeps, log=log)
     if report:
         from genbench.report.build import build_report
