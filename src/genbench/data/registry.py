@@ -120,16 +120,24 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def batches(ds: Dataset, batch_size: int, generator: torch.Generator, *, drop_last: bool = True):
+def batches(ds: Dataset, batch_size: int, generator: torch.Generator, *, drop_last: bool = True,
+            shard: tuple[int, int] | None = None):
     """Yield ``(x float32 [-1,1] (B,C,H,W), y int64 (B,))`` batches from one permutation per epoch.
 
     Batches are sliced from the uint8 tensor in memory and converted on the fly: no per-sample Python work.
+    ``shard=(rank, world)`` (data-parallel training): ``batch_size`` is the global batch; every rank draws the
+    same permutation from its identically seeded ``generator`` and gets rows ``[rank * b, (rank + 1) * b)`` of
+    each global batch, ``b = batch_size // world`` (``batch_size`` must be a multiple of ``world``).
     """
     n = len(ds)
     perm = torch.randperm(n, generator=generator)
     stop = n - (n % batch_size) if drop_last else n
     for i in range(0, stop, batch_size):
         idx = perm[i : i + batch_size]
+        if shard is not None:
+            rank, world = shard
+            b = batch_size // world
+            idx = idx[rank * b:(rank + 1) * b]
         yield to_float(ds.x[idx]), ds.y[idx]
 
 

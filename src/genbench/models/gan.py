@@ -107,19 +107,25 @@ class MLPGAN(nn.Module):
         return randint(self.num_classes, (n,), generator, device)
 
     def discriminator_losses(self, x: torch.Tensor, y: torch.Tensor | None, fake: torch.Tensor,
-                             y_fake: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                             y_fake: torch.Tensor | None, *, discriminate=None) -> dict[str, torch.Tensor]:
         """BCE on real (target ``real_label``) plus fake (target 0): Goodfellow et al. 2014, eq. 1.
-        Also returns D(x) and D(G(z)) as mean probabilities (diagnostics, Radford et al. 2016)."""
-        d_real = self.discriminate(x, y).float()
-        d_fake = self.discriminate(fake.detach(), y_fake).float()
+        Also returns D(x) and D(G(z)) as mean probabilities (diagnostics, Radford et al. 2016).
+
+        ``discriminate``: the callable computing D's logits, default :meth:`discriminate` (data-parallel
+        training passes the DDP-wrapped one, :mod:`genbench.training.distributed`)."""
+        disc = discriminate or self.discriminate
+        d_real = disc(x, y).float()
+        d_fake = disc(fake.detach(), y_fake).float()
         loss_real = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, self.real_label))
         loss_fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
         return {"loss": loss_real + loss_fake, "d_x": torch.sigmoid(d_real).mean(),
                 "d_g_z": torch.sigmoid(d_fake).mean()}
 
-    def generator_losses(self, fake: torch.Tensor, y_fake: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3)."""
-        d = self.discriminate(fake, y_fake).float()
+    def generator_losses(self, fake: torch.Tensor, y_fake: torch.Tensor | None, *,
+                         discriminate=None) -> dict[str, torch.Tensor]:
+        """Non-saturating generator loss -log D(G(z)) (Goodfellow et al. 2014, sec. 3); ``discriminate`` as in
+        :meth:`discriminator_losses`."""
+        d = (discriminate or self.discriminate)(fake, y_fake).float()
         return {"loss": F.binary_cross_entropy_with_logits(d, torch.ones_like(d))}
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ good state (see :mod:`genbench.training.loop`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -31,14 +32,21 @@ class NonFiniteStep(Exception):
         self.what, self.values = what, values
 
 
-def _checked_values(losses: dict[str, torch.Tensor], opt: torch.optim.Optimizer, what: str) -> dict[str, float]:
+def _checked_values(losses: dict[str, torch.Tensor], opt: torch.optim.Optimizer, what: str,
+                    ddp=None) -> dict[str, float]:
     """Host floats of ``losses`` (each a scalar tensor); raises :class:`NonFiniteStep` if one of them, or any
-    gradient held by ``opt``'s parameters, is NaN/inf. One host sync."""
+    gradient held by ``opt``'s parameters, is NaN/inf. One host sync.
+
+    Data-parallel (``ddp`` given): the values are averaged over the ranks first (one small all-reduce), so every
+    rank logs the global batch's losses and takes the same NaN/inf decision."""
     grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
     vals = [v.detach().float().reshape(()) for v in losses.values()]
     if grads:
         vals.append(torch.stack(torch._foreach_norm(grads)).float().sum())  # NaN/inf iff some grad is
-    host = torch.stack(vals).tolist()
+    stacked = torch.stack(vals)
+    if ddp is not None:
+        stacked = ddp.dist.mean(stacked)
+    host = stacked.tolist()
     out = dict(zip(losses, host))
     if not all(math.isfinite(v) for v in host):
         bad = [k for k, v in out.items() if not math.isfinite(v)] or ["gradient"]
@@ -67,34 +75,41 @@ def make_schedulers(opts: dict[str, torch.optim.Optimizer], opt_cfg: dict, total
     raise GenbenchError(f"optimizer.schedule: unknown schedule {kind!r}; use 'constant' or 'cosine'")
 
 
-def likelihood_step(model, opts, x, y, *, generator, autocast) -> dict[str, float]:
+def likelihood_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dict[str, float]:
+    """``ddp``: the DDP wrappers of :mod:`genbench.training.distributed` (None in a single process)."""
     opt = opts["model"]
+    losses_fn = model.training_losses if ddp is None else ddp.training_losses
     with autocast():
-        losses = model.training_losses(x, y if model.num_classes else None, generator=generator)
+        losses = losses_fn(x, y if model.num_classes else None, generator=generator)
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
-    logs = _checked_values(losses, opt, "loss")
+    logs = _checked_values(losses, opt, "loss", ddp)
     opt.step()
     return logs
 
 
-def adversarial_step(model, opts, x, y, *, generator, autocast) -> dict[str, float]:
+def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dict[str, float]:
+    """``ddp``: the DDP wrappers of :mod:`genbench.training.distributed` (None in a single process); G and D are
+    then called through them so DDP reduces their gradients."""
     b = x.shape[0]
     y_real = y if model.num_classes else None
     z = randn((b, model.z_dim), generator, x.device)
     y_fake = randint(model.num_classes, (b,), generator, x.device) if model.num_classes else None
+    gen = model.generate if ddp is None else ddp.generate
+    disc = None if ddp is None else ddp.discriminate
     with autocast():
-        fake = model.generate(z, y_fake)
-        d = model.discriminator_losses(x, y_real, fake, y_fake)
+        fake = gen(z, y_fake)
+        d = model.discriminator_losses(x, y_real, fake, y_fake, discriminate=disc)
     opts["d"].zero_grad(set_to_none=True)
     d["loss"].backward()
-    dv = _checked_values({"loss_d": d["loss"], "d_x": d["d_x"], "d_g_z": d["d_g_z"]}, opts["d"], "discriminator")
+    dv = _checked_values({"loss_d": d["loss"], "d_x": d["d_x"], "d_g_z": d["d_g_z"]}, opts["d"], "discriminator",
+                         ddp)
     opts["d"].step()
-    with autocast():
-        g = model.generator_losses(fake, y_fake)
+    with autocast(), (contextlib.nullcontext() if ddp is None else ddp.no_sync_discriminator()):
+        g = model.generator_losses(fake, y_fake, discriminate=disc)
     opts["g"].zero_grad(set_to_none=True)
     g["loss"].backward()
-    gv = _checked_values({"loss_g": g["loss"]}, opts["g"], "generator")
+    gv = _checked_values({"loss_g": g["loss"]}, opts["g"], "generator", ddp)
     opts["g"].step()
     return {"loss_d": dv["loss_d"], "loss_g": gv["loss_g"], "d_x": dv["d_x"], "d_g_z": dv["d_g_z"]}
 
