@@ -13,6 +13,10 @@ Reproducibility: one ``torch.Generator`` per purpose (data order, training noise
 dropout, all seeded from the run seed and saved in every checkpoint. A run killed at any point and resumed
 with ``resume=True`` restarts from the last completed epoch and reproduces the uninterrupted run's weights
 and history (timings aside) on the same machine and thread count.
+
+Data-parallel: launched with ``WORLD_SIZE > 1`` (``accelerate launch`` / ``torchrun``) the same loop runs on
+every rank with DDP; ``batch_size`` is the global batch, each rank trains on its slice, only rank 0 writes.
+See :mod:`genbench.training.distributed` for the rules (the learning rate is not scaled).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from pathlib import Path
 import torch
 
 from genbench.data.registry import Dataset, batches, num_batches
+from genbench.device import BatchShard
 from genbench.device import autocast as dev_autocast
 from genbench.device import get_device
 from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from genbench.models import build_model
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
+from genbench.training.distributed import Dist, context, env_rank, shard_size, wrap
 from genbench.training.ema import EMA
 from genbench.training.objectives import STEPS, NonFiniteStep, make_optimizers, make_schedulers
 
@@ -87,6 +93,15 @@ class Progress:
             self.bar.close()
 
 
+class _Silent:
+    """Progress of a data-parallel rank other than 0: says nothing."""
+
+    def step(self, logs: dict) -> None: ...
+    def epoch(self, epoch: int, step: int, logs: dict) -> None: ...
+    def reset(self, step: int) -> None: ...
+    def close(self) -> None: ...
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: Path):
     """Hold an exclusive lock on ``out_dir/.lock`` so two processes cannot write the same run folder.
@@ -126,9 +141,9 @@ def check_free_disk(path: Path, need_bytes: int) -> None:
 
 def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
           stop_after_steps: int | None = None) -> dict:
-    """Train one model (under a run-folder lock); see :func:`_train`."""
+    """Train one model (under a run-folder lock, held by rank 0 in data-parallel runs); see :func:`_train`."""
     out_dir = Path(out_dir)
-    with run_lock(out_dir):
+    with run_lock(out_dir) if env_rank() == 0 else contextlib.nullcontext():
         return _train(cfg, data, out_dir, resume=resume, overwrite=overwrite, stop_after_steps=stop_after_steps)
 
 
@@ -183,18 +198,23 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     hist_path = out_dir / "history.jsonl"
     status_path = out_dir / "status.json"
+    dist = context()
+    main = dist.main  # in a data-parallel run only rank 0 writes; the others wait at barriers
     if ckpt_path.exists() and not (resume or overwrite):
         raise GenbenchError(f"{out_dir} already holds a run; pass --resume to continue it or --overwrite to "
                             f"start again")
-    if overwrite:
+    dist.barrier()  # every rank has looked at the folder before rank 0 changes it
+    if overwrite and main:
         for p in (ckpt_path, hist_path, status_path):
             p.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out_dir)
+    if main:
+        _remove_stale_temps(out_dir)
+    dist.barrier()
     div_cfg = {**DIVERGENCE_DEFAULTS, **(getattr(cfg, "divergence", None) or {})}
 
     torch.set_num_threads(cfg.threads) if cfg.threads else None
-    device = get_device()
+    device = dist.device
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global RNG
     model, family = build_model(cfg.kind, cfg.params)
     model.to(device)
@@ -204,10 +224,11 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     if steps_per_epoch == 0:
         raise GenbenchError(f"training split has {len(data)} images, fewer than batch_size={cfg.batch_size}; "
                             f"lower batch_size or raise train_subset in the study file")
+    shard_size(dist, cfg.batch_size)  # the global batch must split evenly over the ranks
     scheds = make_schedulers(opts, cfg.optimizer, steps_per_epoch * cfg.epochs)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    torch.manual_seed(cfg.seed + 2)
+    data_gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank: one permutation, sliced per rank
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)  # same on every rank, see BatchShard
+    torch.manual_seed(_dropout_seed(cfg.seed, dist.rank))  # dropout: each rank its own masks
     start_epoch, step, images_seen, train_seconds = 0, 0, 0, 0.0
     div = {"retries": 0, "lr_scale": 1.0}
     n_params = sum(p.numel() for p in model.parameters())
@@ -225,63 +246,77 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
             ema.load_state_dict(ck["ema"])
         data_gen.set_state(ck["rng"]["data"])
         noise_gen.set_state(ck["rng"]["noise"])
-        torch.set_rng_state(ck["rng"]["torch"])
+        _restore_global_rng(ck, dist, cfg.seed)
         start_epoch, step, images_seen = ck["epoch"], ck["step"], ck["images_seen"]
         train_seconds = ck["train_seconds"]
         div = dict(ck.get("divergence") or {"retries": 0, "lr_scale": 1.0})
 
     def checkpoint(epoch: int) -> None:
-        check_free_disk(out_dir, ckpt_bytes)
-        save_checkpoint(ckpt_path, {
-            "config": cfg.to_dict(), "model": model.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in opts.items()},
-            "schedulers": {k: sch.state_dict() for k, sch in scheds.items()},
-            "ema": ema.state_dict() if ema is not None else None,
-            "epoch": epoch, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
-            "rng": {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()},
-            "divergence": dict(div), "finished": epoch == cfg.epochs,
-        })
+        rng = {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()}
+        if dist.active:  # every rank's dropout RNG, so a resumed DDP run reproduces the uninterrupted one
+            from accelerate.utils import gather_object
 
-    if resume and ckpt_path.exists():
+            rng["torch_ranks"] = gather_object([torch.get_rng_state()])
+        if main:
+            check_free_disk(out_dir, ckpt_bytes)
+            save_checkpoint(ckpt_path, {
+                "config": cfg.to_dict(), "model": model.state_dict(),  # the unwrapped model, as single-process
+                "optimizers": {k: o.state_dict() for k, o in opts.items()},
+                "schedulers": {k: sch.state_dict() for k, sch in scheds.items()},
+                "ema": ema.state_dict() if ema is not None else None,
+                "epoch": epoch, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
+                "rng": rng, "divergence": dict(div), "finished": epoch == cfg.epochs,
+            })
+        dist.barrier()  # the other ranks may read it from here on
+
+    have_ckpt = ckpt_path.exists()  # read by every rank before rank 0 writes one (checkpoint() waits for all)
+    if resume and have_ckpt:
         ck = load_checkpoint(ckpt_path, expect_kind=cfg.kind)
         if ck["config"]["model"] != cfg.to_dict()["model"]:
             raise GenbenchError(f"{ckpt_path} was trained with a different model config; use --overwrite to "
                                 f"start again or restore the original study file")
         restore(ck)
-        _truncate_history(hist_path, step)
+        if main:
+            _truncate_history(hist_path, step)
         if ck.get("finished"):
-            status_path.unlink(missing_ok=True)
+            if main:
+                status_path.unlink(missing_ok=True)
             return _summary(model, ck)
-    else:
+    elif main:
         hist_path.unlink(missing_ok=True)
         status_path.unlink(missing_ok=True)
 
-    atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
-    if not ckpt_path.exists():
+    if main:
+        atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
+    if not have_ckpt:
         checkpoint(0)  # the restore point should epoch 1 diverge
     step_fn = STEPS[family]
     autocast = _autocast_factory(cfg.precision, device)
     total = steps_per_epoch * cfg.epochs
-    prog = Progress(cfg.name, total, step)
+    prog = Progress(cfg.name, total, step) if main else _Silent()
     done_this_call = 0
     model.train()
+    ddp = wrap(dist, model, family)  # None in a single process
+    step_kw = {"ddp": ddp} if ddp is not None else {}
+    shard = (dist.rank, dist.world) if dist.active else None
+    noise = BatchShard(noise_gen, dist.rank, dist.world) if dist.active else noise_gen
     epoch = start_epoch
     while epoch < cfg.epochs:
         sums: dict[str, float] = {}
         t_epoch = time.perf_counter()
         try:
-            for x, y in batches(data, cfg.batch_size, data_gen):
+            for x, y in batches(data, cfg.batch_size, data_gen, shard=shard):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                logs = step_fn(model, opts, x, y, generator=noise_gen, autocast=autocast)
+                logs = step_fn(model, opts, x, y, generator=noise, autocast=autocast, **step_kw)
                 for sch in scheds.values():
                     sch.step()
                 if ema is not None:
                     ema.update(model)
                 step += 1
-                images_seen += x.shape[0]
+                images_seen += x.shape[0] * dist.world
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
-                if step % cfg.log_every == 0:
+                if main and step % cfg.log_every == 0:
                     append_jsonl(hist_path, {"kind": "step", "step": step, "epoch": step / steps_per_epoch,
                                              "images_seen": images_seen,
                                              "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
@@ -292,7 +327,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
                     return {"stopped": True, "step": step}
         except NonFiniteStep as e:
             wasted = time.perf_counter() - t_epoch
-            _on_divergence(cfg, div_cfg, e, step + 1, steps_per_epoch, ckpt_path, hist_path, status_path)
+            _on_divergence(cfg, div_cfg, e, step + 1, steps_per_epoch, ckpt_path, hist_path, status_path, dist)
             restore(load_checkpoint(ckpt_path))
             div = {"retries": div["retries"] + 1, "lr_scale": div["lr_scale"] * div_cfg["lr_factor"]}
             _scale_lr(opts, scheds, div_cfg["lr_factor"])
@@ -303,18 +338,39 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
             continue
         train_seconds += time.perf_counter() - t_epoch
         means = {k: v / steps_per_epoch for k, v in sums.items()}
-        append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1, "images_seen": images_seen,
-                                 "seconds": train_seconds, **means})
+        if main:
+            append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1,
+                                     "images_seen": images_seen, "seconds": train_seconds, **means})
         prog.epoch(epoch + 1, step, means)
         checkpoint(epoch + 1)
         epoch += 1
     prog.close()
-    status_path.unlink(missing_ok=True)
+    if main:
+        status_path.unlink(missing_ok=True)
     return _summary(model, load_checkpoint(ckpt_path))
 
 
+def _dropout_seed(seed: int, rank: int) -> int:
+    """Seed of the global RNG (dropout) after initialisation: ``seed + 2`` in a single process and on rank 0;
+    other data-parallel ranks get their own stream, else every rank would reuse rank 0's dropout masks."""
+    return seed + 2 + 1_000_003 * rank
+
+
+def _restore_global_rng(ck: dict, dist: Dist, seed: int) -> None:
+    """The global RNG state of this rank from a checkpoint: a DDP checkpoint of the same world size holds every
+    rank's; otherwise rank 0 takes the saved state and other ranks a fresh stream derived from the step (a
+    resume on a different number of processes continues correctly but not bit-for-bit)."""
+    states = ck["rng"].get("torch_ranks")
+    if dist.active and states is not None and len(states) == dist.world:
+        torch.set_rng_state(states[dist.rank])
+    elif dist.main:
+        torch.set_rng_state(ck["rng"]["torch"])
+    else:
+        torch.manual_seed(_dropout_seed(seed, dist.rank) + 7919 * ck["step"])
+
+
 def _on_divergence(cfg, div_cfg: dict, e: NonFiniteStep, at_step: int, steps_per_epoch: int, ckpt_path: Path,
-                   hist_path: Path, status_path: Path) -> None:
+                   hist_path: Path, status_path: Path, dist: Dist | None = None) -> None:
     """Log one divergence (history line, stderr); stop the run if the retries are used up.
 
     The history is cut back to the checkpoint being restored, then the event is appended (once: a run killed
@@ -332,19 +388,25 @@ def _on_divergence(cfg, div_cfg: dict, e: NonFiniteStep, at_step: int, steps_per
     event = {"kind": "divergence", "step": ck["step"], "epoch": ck["epoch"], "at_step": at_step,
              "at_epoch": at_step / steps_per_epoch, "what": e.what, "retry": retry,
              "max_retries": div_cfg["max_retries"], "lr_scale": lr_scale, "action": "stop" if stop else "retry"}
-    _truncate_history(hist_path, ck["step"])
-    if not any(r.get("kind") == "divergence" and r.get("retry") == retry and r.get("at_step") == at_step
-               for r in read_jsonl(hist_path)):
-        append_jsonl(hist_path, event)
+    dist = dist or Dist()
+    if dist.main:
+        _truncate_history(hist_path, ck["step"])
+        if not any(r.get("kind") == "divergence" and r.get("retry") == retry and r.get("at_step") == at_step
+                   for r in read_jsonl(hist_path)):
+            append_jsonl(hist_path, event)
     if stop:
-        atomic_write_json(status_path, {"status": "diverged", **{k: v for k, v in event.items() if k != "kind"},
-                                        "lr": [g["lr"] for o in ck["optimizers"].values() for g in o["param_groups"]]})
+        if dist.main:
+            atomic_write_json(status_path, {"status": "diverged", **{k: v for k, v in event.items() if k != "kind"},
+                                            "lr": [g["lr"] for o in ck["optimizers"].values()
+                                                   for g in o["param_groups"]]})
+        dist.barrier()  # status.json is written before any rank stops
         raise GenbenchError(f"{cfg.name}: training diverged (NaN/inf {e.what} at step {at_step}) and "
                             f"{div_cfg['max_retries']} retries with a lower learning rate did not help; lower "
                             f"optimizer.lr or raise divergence.max_retries in the study file, then retrain with "
                             f"--overwrite")
-    print(f"[{cfg.name}] NaN/inf {e.what} at step {at_step}: back to epoch {ck['epoch']} (step {ck['step']}), "
-          f"learning rate x{lr_scale:g} (retry {retry}/{div_cfg['max_retries']})", file=sys.stderr, flush=True)
+    if dist.main:
+        print(f"[{cfg.name}] NaN/inf {e.what} at step {at_step}: back to epoch {ck['epoch']} (step {ck['step']}), "
+              f"learning rate x{lr_scale:g} (retry {retry}/{div_cfg['max_retries']})", file=sys.stderr, flush=True)
 
 
 def _summary(model, ck: dict) -> dict:
