@@ -66,14 +66,21 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     from genbench.studies.runner import run_study
     from genbench.studies.vae_study import find_vae_study, run_vae_study
 
+    from genbench.training.distributed import env_world_size, is_main_process
+
     t0 = time.perf_counter()
     vae_study = find_vae_study(study, profile)  # a study file with `experiments:` (VAE studies)
+    if vae_study is not None and env_world_size() > 1:
+        raise GenbenchError("the VAE studies (study files with `experiments:`) run in one process; start them "
+                            "without accelerate launch / torchrun, or train their models with `genbench train`")
     if vae_study is not None:
         d = run_vae_study(vae_study, out, overwrite=overwrite)
         typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
         return
     cfg = load_study(study, profile)
     d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume)
+    if not is_main_process():
+        return  # data-parallel ranks > 0 only train; rank 0 samples, evaluates and reports
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
     for name in json.loads((d / "metrics.json").read_text()).get("diverged") or {}:
         typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see {d / name / 'status.json'}",
@@ -86,7 +93,8 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
               profile: str = typer.Option("quick"), out: Optional[Path] = typer.Option(None),
               epochs: Optional[int] = typer.Option(None), resume: bool = typer.Option(False),
               overwrite: bool = typer.Option(False)):
-    """Train one model of a study (default: the MNIST four-model study)."""
+    """Train one model of a study (default: the MNIST four-model study). Under ``accelerate launch`` or
+    ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch."""
     import dataclasses
 
     from genbench.studies.config import load_study
@@ -102,7 +110,10 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
         m = dataclasses.replace(m, epochs=epochs)
     out = out or Path("runs") / cfg.name / model
     s = train(m, prepare_data(cfg)["train"], out, resume=resume, overwrite=overwrite)
-    typer.echo(json.dumps(s))
+    from genbench.training.distributed import is_main_process
+
+    if is_main_process():  # one line, not one per data-parallel rank
+        typer.echo(json.dumps(s))
 
 
 @app.command()

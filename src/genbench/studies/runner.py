@@ -24,6 +24,7 @@ from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.studies.config import StudyConfig, parse_study, provenance, to_yaml
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
+from genbench.training.distributed import is_main_process, main_first
 from genbench.training.loop import load_trained, train
 
 
@@ -32,7 +33,8 @@ def log(msg: str) -> None:
 
 
 def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
-    splits = load_dataset(study.dataset, holdout=study.holdout)
+    with main_first():  # data-parallel: rank 0 fills the dataset cache before the others read it
+        splits = load_dataset(study.dataset, holdout=study.holdout)
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
     return splits
@@ -155,7 +157,9 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
         raise GenbenchError(f"{study_dir} already holds a finished study (metrics.json); pass --resume to reuse "
                             f"its trained models and evaluate again, or --overwrite to retrain from scratch")
     study_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
+    main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
+    if main:
+        atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
     sweeps = parse_sweeps(study)  # validated before any training
     for m in study.models:
         if m.kind == "ddpm" and m.params.get("sampler", "ddim") == "ddim":
@@ -180,6 +184,8 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
                 raise
             log(f"[train] {e}; {m.name} is left out of the evaluation and marked as diverged in the report")
             diverged[m.name] = {**status, "message": str(e)}
+    if not main:
+        return study_dir
     models = [m for m in models if m.name not in diverged]
     if not models:
         raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
