@@ -11,7 +11,10 @@ Each model's step is also counted in FLOPs (``torch.utils.flop_counter.FlopCount
 of one step; matmuls and convolutions only) and reported as achieved GFLOP/s next to the machine's measured
 matmul peak in fp32 and bf16 (a 2048^3 matmul timed in this run).
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 40] [--models vae gan cgan ddpm]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 40] [--models vae gan cgan ddpm] [--fused-adam]
+
+``--fused-adam`` adds a column: genbench's path with ``torch.optim.Adam(..., fused=True)`` (a candidate switch,
+not the trainer's default).
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--models", nargs="+", default=["vae", "gan", "cgan", "ddpm"])
+    ap.add_argument("--fused-adam", action="store_true", help="also time genbench's step with fused Adam")
     args = ap.parse_args()
     study = load_study("mnist_four", "quick")
     train = load_dataset("mnist")["train"]
@@ -100,20 +104,28 @@ def main() -> None:
     for m in study.models:
         if m.kind not in args.models and m.name not in args.models:
             continue
-        torch.manual_seed(0)
-        model, family = build_model(m.kind, m.params)
-        model.train()
-        opts = make_optimizers(model, family, m.optimizer)
-        gen = torch.Generator().manual_seed(0)
-        it = iter(batches(train, 128, gen))
-        step = lambda x, y: STEPS[family](model, opts, x, y, generator=gen, autocast=ac)  # noqa: E731
-        for _ in range(3):
-            step(*next(it))
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step(*next(it))
-        ours = 128 * args.steps / (time.perf_counter() - t0)
-        flops = step_flops(step, next(it))
+        fused = None
+        for variant in (("default", "fused") if args.fused_adam else ("default",)):
+            torch.manual_seed(0)
+            model, family = build_model(m.kind, m.params)
+            model.train()
+            opts = make_optimizers(model, family, m.optimizer)
+            if variant == "fused":
+                opts = {k: torch.optim.Adam(o.param_groups[0]["params"], lr=o.defaults["lr"],
+                                            betas=o.defaults["betas"], fused=True) for k, o in opts.items()}
+            gen = torch.Generator().manual_seed(0)
+            it = iter(batches(train, 128, gen))
+            step = lambda x, y: STEPS[family](model, opts, x, y, generator=gen, autocast=ac)  # noqa: E731
+            for _ in range(3):
+                step(*next(it))
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step(*next(it))
+            rate = 128 * args.steps / (time.perf_counter() - t0)
+            if variant == "default":
+                ours, flops = rate, step_flops(step, next(it))
+            else:
+                fused = rate
 
         torch.manual_seed(0)
         model, family = build_model(m.kind, m.params)
@@ -130,8 +142,9 @@ def main() -> None:
         ref = 128 * args.steps / (time.perf_counter() - t0)
         del it, dl
         gflops = flops / 1e9 * ours / 128
+        extra = f"   fused Adam: {fused:.0f} img/s ({fused / ref:.2f}x)" if fused else ""
         print(f"{m.name:6} {ours:15.0f} {ref:16.0f} {ours / ref:6.2f} {flops / 1e9:11.2f} {gflops:17.1f} "
-              f"{100 * gflops / p16:11.1f}%", flush=True)
+              f"{100 * gflops / p16:11.1f}%{extra}", flush=True)
 
 
 if __name__ == "__main__":
