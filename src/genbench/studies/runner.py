@@ -29,7 +29,8 @@ from genbench.training.loop import load_trained, train
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if is_main_process():  # data-parallel: one line, from rank 0
+        print(msg, file=sys.stderr, flush=True)
 
 
 def prepare_data(study: StudyConfig) -> dict[str, Dataset]:

@@ -139,7 +139,7 @@ class Wrapped:
 
         self.dist = dist
         kw = {"device_ids": [dist.device.index]} if dist.device.type == "cuda" else {}
-        self._sync_batchnorm(model, dist.device)
+        self._sync_batchnorm(model, dist)
         if family == "gan":
             g = _Call(model.generate, {"generator": model.generator, "g_label": model.g_label})
             d = _Call(model.discriminate, {"discriminator": model.discriminator, "d_label": model.d_label})
@@ -152,17 +152,17 @@ class Wrapped:
             self.generate = self.discriminate = None
 
     @staticmethod
-    def _sync_batchnorm(model: nn.Module, device: torch.device) -> None:
+    def _sync_batchnorm(model: nn.Module, dist: Dist) -> None:
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         if not has_bn:
             return
-        if device.type == "cuda":
+        if dist.device.type == "cuda":
             # in place: the layers inside the model are swapped, their Parameters (held by the optimizers) kept
             for name, child in list(model.named_children()):
                 model.add_module(name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
-        else:
+        elif dist.main:  # said once, not once per rank
             warnings.warn("BatchNorm on CPU DDP normalises over each rank's shard (SyncBatchNorm needs CUDA): "
-                          "results differ slightly from a single process on the same global batch", stacklevel=3)
+                          "results differ slightly from a single process on the same global batch", stacklevel=4)
 
     def no_sync_discriminator(self):
         """The generator step backpropagates through D; its D gradients are thrown away, so don't reduce them."""
