@@ -30,15 +30,7 @@ from genbench.training.checkpoint import load_checkpoint
 from genbench.training.loop import train
 
 
-def _cfg(kind="vae", params=None, **kw):
-    base = dict(name=kind, kind=kind, params=params or {"latent_dim": 4}, optimizer={"lr": 1e-3}, epochs=3,
-                batch_size=64, seed=42, precision="fp32", dataset="mnist", log_every=2)
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-def _strip(hist):
-    return [{k: v for k, v in r.items() if k not in ("seconds",)} for r in hist]
+from test_training import _cfg, _strip  # noqa: E402  (one config/history helper for both training test files)
 
 
 def _assert_same_run(a_dir: Path, b_dir: Path):
