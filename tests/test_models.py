@@ -86,3 +86,46 @@ def test_ema_update_arithmetic():
     ema.update(lin)
     assert d0 == pytest.approx(0.1)
     assert ema.model.weight.item() == pytest.approx(0.9)  # 0.1 * 0 + 0.9 * 1
+
+
+def test_cpu_dropout_mask_statistics_scale_and_eval_identity():
+    from genbench.models.gan import Dropout
+
+    drop = Dropout(0.3)
+    x = torch.ones(400, 1000)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    p_exact = round(0.3 * 65536) / 65536
+    # 400,000 Bernoulli draws: the kept fraction is 1 - p within 5 standard errors (sd ~ 7e-4)
+    assert abs(kept.float().mean().item() - (1 - p_exact)) < 5 * (p_exact * (1 - p_exact) / x.numel()) ** 0.5
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p_exact)))  # inverted dropout: E[y] = x
+    # every 16-bit lane of the 64-bit words is used: per-lane kept fractions agree with each other
+    lanes = kept.flatten()[: 4 * (x.numel() // 4)].view(-1, 4).float().mean(0)
+    assert (lanes - (1 - p_exact)).abs().max() < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # drawn from torch's default generator: seeded runs repeat
+    torch.manual_seed(0)
+    assert torch.equal(drop(x.bfloat16()).float() != 0, kept)  # same mask whatever the dtype
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert not Dropout(1.0).train()(x).any()
+
+
+def test_joint_real_fake_discriminator_forward_equals_two_forwards():
+    """discriminator_losses runs D once on [real; fake]; without dropout that is exactly two separate forwards."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model, _ = build_model("cgan", {"z_dim": 8, "g_widths": [16], "d_widths": [32, 16], "num_classes": 10,
+                                    "real_label": 0.9, "dropout": 0.0})
+    x, y = torch.rand(5, 1, 28, 28) * 2 - 1, torch.arange(5)
+    fake, yf = model.generate(torch.randn(5, 8), y.flip(0)), y.flip(0)
+    d = model.discriminator_losses(x, y, fake, yf)
+    dr, df = model.discriminate(x, y), model.discriminate(fake, yf)
+    want = (F.binary_cross_entropy_with_logits(dr, torch.full_like(dr, 0.9))
+            + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
+    torch.testing.assert_close(d["loss"], want)
+    torch.testing.assert_close(d["d_x"], torch.sigmoid(dr).mean())
+    torch.testing.assert_close(d["d_g_z"], torch.sigmoid(df).mean())

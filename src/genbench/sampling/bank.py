@@ -75,12 +75,12 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
 
 
 def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
-               precision: str, gen_seconds_per_1000: float) -> dict:
+               precision: str, gen_seconds_per_1000: float, batch: int | None = None) -> dict:
     run_dir = Path(run_dir)
     lab = labels.numpy() if labels is not None else -np.ones(len(images), np.int64)
     atomic_savez(run_dir / "samples" / "bank.npz", images=images.numpy(), labels=lab, seed=np.int64(seed))
     manifest = {"n": len(images), "seed": seed, **sampler_info(model), "precision": precision,
-                "gen_seconds_per_1000": gen_seconds_per_1000, "labels": "balanced 0..K-1" if labels is not None
+                "gen_seconds_per_1000": gen_seconds_per_1000, "batch": batch, "labels": "balanced 0..K-1" if labels is not None
                 else "none (unconditional)",
                 "checkpoint_sha256": sha256_file(run_dir / "checkpoints" / "last.pt")}
     atomic_write_json(run_dir / "samples" / "manifest.json", manifest)

@@ -61,9 +61,10 @@ def sample_bank(run_dir: Path, study: StudyConfig, precision: str) -> tuple[torc
     labels = balanced_labels(n, getattr(model, "num_classes", 0))
     info = sampler_info(model)
     log(f"[sample] {run_dir.name}: {n} images, {info['sampler']} ({info['nfe']} NFE)")
-    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels)
+    batch = study.evaluation.sample_batch
+    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels, batch=batch)
     manifest = write_bank(run_dir, model, images, labels, seed=study.seed, precision=precision,
-                          gen_seconds_per_1000=secs)
+                          gen_seconds_per_1000=secs, batch=batch)
     return images, labels, manifest
 
 

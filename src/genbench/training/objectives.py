@@ -55,11 +55,16 @@ def _checked_values(losses: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
 
 
 def make_optimizers(model, family: str, opt_cfg: dict) -> dict[str, torch.optim.Optimizer]:
+    """Adam (Kingma & Ba 2015, Alg. 1) per trained part: ``{"g", "d"}`` for the adversarial family, else
+    ``{"model"}``. ``opt_cfg``: ``lr``, optional ``betas`` (default (0.9, 0.999)) and ``fused`` (default True:
+    PyTorch's single-kernel Adam, the same update as the default multi-tensor one up to float round-off;
+    measured +17-21% training throughput for the MLP GANs on a 2-core CPU, benchmarks/README.md)."""
     lr, betas = opt_cfg["lr"], tuple(opt_cfg.get("betas", (0.9, 0.999)))
+    kw = {"lr": lr, "betas": betas, "fused": bool(opt_cfg.get("fused", True))}
     if family == "gan":
-        return {"g": torch.optim.Adam(model.generator_parameters(), lr=lr, betas=betas),
-                "d": torch.optim.Adam(model.discriminator_parameters(), lr=lr, betas=betas)}
-    return {"model": torch.optim.Adam(model.parameters(), lr=lr, betas=betas)}
+        return {"g": torch.optim.Adam(model.generator_parameters(), **kw),
+                "d": torch.optim.Adam(model.discriminator_parameters(), **kw)}
+    return {"model": torch.optim.Adam(model.parameters(), **kw)}
 
 
 def make_schedulers(opts: dict[str, torch.optim.Optimizer], opt_cfg: dict, total_steps: int) -> dict:
@@ -108,7 +113,8 @@ def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dic
     with autocast(), (contextlib.nullcontext() if ddp is None else ddp.no_sync_discriminator()):
         g = model.generator_losses(fake, y_fake, discriminate=disc)
     opts["g"].zero_grad(set_to_none=True)
-    g["loss"].backward()
+    # gradients of the generator's parameters only: autograd then skips D's weight-gradient matmuls
+    g["loss"].backward(inputs=[p for grp in opts["g"].param_groups for p in grp["params"]])
     gv = _checked_values({"loss_g": g["loss"]}, opts["g"], "generator", ddp)
     opts["g"].step()
     return {"loss_d": dv["loss_d"], "loss_g": gv["loss_g"], "d_x": dv["d_x"], "d_g_z": dv["d_g_z"]}
