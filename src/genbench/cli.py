@@ -117,19 +117,25 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
 
 
 @app.command()
-def sample(run_dir: Path, n: int = typer.Option(10, help="number of images"),
+def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of images (-n under torchrun, "
+                                                 "whose own options make --n ambiguous)"),
            label: Optional[int] = typer.Option(None, help="class label for conditional models"),
            sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver (diffusion only)"),
            steps: Optional[int] = typer.Option(None), seed: int = typer.Option(42),
+           batch: Optional[int] = typer.Option(None, help="images per batch, each seeded from (seed, batch index); "
+                                                "default: all n in one batch"),
            out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
-    """Draw samples from a trained run and save a PNG grid."""
+    """Draw samples from a trained run and save a PNG grid. Under accelerate launch / torchrun the batches are
+    shared out over the ranks (the grid is the same as from one process) and rank 0 writes it."""
     import torch
 
-    from genbench.data.registry import to_uint8
     from genbench.io import atomic_write_bytes
     from genbench.report.figures import tile
+    from genbench.sampling.bank import generate
+    from genbench.training.distributed import context
     from genbench.training.loop import load_trained
 
+    dist = context()
     model, _ = load_trained(run_dir)
     kw = {}
     if sampler or steps:
@@ -144,19 +150,24 @@ def sample(run_dir: Path, n: int = typer.Option(10, help="number of images"),
         if not 0 <= label < k:
             raise GenbenchError(f"--label must be in 0..{k - 1}")
         y = torch.full((n,), label, dtype=torch.long)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        x = to_uint8(model.sample(n, y=y, generator=torch.Generator().manual_seed(seed), **kw)).numpy()
-    secs = time.perf_counter() - t0
+    if batch is not None and batch < 1:
+        raise GenbenchError("--batch must be >= 1")
+    # fp32, no warm-up: batch 0 draws from `seed` itself, so the default (one batch) is the grid of earlier versions
+    x, s1000 = generate(model, n, seed=seed, precision="fp32", batch=batch or n, labels=y, warmup=False,
+                        sample_kwargs=kw, dist=dist)
+    secs = s1000 * n / 1000
+    if not dist.main:
+        return  # rank 0 writes the grid and prints the line
     cols = min(n, 10)
     from PIL import Image
     import io
 
     buf = io.BytesIO()
-    Image.fromarray(tile(x, -(-n // cols), cols)).save(buf, format="PNG")
+    Image.fromarray(tile(x.numpy(), -(-n // cols), cols)).save(buf, format="PNG")
     path = out or Path(run_dir) / "samples" / "sample.png"
     atomic_write_bytes(path, buf.getvalue())
-    typer.echo(f"{n} images in {secs:.2f} s -> {path}")
+    ranks = f" on {dist.world} ranks" if dist.active else ""
+    typer.echo(f"{n} images in {secs:.2f} s{ranks} -> {path}")
 
 
 @app.command()
@@ -164,23 +175,28 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
              profile: Optional[str] = typer.Option(None, help="profile for evaluation settings "
                                                    "(default: the one the study ran with)"),
              report: bool = typer.Option(True, help="rebuild the study report afterwards")):
-    """Evaluate trained runs from their checkpoints (or saved sample banks), without training."""
+    """Evaluate trained runs from their checkpoints (or saved sample banks), without training. Under
+    accelerate launch / torchrun the generation and the feature extraction are sharded over the ranks; rank 0
+    computes the metrics and writes every file."""
     from genbench.studies.runner import (evaluate_real, evaluate_run, load_study_dir, make_context, prepare_data,
                                          write_summary)
+    from genbench.training.distributed import Dist, context
 
+    dist = context()
     study_dir = Path(runs[0]).resolve().parent
     cfg = load_study_dir(study_dir, profile)
-    splits = prepare_data(cfg)
-    ctx = make_context(cfg, splits)
-    t0 = time.perf_counter()
     by_name = {m.name: m for m in cfg.models}
-    records = []
-    for r in runs:
-        name = Path(r).resolve().name
-        if name not in by_name:
+    for r in runs:  # checked before any work, on every rank alike
+        if Path(r).resolve().name not in by_name:
             raise GenbenchError(f"{r} is not a model of study {cfg.name} ({', '.join(by_name)})")
-        records.append(evaluate_run(Path(r).resolve(), cfg, ctx, by_name[name]))
+    splits = prepare_data(cfg)
+    ctx = make_context(cfg, splits, dist)
+    t0 = time.perf_counter()
+    records = [evaluate_run(Path(r).resolve(), cfg, ctx, by_name[Path(r).resolve().name]) for r in runs]
     records.append(evaluate_real(cfg, splits, ctx))
+    if not dist.main:
+        return  # rank 0 writes the summary and the report
+    ctx.dist = Dist(device=dist.device)  # rank 0 alone from here on
     write_summary(study_dir, cfg, ctx, records, evaluate_seconds=time.perf_counter() - t0)
     typer.echo(f"metrics: {study_dir / 'metrics.json'}")
     if report:

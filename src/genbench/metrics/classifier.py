@@ -21,6 +21,7 @@ from genbench.device import autocast, get_device
 from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save
 from genbench.models.classifier import Classifier
+from genbench.training.distributed import Dist
 
 RECIPE_VERSION = 2  # 2: seeded initialisation
 
@@ -66,16 +67,34 @@ def _fit(model: Classifier, ds: Dataset, *, steps: int, batch_size: int, seed: i
 
 
 @torch.no_grad()
-def predict(model: Classifier, x_uint8: torch.Tensor, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Run the classifier on uint8 images (N, C, H, W): (softmax probs (N, K) float64, features (N, D))."""
+def predict(model: Classifier, x_uint8: torch.Tensor, batch: int = 1000,
+            dist: Dist | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run the classifier on uint8 images, in batches of ``batch``.
+
+    Args:
+        model: the classifier (put in eval mode here), on this rank's device.
+        x_uint8: uint8 (N, C, H, W) images, on any device.
+        batch: images per forward batch.
+        dist: a :class:`~genbench.training.distributed.Dist`. When active (world > 1) every rank must call this
+            with the same images: each runs its contiguous run of the single-process batches and the outputs are
+            all-gathered, so every rank returns the full arrays, equal to a single process's (same batches, same
+            kernels). None: one process runs every batch.
+
+    Returns:
+        (softmax probabilities float64 (N, K), penultimate features float64 (N, D)); float32 values widened.
+    """
+    dist = dist or Dist()
     model.eval()
     device = next(model.parameters()).device
     probs, feats = [], []
-    for i in range(0, len(x_uint8), batch):
+    for i in dist.batch_starts(len(x_uint8), batch):
         f = model.features(to_float(x_uint8[i:i + batch]).to(device)).float()
-        probs.append(F.softmax(model.head(f), 1).double().cpu().numpy())
-        feats.append(f.double().cpu().numpy())
-    return np.concatenate(probs), np.concatenate(feats)
+        probs.append(F.softmax(model.head(f), 1).double().cpu())
+        feats.append(f.double().cpu())
+    if not dist.active:
+        return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+    return (dist.gather_rows(torch.cat(probs) if probs else None).numpy(),
+            dist.gather_rows(torch.cat(feats) if feats else None).numpy())
 
 
 def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int = 42, min_accuracy: float = 0.99,

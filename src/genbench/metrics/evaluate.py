@@ -3,6 +3,12 @@
 ``EvalContext`` holds the real data, the in-domain classifier and (lazily) the Inception extractor with cached
 reference statistics. ``evaluate_images`` turns uint8 images (+ labels for conditional samples) into a metrics
 dict; the same function scores the real held-out slice, which gives the floor each number is read against.
+
+Data-parallel (``ctx.dist`` active, ``WORLD_SIZE > 1``): every rank calls the same methods in the same order.
+Feature extraction (classifier predictions, Inception features, the reference statistics) is sharded over the
+ranks and all-gathered (:class:`~genbench.training.distributed.Dist`); rank 0 then computes every metric from
+the full feature sets (the values equal a single process's) and writes the reference-statistics cache, the
+other ranks get ``None`` back.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.scores import (
     bootstrap_fid, conditional_accuracy, feature_stats, frechet_distance, inception_score, mean_pairwise_l2,
     mode_coverage)
+from genbench.training.distributed import Dist
 
 
 @dataclass
 class EvalContext:
-    """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`."""
+    """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`;
+    ``dist`` the data-parallel context the feature extraction is sharded over (single process by default)."""
 
     test: Dataset
     train: Dataset
@@ -37,14 +45,16 @@ class EvalContext:
     eval_cfg: object
     seed: int = 42
     log: object = print
+    dist: Dist = field(default_factory=Dist)
     _inception: InceptionFeatures | None = None
     _cache: dict = field(default_factory=dict)
 
     # -- reference statistics -------------------------------------------------------------------------------
     def classifier_reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """Classifier-feature statistics of the whole test split (float64)."""
+        """Classifier-feature statistics (mu (D,), sigma (D, D), float64) of the whole test split; the first call
+        is collective under DDP (sharded prediction), every rank gets the statistics."""
         if "clf_ref" not in self._cache:
-            _, feats = predict(self.classifier, self.test.x)
+            _, feats = predict(self.classifier, self.test.x, dist=self.dist)
             self._cache["clf_feats"] = feats
             self._cache["clf_ref"] = feature_stats(feats)
         return self._cache["clf_ref"]
@@ -61,18 +71,27 @@ class EvalContext:
                                                 precision=self.eval_cfg.inception_precision)
         return self._inception
 
-    def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inception (mu, sigma, features) of the first ``n`` test images, cached on disk under a complete key
-        (dataset, split, N, resolution, extractor, resize policy, precision, preprocessing version)."""
+    def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Inception (mu (2048,), sigma (2048, 2048), features (n, 2048)), float64, of the first ``n`` test
+        images, cached on disk under a complete key (dataset, split, N, resolution, extractor, resize policy,
+        precision, preprocessing version).
+
+        Under DDP every rank must call it: rank 0 decides whether the cache holds the statistics; if not, the
+        features are extracted sharded and rank 0 writes the cache. Only rank 0 gets the tuple, the other
+        ranks get None (their own caches, possibly on other nodes, are neither read nor written)."""
         key = {"dataset": self.test.name, "split": "test", "n": n, "resolution": list(self.test.shape),
                **self.inception.key()}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_home() / "stats" / f"{self.test.name}-test-{n}-{digest}.npz"
-        if path.exists():
+        if self.dist.broadcast(path.exists() if self.dist.main else None):
+            if not self.dist.main:
+                return None
             with np.load(path) as z:
                 return z["mu"], z["sigma"], z["features"].astype(np.float64)
         self.log(f"[evaluate] Inception reference statistics: {n} test images (cached after this run)")
-        feats = self.inception(self.test.x[:n], log=self.log)
+        feats = self.inception(self.test.x[:n], log=self.log, dist=self.dist)
+        if not self.dist.main:
+            return None
         mu, sigma = feature_stats(feats)
         atomic_savez(path, mu=mu, sigma=sigma, features=feats.astype(np.float32),
                      key=np.array(json.dumps(key, sort_keys=True)))
@@ -80,26 +99,38 @@ class EvalContext:
 
 
 def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor | None, *,
-                    what: str) -> dict:
+                    what: str) -> dict | None:
     """Score images.
 
     Args:
         ctx: evaluation context.
-        images: uint8 (N, C, H, W).
+        images: uint8 (N, C, H, W); under DDP the same full set on every rank.
         labels: int64 (N,) conditioning labels (or real labels for real data); None or all -1 if unconditional.
         what: name used in log lines.
 
     Returns:
-        dict of metrics, each a dict with ``value`` (and ``std`` where a spread exists) and provenance fields.
+        dict of metrics, each a dict with ``value`` (and ``std`` where a spread exists) and provenance fields;
+        ``eval_seconds`` is the wall time of the whole call. Under DDP (``ctx.dist`` active) every rank must
+        call it: the features are extracted sharded and gathered, rank 0 computes the metrics and gets the
+        dict, the other ranks get None.
     """
     ev = ctx.eval_cfg
     k = ctx.test.num_classes
     t0 = time.perf_counter()
-    probs, feats = predict(ctx.classifier, images)  # on the classifier's device
+    n = len(images)
+    m = min(ev.n_inception, n)
+    # features first (collective under DDP, every rank takes part), then the metrics (rank 0)
+    probs, feats = predict(ctx.classifier, images, dist=ctx.dist)  # on the classifier's device
+    ref = ctx.classifier_reference()
+    ref_manifold = ctx.classifier_reference_features(ev.n_manifold)
+    inc_ref = ctx.inception_reference(m)
+    ctx.log(f"[evaluate] {what}: Inception features of {m} images")
+    feats_i = ctx.inception(images[:m], log=ctx.log, dist=ctx.dist)
+    if not ctx.dist.main:
+        return None
+    mu, sigma, ref_i = inc_ref
     pred = probs.argmax(1)
     clf_name = f"{ctx.test.name} classifier (test acc {ctx.classifier_info['test_accuracy']:.4f})"
-    n = len(images)
-    ref = ctx.classifier_reference()
     out: dict = {}
     is_mean, is_std = inception_score(probs, ev.is_splits)
     out["is"] = {"value": is_mean, "std": is_std, "n_generated": n, "splits": ev.is_splits,
@@ -129,11 +160,7 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
                                "direction": "near 0 = copies of training images (memorisation)",
                                "stat": "median over samples of the L2 distance (pixels in [0, 1]) to the nearest "
                                        "training image; p01 = 1st percentile"}
-    _manifold(out, "classifier", feats[:ev.n_manifold], ctx.classifier_reference_features(ev.n_manifold), ctx.seed)
-    m = min(ev.n_inception, n)
-    mu, sigma, ref_i = ctx.inception_reference(m)
-    ctx.log(f"[evaluate] {what}: Inception features of {m} images")
-    feats_i = ctx.inception(images[:m], log=ctx.log)
+    _manifold(out, "classifier", feats[:ev.n_manifold], ref_manifold, ctx.seed)
     out["fid_inception"] = {"value": frechet_distance(*feature_stats(feats_i), mu, sigma),
                             "std": bootstrap_fid(feats_i, (mu, sigma), n_boot=ev.fid_bootstrap, seed=ctx.seed)
                             if ev.fid_bootstrap > 1 else None, "spread": f"bootstrap std, {ev.fid_bootstrap}",

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from genbench.data.assets import fetch_asset
 from genbench.device import get_device
 from genbench.errors import GenbenchError
+from genbench.training.distributed import Dist
 
 RESIZE_POLICIES = ("tf1_bilinear", "torch_bilinear")
 PREPROCESS_VERSION = 1
@@ -78,12 +79,32 @@ class InceptionFeatures:
                 "preprocess_version": PREPROCESS_VERSION}
 
     @torch.no_grad()
-    def __call__(self, x_uint8: torch.Tensor, log=None) -> np.ndarray:
+    def __call__(self, x_uint8: torch.Tensor, log=None, dist: Dist | None = None) -> np.ndarray:
+        """Pool3 features of uint8 images.
+
+        Args:
+            x_uint8: uint8 (N, C, H, W), C = 1 (tiled to 3) or 3, any H, W (resized to 299 by the policy).
+            log: optional ``log(str)`` for progress every 10 batches (positions within this rank's share).
+            dist: a :class:`~genbench.training.distributed.Dist`. When active (world > 1) every rank must call
+                this with the same images: each runs its contiguous run of the single-process batches of
+                ``self.batch`` images and the features are all-gathered, so every rank returns the full array,
+                equal to a single process's (the same batches go through the same kernels, so bf16 autocast
+                sees the same batch shapes). None: one process runs every batch.
+
+        Returns:
+            float64 (N, 2048) (float32 network outputs widened). ``self.seconds`` adds this call's wall seconds
+            (this rank's, gathering included) and ``self.images`` adds N.
+
+        Raises:
+            ValueError: ``x_uint8`` is not a uint8 4-d tensor.
+        """
         if x_uint8.dtype != torch.uint8 or x_uint8.ndim != 4:
             raise ValueError(f"InceptionFeatures takes uint8 (N, C, H, W), got {x_uint8.dtype} {tuple(x_uint8.shape)}")
+        dist = dist or Dist()
         t0 = time.perf_counter()
         out = []
-        for i in range(0, len(x_uint8), self.batch):
+        starts = dist.batch_starts(len(x_uint8), self.batch)
+        for j, i in enumerate(starts):
             x = x_uint8[i:i + self.batch].to(self.device).float()
             if x.shape[1] == 1:
                 x = x.repeat(1, 3, 1, 1)
@@ -93,9 +114,11 @@ class InceptionFeatures:
                     f = self.net(x.contiguous(memory_format=torch.channels_last))
             else:
                 f = self.net(x)
-            out.append(f.float().reshape(len(x), -1).double().cpu().numpy())
-            if log and (i // self.batch) % 10 == 9:
-                log(f"[inception] {i + len(x)}/{len(x_uint8)} images")
+            out.append(f.float().reshape(len(x), -1).double().cpu())
+            if log and j % 10 == 9:
+                share = f"{i + len(x) - starts.start}/{starts.stop - starts.start}"
+                log(f"[inception] {share} images" + (f" (rank {dist.rank}'s share)" if dist.active else ""))
+        feats = dist.gather_rows(torch.cat(out) if out else None)
         self.seconds += time.perf_counter() - t0
         self.images += len(x_uint8)
-        return np.concatenate(out)
+        return feats.numpy()

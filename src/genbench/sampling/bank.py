@@ -3,7 +3,15 @@ same images.
 
 ``samples/bank.npz``: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,) (-1 = unconditional), ``seed``.
 ``samples/manifest.json``: seed, n, sampler, steps, NFE, guidance scale, precision, checkpoint sha256,
-generation seconds per 1,000 images (measured after warm-up, batched, under inference mode).
+generation seconds per 1,000 images (measured after warm-up, batched, under inference mode), the batch size,
+the seeding scheme and how many data-parallel ranks generated the bank (``gen_ranks``).
+
+Seeding: batch ``b`` (images ``b * batch ... (b + 1) * batch - 1``) draws every random number from its own
+generator, :func:`batch_generator` ``(seed, b)``. An image therefore depends on the seed, the batch size and
+its position only, not on which process generated its batch: under ``torchrun`` / ``accelerate launch`` each
+rank generates a contiguous run of batches and the gathered bank equals the single-process bank exactly.
+Batch 0 is seeded with ``seed`` itself, so a bank of one batch (e.g. ``genbench sample``) is the same as with
+the earlier single-generator scheme; later batches differ from banks written before per-batch seeding.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ import torch
 from genbench.data.registry import to_uint8
 from genbench.device import autocast
 from genbench.io import atomic_savez, atomic_write_json, sha256_file
+from genbench.training.distributed import Dist
+
+SEEDING = "per batch: batch 0 from seed, batch b > 0 from numpy SeedSequence([seed, b])"
 
 
 def sampler_info(model) -> dict:
@@ -35,52 +46,91 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor | None:
     return torch.arange(n) % num_classes if num_classes else None
 
 
+def batch_generator(seed: int, b: int) -> torch.Generator:
+    """The CPU generator of generation batch ``b``: seeded with ``seed`` for b = 0, else with 63 bits of
+    ``numpy.random.SeedSequence([seed, b])`` (well mixed, so batches of nearby seeds do not share streams).
+
+    Raises:
+        ValueError: ``seed`` or ``b`` is negative.
+    """
+    if seed < 0 or b < 0:
+        raise ValueError(f"seed and batch index must be >= 0, got seed={seed}, b={b}")
+    if b == 0:
+        return torch.Generator().manual_seed(seed)
+    state = np.random.SeedSequence([seed, b]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)
+
+
 def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 500,
              labels: torch.Tensor | None = None, warmup: bool = True,
-             sample_kwargs: dict | None = None) -> tuple[torch.Tensor, float]:
-    """Generate n images in batches under inference mode.
+             sample_kwargs: dict | None = None, dist: Dist | None = None) -> tuple[torch.Tensor, float]:
+    """Generate n images in batches under inference mode, optionally sharded over data-parallel ranks.
 
     Args:
-        model: any genbench generative model (its ``sample`` method).
-        n: number of images.
-        seed: seeds the generator that draws every random number of the sampling.
+        model: any genbench generative model (its ``sample`` method), on this rank's device.
+        n: number of images (>= 1).
+        seed: with the batch index, seeds each batch's generator (:func:`batch_generator`), which draws every
+            random number of that batch's sampling.
         precision: "bf16" (autocast) or "fp32".
-        batch: images per forward batch.
+        batch: images per forward batch (>= 1); part of the images' identity (it sets the batch boundaries).
         labels: int64 (n,) conditioning labels, or None.
         warmup: run an untimed warm-up batch of 16 images first (set False when the caller warmed up).
         sample_kwargs: extra keyword arguments of ``model.sample`` (diffusion: sampler, steps,
             guidance_scale, eta).
+        dist: data-parallel context. When active (world > 1) every rank must call this with the same
+            arguments; each generates its contiguous run of batches (:meth:`Dist.batch_starts`) and the
+            images are all-gathered, so every rank returns the full bank, equal to a single process's.
+            None or a single-process context: one process generates every batch.
 
     Returns:
-        (uint8 (n, C, H, W), wall seconds per 1,000 images of the timed part).
+        (uint8 (n, C, H, W) on the CPU, wall seconds per 1,000 images of the timed part). Under DDP the time
+        is the slowest rank's generation of its share (the ranks start together after their warm-ups), so it
+        is the wall time of the sharded generation, divided by the whole n.
+
+    Raises:
+        ValueError: ``batch`` < 1.
     """
-    gen = torch.Generator().manual_seed(seed)
+    dist = dist or Dist()
     device = next(model.parameters()).device
     kw = sample_kwargs or {}
+    starts = dist.batch_starts(n, batch)
     model.eval()
     with torch.inference_mode(), autocast(device, precision):
         if warmup:
             wl = labels[:16] if labels is not None else None
             model.sample(min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999), **kw)
         out = []
+        dist.barrier()  # the timed part starts together on every rank
         t0 = time.perf_counter()
-        for i in range(0, n, batch):
+        for i in starts:
             m = min(batch, n - i)
             y = labels[i:i + m] if labels is not None else None
-            out.append(to_uint8(model.sample(m, y=y, generator=gen, **kw)).cpu())
+            out.append(to_uint8(model.sample(m, y=y, generator=batch_generator(seed, i // batch), **kw)).cpu())
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0
-    return torch.cat(out), secs / n * 1000
+    images = dist.gather_rows(torch.cat(out) if out else None)
+    secs = max(dist.gather_object(secs))
+    return images, secs / n * 1000
 
 
 def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
-               precision: str, gen_seconds_per_1000: float, batch: int | None = None) -> dict:
+               precision: str, gen_seconds_per_1000: float, batch: int | None = None, ranks: int = 1) -> dict:
+    """Save ``samples/bank.npz`` and ``samples/manifest.json`` (atomically) and return the manifest.
+
+    Args:
+        images: uint8 (N, C, H, W) from :func:`generate`; labels: int64 (N,) or None (unconditional).
+        seed, precision, gen_seconds_per_1000, batch: what :func:`generate` was called with and measured.
+        ranks: how many data-parallel processes generated the bank (``gen_ranks``; the time is their wall time).
+
+    Call it on one process only (rank 0 under DDP).
+    """
     run_dir = Path(run_dir)
     lab = labels.numpy() if labels is not None else -np.ones(len(images), np.int64)
     atomic_savez(run_dir / "samples" / "bank.npz", images=images.numpy(), labels=lab, seed=np.int64(seed))
     manifest = {"n": len(images), "seed": seed, **sampler_info(model), "precision": precision,
-                "gen_seconds_per_1000": gen_seconds_per_1000, "batch": batch, "labels": "balanced 0..K-1" if labels is not None
+                "gen_seconds_per_1000": gen_seconds_per_1000, "batch": batch, "gen_ranks": ranks,
+                "seeding": SEEDING, "labels": "balanced 0..K-1" if labels is not None
                 else "none (unconditional)",
                 "checkpoint_sha256": sha256_file(run_dir / "checkpoints" / "last.pt")}
     atomic_write_json(run_dir / "samples" / "manifest.json", manifest)

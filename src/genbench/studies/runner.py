@@ -3,6 +3,12 @@
 Each step writes its own files into ``runs/<study>/`` and is skipped when its output already matches (a
 finished checkpoint, a bank whose manifest names the current checkpoint), so an interrupted ``genbench run``
 picks up where it stopped. Every number lands in ``runs/<study>/metrics.json`` with its provenance.
+
+Data-parallel (``torchrun`` / ``accelerate launch``): every rank trains, then every rank takes part in the
+evaluation of each run: the bank's generation and the feature extraction are sharded over the ranks and
+gathered (:mod:`genbench.training.distributed`); rank 0 computes the metrics and alone writes the bank, the
+``metrics.json`` files, the sweeps and the report. The other ranks wait at barriers and leave once the last
+collective step (the real-data floor) is done.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.studies.config import StudyConfig, parse_study, provenance, to_yaml
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
-from genbench.training.distributed import is_main_process, main_first
+from genbench.training.distributed import Dist, context, is_main_process, main_first
 from genbench.training.loop import load_trained, train
 
 
@@ -41,37 +47,57 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
     return splits
 
 
-def make_context(study: StudyConfig, splits: dict[str, Dataset]) -> EvalContext:
+def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | None = None) -> EvalContext:
+    """The evaluation context: the cached (or freshly trained) classifier and the real splits. Under DDP
+    (``dist`` active) every rank calls it; rank 0 trains and caches the classifier first, then the others load
+    it, and the context's feature extraction is sharded over ``dist``."""
     ev = study.evaluation
-    clf, info = get_classifier(splits["train"], splits["test"], epochs=ev.classifier_epochs, seed=study.seed,
-                               min_accuracy=ev.classifier_min_accuracy, log=log)
+    with main_first():  # data-parallel: rank 0 trains and caches the classifier, the others then load it
+        clf, info = get_classifier(splits["train"], splits["test"], epochs=ev.classifier_epochs, seed=study.seed,
+                                   min_accuracy=ev.classifier_min_accuracy, log=log)
     log(f"[classifier] test accuracy {info['test_accuracy']:.4f} ({info['cache']})")
-    return EvalContext(test=splits["test"], train=splits["train"], classifier=clf, classifier_info=info, eval_cfg=ev, seed=study.seed,
-                       log=log)
+    return EvalContext(test=splits["test"], train=splits["train"], classifier=clf, classifier_info=info,
+                       eval_cfg=ev, seed=study.seed, log=log, dist=dist or Dist())
 
 
-def sample_bank(run_dir: Path, study: StudyConfig, precision: str) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """Reuse the run's bank if it matches the checkpoint and size, else generate and save one."""
+def sample_bank(run_dir: Path, study: StudyConfig, precision: str,
+                dist: Dist | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
+    """Reuse the run's bank if it matches the checkpoint and size, else generate and save one.
+
+    Returns (uint8 (N, C, H, W), int64 (N,) labels or None, the bank's manifest). Under DDP (``dist`` active)
+    every rank calls it and gets the full images and labels: rank 0 decides whether its bank is reused (and
+    sends it to the others), otherwise every rank generates its share of the batches; rank 0 writes the bank
+    and the others wait at a barrier. Their manifest is None.
+    """
+    dist = dist or Dist()
     n = study.evaluation.n_samples
-    got = read_bank(run_dir)
-    if got is not None and got[2]["n"] == n and got[2]["seed"] == study.seed:
-        images, labels, manifest = got
-        return images, (labels if (labels >= 0).all() else None), manifest
+    got = read_bank(run_dir) if dist.main else None
+    reuse = got is not None and got[2]["n"] == n and got[2]["seed"] == study.seed
+    if dist.broadcast(reuse):
+        images, labels, manifest = dist.broadcast(got)  # ranks > 0 need the images for their shard of features
+        return images, (labels if (labels >= 0).all() else None), manifest if dist.main else None
     model, _ = load_trained(run_dir)
     labels = balanced_labels(n, getattr(model, "num_classes", 0))
     info = sampler_info(model)
-    log(f"[sample] {run_dir.name}: {n} images, {info['sampler']} ({info['nfe']} NFE)")
+    log(f"[sample] {run_dir.name}: {n} images, {info['sampler']} ({info['nfe']} NFE)"
+        + (f", sharded over {dist.world} ranks" if dist.active else ""))
     batch = study.evaluation.sample_batch
-    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels, batch=batch)
-    manifest = write_bank(run_dir, model, images, labels, seed=study.seed, precision=precision,
-                          gen_seconds_per_1000=secs, batch=batch)
+    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels, batch=batch, dist=dist)
+    manifest = None
+    if dist.main:
+        manifest = write_bank(run_dir, model, images, labels, seed=study.seed, precision=precision,
+                              gen_seconds_per_1000=secs, batch=batch, ranks=dist.world)
+    dist.barrier()
     return images, labels, manifest
 
 
-def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> dict:
-    """Sample (or reuse the bank) and score one trained run; writes ``<run>/metrics.json``."""
-    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision)
+def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> dict | None:
+    """Sample (or reuse the bank) and score one trained run; writes ``<run>/metrics.json``. Under DDP every
+    rank calls it (sharded generation and features); rank 0 writes and returns the record, the others None."""
+    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist)
     metrics = evaluate_images(ctx, images, labels, what=run_dir.name)
+    if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
+        return None
     model, ck = load_trained(run_dir)
     family = MODEL_KINDS[mcfg.kind][1]
     hist = read_jsonl(run_dir / "history.jsonl")
@@ -92,13 +118,16 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     return record
 
 
-def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalContext) -> dict:
-    """The real-data floor: the held-out training slice scored exactly like a model's samples."""
+def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalContext) -> dict | None:
+    """The real-data floor: the held-out training slice scored exactly like a model's samples (under DDP every
+    rank calls it; rank 0 gets the record, the others None)."""
     hold = splits["holdout"]
     n = min(study.evaluation.n_samples, len(hold))
     if n < study.evaluation.n_samples:
         log(f"[evaluate] warning: holdout has {len(hold)} images < n_samples; the real floor uses N={n}")
     metrics = evaluate_images(ctx, hold.x[:n], hold.y[:n], what="real (held-out train slice)")
+    if metrics is None:
+        return None
     return {"model": "real", "kind": "real", "family": "real", "conditional": True, "metrics": metrics,
             "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on"}}
 
@@ -186,15 +215,19 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
                 raise
             log(f"[train] {e}; {m.name} is left out of the evaluation and marked as diverged in the report")
             diverged[m.name] = {**status, "message": str(e)}
-    if not main:
-        return study_dir
+    # evaluation: every data-parallel rank generates and extracts features for its share; rank 0 writes
+    dist = context()
+    diverged = dist.broadcast(diverged)  # rank 0's view (it wrote the status files), the same on every rank
     models = [m for m in models if m.name not in diverged]
     if not models:
         raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
                             f"rates in the study file and rerun with --overwrite")
-    ctx = make_context(study, splits)
+    ctx = make_context(study, splits, dist)
     records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
     records.append(evaluate_real(study, splits, ctx))
+    if not main:
+        return study_dir  # sweeps and the report are rank 0's alone
+    ctx.dist = Dist(device=dist.device)  # from here on rank 0 works alone: no collectives
     write_summary(study_dir, study, ctx, records, pipeline_seconds=time.perf_counter() - t_start,
                   diverged=diverged)
     if sweeps is not None and sweeps.in_study and sweeps.model in {m.name for m in models}:

@@ -26,6 +26,11 @@ Rules (also in the README):
   method: the whole model for ``training_losses`` (VAE, DDPM), and the generator (+ its label embedding) and the
   discriminator (+ its label embedding) separately for GANs, matching their two optimizers.
 
+Evaluation is sharded too (issue 6): sample generation (:func:`genbench.sampling.bank.generate`, one seeded
+generator per batch), classifier predictions and Inception features split the single-process batches over the
+ranks (:meth:`Dist.batch_starts`) and all-gather the results (:meth:`Dist.gather_rows`), so every rank holds
+exactly the single-process tensors; rank 0 computes the metrics and writes every file.
+
 With ``WORLD_SIZE`` unset or 1 nothing here is used and training is exactly the single-process code path.
 """
 
@@ -98,6 +103,63 @@ class Dist:
         box = [obj if self.main else None]
         broadcast_object_list(box, from_process=0)
         return box[0]
+
+    def gather_object(self, obj) -> list:
+        """Every rank's ``obj`` (picklable, small: timings, counts), in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as td
+
+        out = [None] * self.world
+        td.all_gather_object(out, obj)
+        return out
+
+    def batch_starts(self, n: int, batch: int) -> range:
+        """Start indices of this rank's batches when ``n`` items are cut into batches of ``batch``.
+
+        The batch boundaries are those of a single process (``0, batch, 2 * batch, ...``); each rank takes
+        ``ceil(n_batches / world)`` consecutive batches (the last ranks may get fewer, or none), so
+        concatenating the ranks' outputs in rank order (:meth:`gather_rows`) gives the single-process order.
+        A single process gets every batch.
+
+        Raises:
+            ValueError: ``batch`` < 1.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        if not self.active:
+            return range(0, n, batch)
+        n_batches = -(-n // batch)
+        per = -(-n_batches // self.world) * batch  # items per rank: ceil(n_batches / world) whole batches
+        return range(min(n, self.rank * per), min(n, (self.rank + 1) * per), batch)
+
+    def gather_rows(self, x: torch.Tensor | None) -> torch.Tensor:
+        """Concatenate the ranks' ``x`` along dim 0 in rank order, on every rank (``x`` itself in one process).
+
+        Args:
+            x: (n_r, *S) this rank's rows, on any device; ``S`` and the dtype must be the same on every rank.
+                ``None`` for a rank with no rows (at least one rank must have a tensor).
+
+        Returns:
+            (sum of n_r, *S), same dtype, on the device of this rank's ``x`` (CPU where it was None). Exact:
+            the rows travel as they are (each shard padded to the largest with zeros, then trimmed).
+        """
+        if not self.active:
+            assert x is not None
+            return x
+        import torch.distributed as td
+
+        meta = self.gather_object(None if x is None else (len(x), tuple(x.shape[1:]), x.dtype))
+        shape, dtype = next((m[1], m[2]) for m in meta if m is not None)
+        counts = [0 if m is None else m[0] for m in meta]
+        comm = self.device if self.device.type == "cuda" else torch.device("cpu")  # NCCL: CUDA, gloo: CPU
+        pad = torch.zeros((max(counts), *shape), dtype=dtype, device=comm)
+        if x is not None:
+            pad[:len(x)] = x.to(comm)
+        bufs = [torch.empty_like(pad) for _ in range(self.world)]
+        td.all_gather(bufs, pad)
+        out = torch.cat([b[:c] for b, c in zip(bufs, counts)])
+        return out.to(x.device if x is not None else torch.device("cpu"))
 
 
 def context() -> Dist:
