@@ -101,13 +101,16 @@ class ModelConfig:
     train_subset: int | None = None
     threads: int | None = None
     divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
+    channels_last: bool = False  # convolution weights (and so activations) in NHWC memory format
+    compile: bool = False  # torch.compile the model's sub-networks for training (inductor)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
                 "model": {"kind": self.kind, "resolved_params": self.params},
                 "optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
                 "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
-                "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence}
+                "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence,
+                "channels_last": self.channels_last, "compile": self.compile}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -115,7 +118,8 @@ class ModelConfig:
                    optimizer=d["optimizer"], epochs=d["epochs"], batch_size=d["batch_size"], seed=d["seed"],
                    precision=d["precision"], dataset=d["dataset"], ema_decay=d.get("ema_decay"),
                    log_every=d.get("log_every", 50), train_subset=d.get("train_subset"),
-                   divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS))
+                   divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS),
+                   channels_last=d.get("channels_last", False), compile=d.get("compile", False))
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,8 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     train_subset = _get(r, "train_subset", (int, type(None)), where, None, lambda v: v is None or v >= 1)
     threads = _get(r, "threads", (int, type(None)), where, None, lambda v: v is None or v >= 1)
     log_every = _get(r, "log_every", int, where, 50, lambda v: v > 0)
+    channels_last = _get(r, "channels_last", bool, where, False)  # study-wide defaults of the speed switches
+    compile_ = _get(r, "compile", bool, where, False)
     models_raw = _get(r, "models", dict, where)
     models = []
     for mname, m in models_raw.items():
@@ -213,7 +219,9 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
             dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None,
                                              lambda v: v is None or 0 <= v < 1),
             log_every=_get(m, "log_every", int, w, log_every, lambda v: v > 0), train_subset=train_subset,
-            threads=threads, divergence=div))
+            threads=threads, divergence=div,
+            channels_last=_get(m, "channels_last", bool, w, channels_last),
+            compile=_get(m, "compile", bool, w, compile_)))
     e = _get(r, "evaluation", dict, where, {})
     we = f"{where}.evaluation"
     ev = EvalConfig(

@@ -47,6 +47,19 @@ def _autocast_factory(precision: str, device: torch.device):
     raise GenbenchError(f"unknown precision {precision!r}; use 'bf16' or 'fp32'")
 
 
+def _compile(model: torch.nn.Module, out_dir: Path) -> None:
+    """``torch.compile`` (inductor) the ``forward`` of every direct sub-network holding parameters, in place (the
+    instance's ``forward`` is replaced, so parameter names and checkpoints are unchanged). The compile cache goes
+    to ``<run>/.inductor`` unless ``TORCHINDUCTOR_CACHE_DIR`` is set. Compilation happens in the first steps
+    (seconds to minutes on a 2-core CPU); ``benchmarks/train_switches.py`` measures what it buys."""
+    import os
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(out_dir).resolve() / ".inductor"))
+    for child in model.children():
+        if any(True for _ in child.parameters()):
+            child.forward = torch.compile(child.forward)
+
+
 def _truncate_history(path: Path, step: int) -> None:
     """Drop history lines written after the checkpoint being resumed (their steps will be redone)."""
     import json
@@ -218,6 +231,8 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global RNG
     model, family = build_model(cfg.kind, cfg.params)
     model.to(device)
+    if getattr(cfg, "channels_last", False):
+        model.to(memory_format=torch.channels_last)  # 4-D weights NHWC: convolutions then run (and return) NHWC
     opts = make_optimizers(model, family, cfg.optimizer)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     steps_per_epoch = num_batches(len(data), cfg.batch_size)
@@ -296,6 +311,8 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     prog = Progress(cfg.name, total, step) if main else _Silent()
     done_this_call = 0
     model.train()
+    if getattr(cfg, "compile", False):
+        _compile(model, out_dir)
     ddp = wrap(dist, model, family)  # None in a single process
     step_kw = {"ddp": ddp} if ddp is not None else {}
     shard = (dist.rank, dist.world) if dist.active else None
