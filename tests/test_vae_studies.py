@@ -124,6 +124,12 @@ def test_quickdraw_study_smoke(quickdraw_dir, tmp_path):
     html = (d / "report" / "index.html").read_text()
     for fig in ("encoder_comparison.png", "per_class_cvae.png", "recon_rnn_vae.png", "interp_spherical_cvae.png"):
         assert (d / "report" / "figures" / fig).exists() and fig in html
+    # report-only from the saved metrics: `genbench report` renders the VAE-study page again
+    (d / "report" / "index.html").unlink()
+    p = subprocess.run([*GENBENCH, "report", str(d)], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (d / "report" / "index.html").read_text() == html
 
 
 def test_cifar10_study_smoke(cifar_dir, tmp_path):
@@ -172,3 +178,13 @@ def test_fashion_mnist_idx_reader_and_missing_files(tmp_path, monkeypatch):
         (tmp_path / f).write_bytes(b"not it")
     with pytest.raises(AssetError, match="sha256"):
         verify_debian_asset(ASSETS["fashion_mnist"])
+
+
+def test_only_is_refused_for_a_vae_study(tmp_path):
+    p = subprocess.run([*GENBENCH, "run", "studies/fashion_beta_vae.yaml", "--profile", "smoke", "--only", "vae",
+                        "--out", str(tmp_path)], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--only" in lines[0] and "genbench train" in lines[0]
+    assert not any(tmp_path.iterdir())

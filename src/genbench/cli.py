@@ -73,7 +73,11 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     if vae_study is not None and env_world_size() > 1:
         raise GenbenchError("the VAE studies (study files with `experiments:`) run in one process; start them "
                             "without accelerate launch / torchrun, or train their models with `genbench train`")
-    if vae_study is not None:
+    if vae_study is not None and only:
+        raise GenbenchError("--only applies to model-comparison studies; a VAE study (a study file with "
+                            "`experiments:`) runs all its models, which its experiments share; train one with "
+                            "`genbench train <model> --study <file>`")
+    if vae_study is not None:  # its finished models are always reused (as --resume); --overwrite retrains them
         d = run_vae_study(vae_study, out, overwrite=overwrite)
         typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
         return
@@ -233,11 +237,20 @@ def sweep(study_dir: Path = typer.Argument(Path("runs/mnist-four"), help="a stud
 
 @app.command("report")
 def report_cmd(study_dir: Path):
-    """Render the report from saved metrics.json, histories and sample banks only."""
+    """Render the report from saved metrics.json, histories and sample banks only (the four-model comparison
+    page, or the VAE-study page for a folder written by a study file with `experiments:`)."""
     from genbench.report.build import build_report
+    from genbench.report.vae_page import build_vae_report
 
     t0 = time.perf_counter()
-    path = build_report(study_dir)
+    mpath, is_vae_study = Path(study_dir) / "metrics.json", False
+    if mpath.is_file():  # (a missing one: build_report names it)
+        try:
+            is_vae_study = "experiments" in json.loads(mpath.read_text())
+        except json.JSONDecodeError as e:
+            raise GenbenchError(f"{mpath} is not valid JSON ({e.msg}, line {e.lineno}); rerun `genbench run` on "
+                                f"the study to rewrite it") from None
+    path = build_vae_report(study_dir) if is_vae_study else build_report(study_dir)
     typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)")
 
 

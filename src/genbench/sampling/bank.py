@@ -114,6 +114,31 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
     return images, secs / n * 1000
 
 
+def save_images(npz: Path, manifest_path: Path, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
+                manifest: dict) -> dict:
+    """Write a set of generated images and its manifest, each atomically: ``npz`` holds ``images`` uint8
+    (N, C, H, W), ``labels`` int64 (N,) (-1 = unconditional) and ``seed``; ``manifest_path`` the JSON
+    ``manifest`` (returned). Used for the study's sample bank and for each sweep setting's images. Call it on one
+    process only (rank 0 under DDP)."""
+    lab = labels.numpy() if labels is not None else -np.ones(len(images), np.int64)
+    atomic_savez(Path(npz), images=images.numpy(), labels=lab, seed=np.int64(seed))
+    atomic_write_json(Path(manifest_path), manifest)
+    return manifest
+
+
+def load_images(npz: Path, manifest_path: Path, want: dict) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
+    """(images uint8, labels int64, manifest) saved by :func:`save_images`, or None when either file is missing
+    or the manifest differs from ``want`` in any of its keys (e.g. another checkpoint sha256, sampler or N)."""
+    npz, manifest_path = Path(npz), Path(manifest_path)
+    if not (npz.exists() and manifest_path.exists()):
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if any(manifest.get(k) != v for k, v in want.items()):
+        return None
+    with np.load(npz) as z:
+        return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), manifest
+
+
 def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
                precision: str, gen_seconds_per_1000: float, batch: int | None = None, ranks: int = 1) -> dict:
     """Save ``samples/bank.npz`` and ``samples/manifest.json`` (atomically) and return the manifest.
@@ -126,26 +151,18 @@ def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor 
     Call it on one process only (rank 0 under DDP).
     """
     run_dir = Path(run_dir)
-    lab = labels.numpy() if labels is not None else -np.ones(len(images), np.int64)
-    atomic_savez(run_dir / "samples" / "bank.npz", images=images.numpy(), labels=lab, seed=np.int64(seed))
     manifest = {"n": len(images), "seed": seed, **sampler_info(model), "precision": precision,
                 "gen_seconds_per_1000": gen_seconds_per_1000, "batch": batch, "gen_ranks": ranks,
                 "seeding": SEEDING, "labels": "balanced 0..K-1" if labels is not None
                 else "none (unconditional)",
                 "checkpoint_sha256": sha256_file(run_dir / "checkpoints" / "last.pt")}
-    atomic_write_json(run_dir / "samples" / "manifest.json", manifest)
-    return manifest
+    return save_images(run_dir / "samples" / "bank.npz", run_dir / "samples" / "manifest.json", images, labels,
+                       seed=seed, manifest=manifest)
 
 
 def read_bank(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
     """(images uint8, labels int64, manifest) or None if no bank matches the current checkpoint."""
     run_dir = Path(run_dir)
-    bank, man = run_dir / "samples" / "bank.npz", run_dir / "samples" / "manifest.json"
-    if not (bank.exists() and man.exists()):
-        return None
-    manifest = json.loads(man.read_text())
     ck = run_dir / "checkpoints" / "last.pt"
-    if ck.exists() and manifest.get("checkpoint_sha256") != sha256_file(ck):
-        return None
-    with np.load(bank) as z:
-        return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), manifest
+    want = {"checkpoint_sha256": sha256_file(ck)} if ck.exists() else {}
+    return load_images(run_dir / "samples" / "bank.npz", run_dir / "samples" / "manifest.json", want)

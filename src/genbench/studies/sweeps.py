@@ -28,19 +28,17 @@ The chosen setting is the fastest (measured seconds per 1,000 images) whose ``to
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.io import atomic_savez, atomic_write_json, sha256_file
+from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, inception_score
-from genbench.sampling.bank import balanced_labels, generate
+from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
 from genbench.sampling.diffusion import SAMPLERS, make_scheduler
 
 METRICS = ("fid_inception", "fd_classifier")
@@ -127,29 +125,27 @@ def parse_sweeps(study) -> SweepConfig | None:
         tolerance_metric=metric, guidance_scales=tuple(float(v) for v in gs),
         guidance_sampler=_setting(gsam, f"{w}.guidance_sampler") if gsam is not None else None,
         eta=num("eta", float, 0.0, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-        batch=num("batch", int, 500, lambda v: v >= 1, "an integer >= 1"))
+        batch=num("batch", int, study.evaluation.sample_batch, lambda v: v >= 1, "an integer >= 1"))
 
 
-def _bank(run_dir: Path, model, key: dict, n: int, seed: int, precision: str, batch: int, log) -> tuple:
-    """Images for one setting: reuse the cached bank if it was made from this checkpoint with these settings,
-    else generate (timed) and save. Returns (uint8 images, labels, seconds per 1,000, cached?)."""
+def _bank(run_dir: Path, model, key: dict, n: int, seed: int, precision: str, batch: int, ck_sha: str,
+          log) -> tuple:
+    """Images for one setting: reuse the cached ones if they were made from this checkpoint (``ck_sha``) with
+    these settings, else generate (timed) and save them. Returns (uint8 images, labels, seconds per 1,000,
+    cached?)."""
     name = f"{key['sampler']}-{key['steps']}-w{key['guidance_scale']:g}-eta{key['eta']:g}-n{n}"
     path, man_path = run_dir / "sweeps" / f"{name}.npz", run_dir / "sweeps" / f"{name}.json"
-    ck_sha = sha256_file(run_dir / "checkpoints" / "last.pt")
-    want = {**key, "n": n, "seed": seed, "precision": precision, "checkpoint_sha256": ck_sha}
-    if path.exists() and man_path.exists():
-        man = json.loads(man_path.read_text())
-        if all(man.get(k) == v for k, v in want.items()):
-            with np.load(path) as z:
-                return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), man["seconds_per_1000"], True
+    want = {**key, "n": n, "seed": seed, "precision": precision, "batch": batch, "checkpoint_sha256": ck_sha}
+    got = load_images(path, man_path, want)
+    if got is not None:
+        return got[0], got[1], got[2]["seconds_per_1000"], True
     labels = balanced_labels(n, model.num_classes)
     kw = {"sampler": key["sampler"], "steps": key["steps"], "guidance_scale": key["guidance_scale"],
           "eta": key["eta"]}
     log(f"[sweep] {name}: {n} images, {key['nfe']} NFE per image")
     images, secs = generate(model, n, seed=seed, precision=precision, batch=batch, labels=labels, warmup=False,
                             sample_kwargs=kw)
-    atomic_savez(path, images=images.numpy(), labels=labels.numpy(), seed=np.int64(seed))
-    atomic_write_json(man_path, {**want, "seconds_per_1000": secs, "batch": batch})
+    save_images(path, man_path, images, labels, seed=seed, manifest={**want, "seconds_per_1000": secs})
     return images, labels, secs, False
 
 
@@ -180,6 +176,7 @@ def run_sweeps(study_dir: Path, study, ctx, cfg: SweepConfig, log=print) -> dict
     if not (run_dir / "checkpoints" / "last.pt").exists():
         raise GenbenchError(f"no trained {cfg.model} in {run_dir}; run `genbench run` (or train {cfg.model}) first")
     model, ck = load_trained(run_dir)
+    ck_sha = sha256_file(run_dir / "checkpoints" / "last.pt")  # once: every setting's cache is keyed on it
     mcfg = next(m for m in study.models if m.name == cfg.model)
     precision = mcfg.precision
     # check every setting before spending time on any of them
@@ -198,7 +195,8 @@ def run_sweeps(study_dir: Path, study, ctx, cfg: SweepConfig, log=print) -> dict
         key = {"sampler": sampler, "steps": model.timesteps if sampler == "ddpm" else steps,
                "guidance_scale": float(w), "eta": cfg.eta if sampler == "ddim" else 0.0,
                "nfe": model.nfe(sampler, steps, w)}
-        images, labels, secs, cached = _bank(run_dir, model, key, cfg.n, study.seed, precision, cfg.batch, log)
+        images, labels, secs, cached = _bank(run_dir, model, key, cfg.n, study.seed, precision, cfg.batch, ck_sha,
+                                             log)
         rec = {**key, "n": cfg.n, "n_inception": cfg.n_inception, "seconds_per_1000": secs,
                "timing": "cached bank (measured when it was made)" if cached else "measured in this run",
                **_score(ctx, images, labels, cfg.n_inception)}
