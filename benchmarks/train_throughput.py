@@ -1,9 +1,9 @@
 """Training throughput: genbench's trainer path vs the straightforward reference loop, side by side.
 
 genbench: batches sliced from the uint8 tensor in memory (one permutation per epoch), converted on the fly,
-bf16 autocast, fused Adam, genbench's step functions (losses and the divergence check pulled to the host once
-per step; one discriminator forward on real and fake together; generator gradients only in the generator step)
-and genbench's CPU dropout mask.
+bf16 autocast, fused Adam, the study's channels_last switch, genbench's step functions (losses and the
+divergence check pulled to the host once per step; one discriminator forward on real and fake together;
+generator gradients only in the generator step) and genbench's CPU dropout mask.
 reference: the loop the assignment describes, written out here: a ``torch.utils.data.DataLoader`` (shuffle,
 2 workers) over a Dataset that converts each sample (ToTensor/Normalize style: uint8 -> float / 255 ->
 (x - 0.5) / 0.5), fp32, torch's default Adam and ``nn.Dropout``, ``loss.item()`` after each backward. Same
@@ -132,6 +132,8 @@ def main() -> None:
                 step = lambda x, y, model=model, family=family, opts=opts: reference_step(  # noqa: E731
                     model, family, opts, x, y)
             else:
+                if m.channels_last:  # the study's speed switch, as the trainer applies it
+                    model.to(memory_format=torch.channels_last)
                 opts = make_optimizers(model, family, {**m.optimizer, "fused": variant == "genbench"})
                 gen = torch.Generator().manual_seed(0)
                 it = _cycle(lambda gen=gen: batches(train, 128, gen))
