@@ -231,7 +231,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global RNG
     model, family = build_model(cfg.kind, cfg.params)
     model.to(device)
-    if getattr(cfg, "channels_last", False):
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D weights NHWC: convolutions then run (and return) NHWC
     opts = make_optimizers(model, family, cfg.optimizer)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
@@ -311,7 +311,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     prog = Progress(cfg.name, total, step) if main else _Silent()
     done_this_call = 0
     model.train()
-    if getattr(cfg, "compile", False):
+    if cfg.compile:
         _compile(model, out_dir)
     ddp = wrap(dist, model, family)  # None in a single process
     step_kw = {"ddp": ddp} if ddp is not None else {}
