@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from genbench.data.registry import Dataset, batches
-from genbench.device import BatchShard, rand, randint, randn
+from genbench.runtime.device import BatchShard, rand, randint, randn
 from genbench.io import read_jsonl
 from genbench.studies.config import ModelConfig
 from genbench.training.checkpoint import load_checkpoint

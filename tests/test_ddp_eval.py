@@ -80,7 +80,7 @@ def _worker(rank: int, port: int, root: str) -> None:
     os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GENBENCH_DEVICE="cpu", OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    from genbench.training.distributed import context
+    from genbench.runtime.distributed import context
 
     dist = context()
     assert (dist.rank, dist.world) == (rank, WORLD)
@@ -128,7 +128,7 @@ def test_batch_zero_is_seeded_with_the_seed_and_batches_are_independent():
 
 
 def test_two_rank_evaluation_equals_one_process(tmp_path, mnist):
-    from genbench.training.distributed import Dist
+    from genbench.runtime.distributed import Dist
     from genbench.training.loop import train
 
     c = next(c for c in CFGS if c["name"] == "cgan")
@@ -190,7 +190,7 @@ def test_two_rank_evaluation_equals_one_process(tmp_path, mnist):
 
 
 def test_gather_rows_single_process_is_identity():
-    from genbench.training.distributed import Dist
+    from genbench.runtime.distributed import Dist
 
     x = torch.arange(6).view(3, 2)
     assert Dist().gather_rows(x) is x and Dist().gather_object(1) == [1]

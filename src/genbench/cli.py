@@ -66,7 +66,7 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     from genbench.studies.runner import run_study
     from genbench.studies.vae_study import find_vae_study, run_vae_study
 
-    from genbench.training.distributed import env_world_size, is_main_process
+    from genbench.runtime.distributed import env_world_size, is_main_process
 
     t0 = time.perf_counter()
     vae_study = find_vae_study(study, profile)  # a study file with `experiments:` (VAE studies)
@@ -85,6 +85,9 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume)
     if not is_main_process():
         return  # data-parallel ranks > 0 only train; rank 0 samples, evaluates and reports
+    from genbench.report.build import build_report
+
+    build_report(d)
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
     for name in json.loads((d / "metrics.json").read_text()).get("diverged") or {}:
         typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see {d / name / 'status.json'}",
@@ -114,7 +117,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
         m = dataclasses.replace(m, epochs=epochs)
     out = out or Path("runs") / cfg.name / model
     s = train(m, prepare_data(cfg)["train"], out, resume=resume, overwrite=overwrite)
-    from genbench.training.distributed import is_main_process
+    from genbench.runtime.distributed import is_main_process
 
     if is_main_process():  # one line, not one per data-parallel rank
         typer.echo(json.dumps(s))
@@ -136,7 +139,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     from genbench.io import atomic_write_bytes
     from genbench.report.figures import tile
     from genbench.sampling.bank import generate
-    from genbench.training.distributed import context
+    from genbench.runtime.distributed import context
     from genbench.training.loop import load_trained
 
     dist = context()
@@ -184,7 +187,7 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
     computes the metrics and writes every file."""
     from genbench.studies.runner import (evaluate_real, evaluate_run, load_study_dir, make_context, prepare_data,
                                          write_summary)
-    from genbench.training.distributed import Dist, context
+    from genbench.runtime.distributed import Dist, context
 
     dist = context()
     study_dir = Path(runs[0]).resolve().parent

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset, batches, to_float
-from genbench.device import autocast, get_device
+from genbench.runtime.device import autocast, get_device
 from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save
 from genbench.models.classifier import Classifier
-from genbench.training.distributed import Dist
+from genbench.runtime.distributed import Dist
 
 RECIPE_VERSION = 2  # 2: seeded initialisation
 
@@ -75,7 +75,7 @@ def predict(model: Classifier, x_uint8: torch.Tensor, batch: int = 1000,
         model: the classifier (put in eval mode here), on this rank's device.
         x_uint8: uint8 (N, C, H, W) images, on any device.
         batch: images per forward batch.
-        dist: a :class:`~genbench.training.distributed.Dist`. When active (world > 1) every rank must call this
+        dist: a :class:`~genbench.runtime.distributed.Dist`. When active (world > 1) every rank must call this
             with the same images: each runs its contiguous run of the single-process batches and the outputs are
             all-gathered, so every rank returns the full arrays, equal to a single process's (same batches, same
             kernels). None: one process runs every batch.

@@ -6,7 +6,7 @@ dict; the same function scores the real held-out slice, which gives the floor ea
 
 Data-parallel (``ctx.dist`` active, ``WORLD_SIZE > 1``): every rank calls the same methods in the same order.
 Feature extraction (classifier predictions, Inception features, the reference statistics) is sharded over the
-ranks and all-gathered (:class:`~genbench.training.distributed.Dist`); rank 0 then computes every metric from
+ranks and all-gathered (:class:`~genbench.runtime.distributed.Dist`); rank 0 then computes every metric from
 the full feature sets (the values equal a single process's) and writes the reference-statistics cache, the
 other ranks get ``None`` back.
 """
@@ -30,7 +30,7 @@ from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.scores import (
     bootstrap_fid, conditional_accuracy, feature_stats, frechet_distance, inception_score, mean_pairwise_l2,
     mode_coverage)
-from genbench.training.distributed import Dist
+from genbench.runtime.distributed import Dist
 
 
 @dataclass

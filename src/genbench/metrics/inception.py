@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from genbench.data.assets import fetch_asset
-from genbench.device import get_device
+from genbench.runtime.device import get_device
 from genbench.errors import GenbenchError
-from genbench.training.distributed import Dist
+from genbench.runtime.distributed import Dist
 
 RESIZE_POLICIES = ("tf1_bilinear", "torch_bilinear")
 PREPROCESS_VERSION = 1
@@ -85,7 +85,7 @@ class InceptionFeatures:
         Args:
             x_uint8: uint8 (N, C, H, W), C = 1 (tiled to 3) or 3, any H, W (resized to 299 by the policy).
             log: optional ``log(str)`` for progress every 10 batches (positions within this rank's share).
-            dist: a :class:`~genbench.training.distributed.Dist`. When active (world > 1) every rank must call
+            dist: a :class:`~genbench.runtime.distributed.Dist`. When active (world > 1) every rank must call
                 this with the same images: each runs its contiguous run of the single-process batches of
                 ``self.batch`` images and the features are all-gathered, so every rank returns the full array,
                 equal to a single process's (the same batches go through the same kernels, so bf16 autocast

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from genbench.device import rand, randint, randn
+from genbench.runtime.device import rand, randint, randn
 from genbench.models.unet import UNet
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.device import randint, randn
+from genbench.runtime.device import randint, randn
 
 
 class Dropout(nn.Dropout):
@@ -135,7 +135,7 @@ class MLPGAN(nn.Module):
         Also returns D(x) and D(G(z)) as mean probabilities (diagnostics, Radford et al. 2016).
 
         ``discriminate``: the callable computing D's logits, default :meth:`discriminate` (data-parallel
-        training passes the DDP-wrapped one, :mod:`genbench.training.distributed`)."""
+        training passes the DDP-wrapped one, :mod:`genbench.runtime.distributed`)."""
         disc = discriminate or self.discriminate
         # one D forward on [real; fake] (D has no batch statistics, so this equals two forwards; fewer, larger ops)
         both = disc(torch.cat([x.to(fake.dtype), fake.detach()]),

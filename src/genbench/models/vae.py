@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.device import randint, randn
+from genbench.runtime.device import randint, randn
 
 ENCODERS = ("conv", "mlp", "rnn")
 LIKELIHOODS = ("bernoulli", "gaussian")

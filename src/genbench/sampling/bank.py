@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from genbench.data.registry import to_uint8
-from genbench.device import autocast
+from genbench.runtime.device import autocast
 from genbench.io import atomic_savez, atomic_write_json, sha256_file
-from genbench.training.distributed import Dist
+from genbench.runtime.distributed import Dist
 
 SEEDING = "per batch: batch 0 from seed, batch b > 0 from numpy SeedSequence([seed, b])"
 

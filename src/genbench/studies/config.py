@@ -14,25 +14,22 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-import genbench
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
+from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
+from genbench.training.loop import DIVERGENCE_DEFAULTS
 
 PROFILES = ("smoke", "quick", "full")
 DATASET_INFO = {"mnist": {"image_shape": (1, 28, 28), "num_classes": 10}}
 DATASET_INFO.update({"fashion_mnist": {"image_shape": (1, 28, 28), "num_classes": 10},
                      "quickdraw": {"image_shape": (1, 28, 28), "num_classes": None},  # len(data.classes)
                      "cifar10": {"image_shape": (3, 32, 32), "num_classes": 10}})
-DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
-"""What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
-rate times ``lr_factor``, at most ``max_retries`` times, then stop (``genbench.training.loop``)."""
 STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
 
 
@@ -269,20 +266,3 @@ def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise GenbenchError(f"{p}: not valid YAML ({first})") from e
     return parse_study(raw, profile, str(p))
-
-
-def to_yaml(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False)
-
-
-def provenance() -> dict:
-    """Package version, git commit (if run from a checkout), torch version and thread count."""
-    import torch
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        commit = None
-    return {"genbench_version": genbench.__version__, "git_commit": commit, "torch": str(torch.__version__),
-            "threads": torch.get_num_threads()}

@@ -1,4 +1,5 @@
-"""The study pipeline: fetch -> classifier -> train each model -> sample bank -> evaluate -> report.
+"""The study pipeline: fetch -> classifier -> train each model -> sample bank -> evaluate (the report is
+rendered from its files by :mod:`genbench.report`, called by the CLI).
 
 Each step writes its own files into ``runs/<study>/`` and is skipped when its output already matches (a
 finished checkpoint, a bank whose manifest names the current checkpoint), so an interrupted ``genbench run``
@@ -6,7 +7,7 @@ picks up where it stopped. Every number lands in ``runs/<study>/metrics.json`` w
 
 Data-parallel (``torchrun`` / ``accelerate launch``): every rank trains, then every rank takes part in the
 evaluation of each run: the bank's generation and the feature extraction are sharded over the ranks and
-gathered (:mod:`genbench.training.distributed`); rank 0 computes the metrics and alone writes the bank, the
+gathered (:mod:`genbench.runtime.distributed`); rank 0 computes the metrics and alone writes the bank, the
 ``metrics.json`` files, the sweeps and the report. The other ranks wait at barriers and leave once the last
 collective step (the real-data floor) is done.
 """
@@ -28,9 +29,10 @@ from genbench.metrics.evaluate import EvalContext, evaluate_images
 from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
-from genbench.studies.config import StudyConfig, parse_study, provenance, to_yaml
+from genbench.runtime.provenance import provenance, to_yaml
+from genbench.studies.config import StudyConfig, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
-from genbench.training.distributed import Dist, context, is_main_process, main_first
+from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.training.loop import load_trained, train
 
 
@@ -173,7 +175,7 @@ def _diverged_status(run_dir: Path) -> dict | None:
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
-              report: bool = True, resume: bool = False) -> Path:
+              resume: bool = False) -> Path:
     """Run a whole study. Returns the study folder ``out_root/<study.name>``.
 
     An interrupted study (no ``metrics.json`` yet) always continues where it stopped. A finished one is only
@@ -232,8 +234,4 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
                   diverged=diverged)
     if sweeps is not None and sweeps.in_study and sweeps.model in {m.name for m in models}:
         run_sweeps(study_dir, study, ctx, sweeps, log=log)
-    if report:
-        from genbench.report.build import build_report
-
-        build_report(study_dir)
-    return study_dir
+    return study_dir  # the report stage is the caller's (genbench.cli): studies sit below report

@@ -1,6 +1,6 @@
 """The training loop: resumable, reproducible, logged.
 
-``train(cfg, out_dir)`` trains the model described by a :class:`genbench.studies.config.ModelConfig` on the
+``train(cfg, out_dir)`` trains the model described by a ``ModelConfig`` (:mod:`genbench.studies.config`) on the
 dataset's training split, writing into ``out_dir``::
 
     config.yaml           resolved config + package version + git commit
@@ -16,7 +16,7 @@ and history (timings aside) on the same machine and thread count.
 
 Data-parallel: launched with ``WORLD_SIZE > 1`` (``accelerate launch`` / ``torchrun``) the same loop runs on
 every rank with DDP; ``batch_size`` is the global batch, each rank trains on its slice, only rank 0 writes.
-See :mod:`genbench.training.distributed` for the rules (the learning rate is not scaled).
+See :mod:`genbench.runtime.distributed` for the rules (the learning rate is not scaled).
 """
 
 from __future__ import annotations
@@ -29,16 +29,21 @@ from pathlib import Path
 import torch
 
 from genbench.data.registry import Dataset, batches, num_batches
-from genbench.device import BatchShard
-from genbench.device import autocast as dev_autocast
-from genbench.device import get_device
+from genbench.runtime.device import BatchShard
+from genbench.runtime.device import autocast as dev_autocast
+from genbench.runtime.device import get_device
+from genbench.runtime.distributed import Dist, context, env_rank, shard_size, wrap
+from genbench.runtime.provenance import provenance, to_yaml
 from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from genbench.models import build_model
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
-from genbench.training.distributed import Dist, context, env_rank, shard_size, wrap
 from genbench.training.ema import EMA
 from genbench.training.objectives import STEPS, NonFiniteStep, make_optimizers, make_schedulers
+
+DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
+"""What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
+rate times ``lr_factor``, at most ``max_retries`` times, then stop."""
 
 
 def _autocast_factory(precision: str, device: torch.device):
@@ -205,7 +210,6 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
             another model; the training split is smaller than one batch; the run diverged more than
             ``max_retries`` times; too little free disk for a checkpoint.
     """
-    from genbench.studies.config import DIVERGENCE_DEFAULTS, provenance, to_yaml
 
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoints" / "last.pt"

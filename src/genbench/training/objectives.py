@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from genbench.device import randint, randn
+from genbench.runtime.device import randint, randn
 
 
 class NonFiniteStep(Exception):
@@ -81,7 +81,7 @@ def make_schedulers(opts: dict[str, torch.optim.Optimizer], opt_cfg: dict, total
 
 
 def likelihood_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dict[str, float]:
-    """``ddp``: the DDP wrappers of :mod:`genbench.training.distributed` (None in a single process)."""
+    """``ddp``: the DDP wrappers of :mod:`genbench.runtime.distributed` (None in a single process)."""
     opt = opts["model"]
     losses_fn = model.training_losses if ddp is None else ddp.training_losses
     with autocast():
@@ -94,7 +94,7 @@ def likelihood_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dict
 
 
 def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dict[str, float]:
-    """``ddp``: the DDP wrappers of :mod:`genbench.training.distributed` (None in a single process); G and D are
+    """``ddp``: the DDP wrappers of :mod:`genbench.runtime.distributed` (None in a single process); G and D are
     then called through them so DDP reduces their gradients."""
     b = x.shape[0]
     y_real = y if model.num_classes else None

@@ -13,7 +13,7 @@ Rules (also in the README):
 - **Learning rate is not scaled.** DDP averages the gradients of the ranks' equal shards, which is the gradient
   of the mean loss over the global batch: the same step a single process takes on that batch.
 - **Training noise** (VAE eps, DDPM t / noise / label drop, GAN z and fake labels) is drawn for the whole global
-  batch on every rank from the same seeded generator and sliced (:class:`genbench.device.BatchShard`), so a
+  batch on every rank from the same seeded generator and sliced (:class:`genbench.runtime.device.BatchShard`), so a
   sample gets the noise it would get in a single process. Dropout masks come from each rank's own global RNG
   and BatchNorm normalises over the rank's shard (SyncBatchNorm on CUDA), so models with dropout, or with
   BatchNorm on CPU, are not bit-for-bit comparable across world sizes.
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genbench.device import get_device
+from genbench.runtime.device import get_device
 from genbench.errors import GenbenchError
 
 
