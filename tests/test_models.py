@@ -129,3 +129,33 @@ def test_joint_real_fake_discriminator_forward_equals_two_forwards():
     torch.testing.assert_close(d["loss"], want)
     torch.testing.assert_close(d["d_x"], torch.sigmoid(dr).mean())
     torch.testing.assert_close(d["d_g_z"], torch.sigmoid(df).mean())
+
+
+def test_discriminator_forward_is_joint_only_without_batch_statistics():
+    """MLP D (no BatchNorm): the joint [real; fake] forward equals two forwards. DCGAN's D has BatchNorm, so in
+    train mode a joint forward would mix real and fake batch statistics: it must score them separately (as
+    pytorch/examples' DCGAN does), and its losses must equal the separate-forward computation."""
+    import torch.nn.functional as F
+
+    from genbench.models import build_model
+
+    torch.manual_seed(0)
+    for kind, params, joint in (("gan", {"z_dim": 8, "g_widths": [16], "d_widths": [16], "dropout": 0.0,
+                                         "image_shape": [1, 28, 28]}, True),
+                                ("dcgan", {"z_dim": 8, "ngf": 8, "ndf": 8, "image_shape": [3, 32, 32]}, False)):
+        model, _ = build_model(kind, params)
+        model.train()
+        assert model.joint_discriminator_forward is joint
+        c, h, w = params["image_shape"]
+        x = torch.rand(6, c, h, w) * 2 - 1
+        fake = model.generate(torch.randn(6, 8), None)
+        d = model.discriminator_losses(x, None, fake, None)
+        d_real, d_fake = model.discriminate(x, None), model.discriminate(fake.detach(), None)
+        want = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        assert torch.allclose(d["loss"], want, atol=1e-5), kind
+        if not joint:  # the joint forward really differs with BatchNorm in train mode, so the check can fail
+            both = model.discriminate(torch.cat([x, fake.detach()]), None)
+            joint_loss = (F.binary_cross_entropy_with_logits(both[:6], torch.ones(6))
+                          + F.binary_cross_entropy_with_logits(both[6:], torch.zeros(6)))
+            assert not torch.allclose(joint_loss, want, atol=1e-4)

@@ -46,6 +46,8 @@ class DCGAN(MLPGAN):
         ValueError: a non-square image or a side that is not a multiple of 4.
     """
 
+    joint_discriminator_forward = False  # D has BatchNorm: real and fake batches go through separately
+
     def __init__(self, *, z_dim: int = 100, ngf: int = 64, ndf: int = 64,
                  image_shape: tuple[int, int, int] = (3, 32, 32), real_label: float = 1.0):
         nn.Module.__init__(self)

@@ -86,6 +86,10 @@ class MLPGAN(nn.Module):
         image_shape: (C, H, W).
     """
 
+    joint_discriminator_forward = True
+    """D scores real and fake images in one forward on their concatenation; valid only when D has no batch
+    statistics (no BatchNorm), else a model sets it False and gets two forwards."""
+
     def __init__(self, *, z_dim: int = 100, g_widths=(256, 512, 1024), d_widths=(512, 256), dropout: float = 0.3,
                  num_classes: int = 0, label_dim: int = 10, real_label: float = 1.0,
                  image_shape: tuple[int, int, int] = (1, 28, 28)):
@@ -137,10 +141,14 @@ class MLPGAN(nn.Module):
         ``discriminate``: the callable computing D's logits, default :meth:`discriminate` (data-parallel
         training passes the DDP-wrapped one, :mod:`genbench.runtime.distributed`)."""
         disc = discriminate or self.discriminate
-        # one D forward on [real; fake] (D has no batch statistics, so this equals two forwards; fewer, larger ops)
-        both = disc(torch.cat([x.to(fake.dtype), fake.detach()]),
-                    None if y is None else torch.cat([y, y_fake])).float()
-        d_real, d_fake = both[: x.shape[0]], both[x.shape[0]:]
+        if self.joint_discriminator_forward:
+            # one D forward on [real; fake]: D has no batch statistics, so this equals two forwards (fewer, larger ops)
+            both = disc(torch.cat([x.to(fake.dtype), fake.detach()]),
+                        None if y is None else torch.cat([y, y_fake])).float()
+            d_real, d_fake = both[: x.shape[0]], both[x.shape[0]:]
+        else:  # D has BatchNorm: real and fake batches normalised separately, as pytorch/examples' DCGAN does
+            d_real = disc(x.to(fake.dtype), y).float()
+            d_fake = disc(fake.detach(), y_fake).float()
         loss_real = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, self.real_label))
         loss_fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
         return {"loss": loss_real + loss_fake, "d_x": torch.sigmoid(d_real).mean(),
