@@ -43,6 +43,9 @@ def test_report_only_and_evaluate_only(smoke_study):
     p = _run("evaluate", str(smoke_study / "gan"), str(smoke_study / "vae"), "--no-report")
     assert p.returncode == 0, p.stderr[-2000:]
     after = json.loads((smoke_study / "metrics.json").read_text())
+    # evaluate on two models merges their new records and keeps the others
+    assert [r["model"] for r in after["models"]] == [r["model"] for r in before["models"]]
+    assert after["schema_version"] == before["schema_version"] == 2
     # Banks are reused (same checkpoint): the same images give the same numbers.
     b = {r["model"]: r for r in before["models"]}
     for r in after["models"]:

@@ -40,6 +40,8 @@ def served(smoke_study):
 
 
 def test_report_renders_in_headless_chromium(smoke_study, served):
+    """At a desktop and a narrow width: no console errors, every image loaded, the interactive plots drawn inside
+    the page's width (no clipped plot, no sideways scroll), a table of contents and a sortable table."""
     _need_browser()
     from playwright.sync_api import sync_playwright
 
@@ -48,22 +50,34 @@ def test_report_renders_in_headless_chromium(smoke_study, served):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader"])
+        for width, height in ((1280, 900), (420, 900)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{served}/report/index.html", wait_until="load")
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30000)
+            images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+            assert len(images) >= 10 and all(w > 0 for _, w in images), images
+            plots = page.eval_on_selector_all(
+                ".js-plotly-plot", "els => els.map(e => [e.getBoundingClientRect().left, "
+                "e.getBoundingClientRect().right, e.parentElement.getBoundingClientRect().right])")
+            assert len(plots) == 2, plots
+            for left, right, parent_right in plots:
+                assert left >= -1 and right <= width + 1 and right <= parent_right + 1, (width, plots)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+            assert page.locator("nav a[href='#quality']").count() == 1
+            first = page.locator("table.sortable tr:nth-child(2) td").first.inner_text()
+            page.locator("table.sortable th").nth(2).click()  # sort by FID
+            page.locator("table.sortable th").nth(2).click()
+            assert page.locator("table.sortable tr").count() >= 6 and first
+            shot = smoke_study / "report" / f"screenshot_{width}.png"
+            page.screenshot(path=str(shot), full_page=False)
+            assert shot.read_bytes()[:4] == b"\x89PNG"
+            page.close()
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{served}/report/index.html", wait_until="load")
-        images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
-        assert len(images) >= 10 and all(w > 0 for _, w in images), images
-        frame = page.frame_locator("iframe")
-        frame.locator(".js-plotly-plot").first.wait_for(timeout=30000)
-        n_plots = frame.locator(".js-plotly-plot").count()
-        assert n_plots == 2
         page.goto(f"{served}/report/figures/interactive.html", wait_until="load")
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30000)
-        shot = smoke_study / "report" / "screenshot.png"
-        page.screenshot(path=str(shot), full_page=False)
         browser.close()
-    assert shot.read_bytes()[:4] == b"\x89PNG"
     assert not errors, errors
 
 

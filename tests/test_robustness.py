@@ -294,11 +294,14 @@ def _cli(monkeypatch, capsys, *args):
 
 
 def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monkeypatch, capsys):
+    """Finished = the report was written (finished.json). A study killed after metrics.json but before its report
+    is not finished and continues without a flag."""
     from genbench.studies import runner
 
     done = tmp_path / "mnist-four"
     done.mkdir()
     (done / "metrics.json").write_text("{}")
+    (done / "finished.json").write_text("{}")
     code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
     assert code == 2 and len(err) == 1, err
     assert "already holds a finished study" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
@@ -313,9 +316,22 @@ def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monk
     for flag in ("--resume", "--overwrite"):
         with pytest.raises(Reached):
             _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path), flag)
-    (done / "metrics.json").unlink()  # an interrupted study (no metrics.json) continues without a flag
+    (done / "finished.json").write_text("{}")
+    (done / "finished.json").unlink()  # killed before the report: metrics.json alone does not mean finished
     with pytest.raises(Reached):
         _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+
+
+def test_a_second_run_of_the_same_study_stops_at_once(tmp_path, monkeypatch, capsys):
+    """The whole pipeline holds the study lock: a second `genbench run` on the same folder gets one line."""
+    import fcntl
+
+    d = tmp_path / "mnist-four"
+    d.mkdir()
+    with open(d / ".study.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's run, as seen from this one
+        code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "another genbench process is running the study" in err[0], err
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ profiles end to end through the CLI on those files, and the one-line error when 
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -106,44 +107,78 @@ def _run(study, tmp_path, env_extra):
                           cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
+def _check_one_schema(d, models):
+    """Every study writes the one metrics.json schema: the real-data floor row, N and a spread beside every
+    sample-based metric on both feature sets, family metrics, a report with the floor row and metrics.csv."""
+    s = json.loads((d / "metrics.json").read_text())
+    assert s["schema_version"] == 2 and [r["model"] for r in s["models"]] == [*models, "real"]
+    for r in s["models"]:
+        m = r["metrics"]
+        for key in ("fid_inception", "fd_classifier", "is", "kid_inception", "kid_classifier"):
+            assert m[key]["n_generated"] > 0 and m[key].get("std") is not None, (r["model"], key)
+        for feat in ("inception", "classifier"):
+            p = m[f"prdc_{feat}"]
+            assert all(p[f"{q}_std"] is not None for q in ("precision", "recall", "density", "coverage"))
+    html = (d / "report" / "index.html").read_text()
+    text = re.sub(r"<script.*?</script>", "", html, flags=re.S)  # the page's words, not plotly.js's
+    assert "real (floor)" in html and (d / "report" / "metrics.csv").exists()
+    assert (d / "report" / "figures" / "training_curves.png").exists() and "id='curves'" in html.replace('"', "'")
+    assert (d / "finished.json").exists()
+    return s, text
+
+
 def test_quickdraw_study_smoke(quickdraw_dir, tmp_path):
     p = _run("quickdraw_vae", tmp_path, {"GENBENCH_QUICKDRAW_DIR": str(quickdraw_dir)})
     assert p.returncode == 0, p.stderr[-3000:]
     d = tmp_path / "quickdraw-vae"
-    s = json.loads((d / "metrics.json").read_text())
-    assert s["data"]["classes"] == QD_CLASSES and s["data"]["train"] == 200
-    assert set(s["models"]) == {"rnn_vae", "cnn_vae", "cvae"}
-    for r in s["models"].values():
-        v = r["vae"]
-        assert v["iwae_nll_nats"]["value"] <= -v["elbo_nats"] + 5 * v["elbo_std_error"] + 1
-        assert len(v["kl_per_dim_nats"]) == 32 and r["samples"]["fid_inception"]["n_generated"] == 20
-    assert s["models"]["rnn_vae"]["vae"]["encoder"] == "rnn" and s["models"]["cvae"]["conditional"]
-    pc = s["experiments"]["per_class"]["cvae"]
+    s, html = _check_one_schema(d, ["rnn_vae", "cnn_vae", "cvae"])
+    assert s["dataset_info"]["class_names"] == QD_CLASSES and s["dataset_info"]["train"] == 180
+    assert "digits" not in html
+    recs = {r["model"]: r for r in s["models"]}
+    for name in ("rnn_vae", "cnn_vae", "cvae"):
+        m = recs[name]["metrics"]
+        assert m["iwae_nll"]["value"] <= -m["elbo"]["value"] + 5 * m["elbo"]["std"] + 1
+        assert len(m["elbo"]["kl_per_dim_nats"]) == 32 and m["fid_inception"]["n_generated"] == 20
+        assert set(recs[name]["family_metrics"]) == {"elbo", "iwae_nll", "active_units"}
+    assert recs["rnn_vae"]["metrics"]["elbo"]["encoder"] == "rnn" and recs["cvae"]["conditional"]
+    ex = d / "experiments"
+    pc = json.loads((ex / "per_class" / "result.json").read_text())["models"]["cvae"]
     assert pc["classes"] == QD_CLASSES and len(pc["accuracy"]) == 5 and "test acc" in pc["classifier"]
-    assert set(s["experiments"]["encoder_comparison"]["models"]) == {"rnn_vae", "cnn_vae"}
-    html = (d / "report" / "index.html").read_text()
+    enc = json.loads((ex / "encoder_comparison" / "result.json").read_text())
+    assert set(enc["models"]) == {"rnn_vae", "cnn_vae"}
     for fig in ("encoder_comparison.png", "per_class_cvae.png", "recon_rnn_vae.png", "interp_spherical_cvae.png"):
         assert (d / "report" / "figures" / fig).exists() and fig in html
-    # report-only from the saved metrics: `genbench report` renders the VAE-study page again
+    # report-only from the saved files: `genbench report` renders the same page again
     (d / "report" / "index.html").unlink()
     p = subprocess.run([*GENBENCH, "report", str(d)], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(__file__)))
     assert p.returncode == 0, p.stderr[-3000:]
-    assert (d / "report" / "index.html").read_text() == html
+    assert re.sub(r"<script.*?</script>", "", (d / "report" / "index.html").read_text(), flags=re.S) == html
+    # a rerun finds every stage current: nothing is trained, sampled or experimented again
+    p = subprocess.run([*GENBENCH, "--threads", "1", "run", "studies/quickdraw_vae.yaml", "--profile", "smoke",
+                        "--out", str(tmp_path), "--resume"], capture_output=True, text=True,
+                       env={**os.environ, "GENBENCH_QUICKDRAW_DIR": str(quickdraw_dir)},
+                       cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "[sample]" not in p.stderr and p.stderr.count("current, skipped") == 6
 
 
 def test_cifar10_study_smoke(cifar_dir, tmp_path):
     p = _run("cifar10_vae_dcgan", tmp_path, {"GENBENCH_CIFAR10_DIR": str(cifar_dir.parent)})
     assert p.returncode == 0, p.stderr[-3000:]
     d = tmp_path / "cifar10-vae-dcgan"
-    s = json.loads((d / "metrics.json").read_text())
-    assert s["data"]["shape"] == [3, 32, 32] and s["data"]["train"] == 96
-    assert s["models"]["vae"]["params"]["latent_dim"] == 64 and s["models"]["dcgan"]["kind"] == "dcgan"
-    g = s["models"]["dcgan"]["gan"]
+    s, html = _check_one_schema(d, ["vae", "dcgan"])
+    assert s["dataset_info"]["image_shape"] == [3, 32, 32] and s["dataset_info"]["train"] == 64
+    assert "digits" not in html and "CIFAR-10" in html
+    recs = {r["model"]: r for r in s["models"]}
+    assert recs["vae"]["params"]["latent_dim"] == 64 and recs["dcgan"]["kind"] == "dcgan"
+    g = recs["dcgan"]["metrics"]["d_diagnostics"]
     assert 0 <= g["d_x"] <= 1 and 0 <= g["d_g_z"] <= 1
-    assert s["models"]["dcgan"]["training"]["optimizer"]["betas"] == [0.5, 0.999]
-    assert 0 <= s["experiments"]["linear_probe"]["vae"]["value"] <= 1
-    assert s["models"]["vae"]["samples"]["fid_inception"]["n_generated"] == 20
+    assert recs["dcgan"]["training"]["optimizer"]["betas"] == [0.5, 0.999]
+    assert "elbo" in recs["vae"]["metrics"] and "elbo" not in recs["dcgan"]["metrics"]
+    lp = json.loads((d / "experiments" / "linear_probe" / "result.json").read_text())
+    assert 0 <= lp["models"]["vae"]["value"] <= 1
+    assert recs["vae"]["metrics"]["fid_inception"]["n_generated"] == 20
     assert (d / "report" / "figures" / "samples_dcgan.png").exists()
 
 
@@ -180,11 +215,26 @@ def test_fashion_mnist_idx_reader_and_missing_files(tmp_path, monkeypatch):
         verify_debian_asset(ASSETS["fashion_mnist"])
 
 
-def test_only_is_refused_for_a_vae_study(tmp_path):
-    p = subprocess.run([*GENBENCH, "run", "studies/fashion_beta_vae.yaml", "--profile", "smoke", "--only", "vae",
+def test_fashion_mnist_study_smoke_runs_beta_sweep_gifs_and_frozen_latent(tmp_path):
+    """The Fashion-MNIST study on the real data (``genbench data fetch fashion_mnist``, which make test runs):
+    its beta sweep with a GIF per beta, the frozen-latent FIDs and the linear probe, through the one pipeline."""
+    p = subprocess.run([*GENBENCH, "--threads", "2", "run", "studies/fashion_beta_vae.yaml", "--profile", "smoke",
                         "--out", str(tmp_path)], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert p.returncode == 2
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--only" in lines[0] and "genbench train" in lines[0]
-    assert not any(tmp_path.iterdir())
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = tmp_path / "fashion-beta-vae"
+    s, html = _check_one_schema(d, ["vae"])
+    assert s["dataset_info"]["class_names"][0] == "T-shirt/top" and "Fashion-MNIST" in html
+    ex = d / "experiments"
+    bs = json.loads((ex / "beta_sweep" / "result.json").read_text())
+    assert [r["beta"] for r in bs["rows"]] == [0.1, 0.5, 1.0] and bs["latent_dim"] == 2
+    assert bs["class_names"] == ["T-shirt/top", "Trouser", "Sneaker"]
+    with np.load(ex / "beta_sweep" / "arrays.npz") as z:
+        assert z["beta_0.1__mu"].shape[-1] == 2 and z["beta_1__recon"].dtype == np.uint8
+    for b in ("0.1", "0.5", "1"):
+        gif = d / "report" / "figures" / f"beta_{b}.gif"
+        assert gif.read_bytes()[:6] == b"GIF89a" and f"beta_{b}.gif" in html
+    fl = json.loads((ex / "frozen_latent" / "result.json").read_text())
+    assert len(fl["sets"]) == 4 and all(v["fid_inception"]["value"] > 0 for v in fl["sets"].values())
+    lp = json.loads((ex / "linear_probe" / "result.json").read_text())
+    assert lp["models"]["vae"]["value"] > lp["models"]["vae"]["chance"]

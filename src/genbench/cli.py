@@ -62,32 +62,16 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
         only: Optional[List[str]] = typer.Option(None, help="run only these models of the study")):
     """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
     continues where it stopped; a finished one needs --resume or --overwrite."""
+    from genbench.report.build import build_report
     from genbench.studies.config import load_study
     from genbench.studies.runner import run_study
-    from genbench.studies.vae_study import find_vae_study, run_vae_study
-
-    from genbench.runtime.distributed import env_world_size, is_main_process
+    from genbench.runtime.distributed import is_main_process
 
     t0 = time.perf_counter()
-    vae_study = find_vae_study(study, profile)  # a study file with `experiments:` (VAE studies)
-    if vae_study is not None and env_world_size() > 1:
-        raise GenbenchError("the VAE studies (study files with `experiments:`) run in one process; start them "
-                            "without accelerate launch / torchrun, or train their models with `genbench train`")
-    if vae_study is not None and only:
-        raise GenbenchError("--only applies to model-comparison studies; a VAE study (a study file with "
-                            "`experiments:`) runs all its models, which its experiments share; train one with "
-                            "`genbench train <model> --study <file>`")
-    if vae_study is not None:  # its finished models are always reused (as --resume); --overwrite retrains them
-        d = run_vae_study(vae_study, out, overwrite=overwrite)
-        typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
-        return
     cfg = load_study(study, profile)
-    d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume)
+    d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume, report=build_report)
     if not is_main_process():
-        return  # data-parallel ranks > 0 only train; rank 0 samples, evaluates and reports
-    from genbench.report.build import build_report
-
-    build_report(d)
+        return  # data-parallel ranks > 0 only train and take part in the sharded evaluation
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
     for name in json.loads((d / "metrics.json").read_text()).get("diverged") or {}:
         typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see {d / name / 'status.json'}",
@@ -186,7 +170,7 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
     accelerate launch / torchrun the generation and the feature extraction are sharded over the ranks; rank 0
     computes the metrics and writes every file."""
     from genbench.studies.runner import (evaluate_real, evaluate_run, load_study_dir, make_context, prepare_data,
-                                         write_summary)
+                                         run_experiment_stage, write_summary)
     from genbench.runtime.distributed import Dist, context
 
     dist = context()
@@ -204,7 +188,9 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
     if not dist.main:
         return  # rank 0 writes the summary and the report
     ctx.dist = Dist(device=dist.device)  # rank 0 alone from here on
-    write_summary(study_dir, cfg, ctx, records, evaluate_seconds=time.perf_counter() - t0)
+    summary = write_summary(study_dir, cfg, ctx, records, evaluate_seconds=time.perf_counter() - t0)
+    exp = run_experiment_stage(cfg, study_dir, splits, ctx, summary)
+    write_summary(study_dir, cfg, ctx, records, experiments=exp, evaluate_seconds=time.perf_counter() - t0)
     typer.echo(f"metrics: {study_dir / 'metrics.json'}")
     if report:
         from genbench.report.build import build_report
@@ -240,20 +226,12 @@ def sweep(study_dir: Path = typer.Argument(Path("runs/mnist-four"), help="a stud
 
 @app.command("report")
 def report_cmd(study_dir: Path):
-    """Render the report from saved metrics.json, histories and sample banks only (the four-model comparison
-    page, or the VAE-study page for a folder written by a study file with `experiments:`)."""
+    """Render the report from the study folder's files only (metrics.json, histories, sample banks, experiment
+    results): the same page for every study."""
     from genbench.report.build import build_report
-    from genbench.report.vae_page import build_vae_report
 
     t0 = time.perf_counter()
-    mpath, is_vae_study = Path(study_dir) / "metrics.json", False
-    if mpath.is_file():  # (a missing one: build_report names it)
-        try:
-            is_vae_study = "experiments" in json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise GenbenchError(f"{mpath} is not valid JSON ({e.msg}, line {e.lineno}); rerun `genbench run` on "
-                                f"the study to rewrite it") from None
-    path = build_vae_report(study_dir) if is_vae_study else build_report(study_dir)
+    path = build_report(study_dir)
     typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)")
 
 

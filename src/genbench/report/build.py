@@ -1,12 +1,17 @@
-"""Build ``runs/<study>/report/`` from ``metrics.json``, histories and sample banks alone (no training, no
-sampling, no feature extraction): static PNG figures, ``metrics.csv``, an interactive plotly page that works
-offline, and ``index.html`` with a generated analysis of the four criteria.
+"""The one report builder: ``runs/<study>/report/`` from the study folder's files alone (``metrics.json``,
+histories, sample banks, experiment results, sweeps); no training, sampling or feature extraction.
+
+The same page for every study; each section renders when its data exists: a summary and the comparison table
+first (sortable, units and N in the headers, the real-data row marked as the floor), then one section per
+question (quality, stability, controllability, efficiency), the family metrics, the experiments, the
+normalised scores and the provenance, with a table of contents. Dataset facts (shape, classes, what the images
+show) come from ``metrics.json``'s ``dataset_info`` (the data layer's :mod:`genbench.data.info`). Also writes
+``metrics.csv``, ``summary.md`` and ``figures/interactive.html`` (plotly.js inlined: works offline).
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import time
@@ -17,71 +22,131 @@ import numpy as np
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_text, read_jsonl
 from genbench.report import figures as F
-from genbench.report.interactive import interactive_page
+from genbench.report.analysis import analysis
+from genbench.report.experiments import render_experiments
+from genbench.report.interactive import interactive_fragments, interactive_page
+from genbench.report.page import Page, e, figure, table
 from genbench.report.scores import CRITERIA, FORMULAS, normalised_scores
 
-
-def _fmt(m: dict | None, digits: int = 3) -> str:
-    if not m:
-        return "n/a"
-    v = m.get("value")
-    if v is None:
-        return "n/a"
-    s = f"{v:.{digits}g}"
-    if m.get("std") is not None:
-        s += f" ± {m['std']:.2g}"
-    return s
-
-
-def _pm(d: dict, key: str) -> str:
-    if not d:
-        return "n/a"
-    sd = d.get(f"{key}_std")
-    return f"{d[key]:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+SCHEMA_VERSION = 2  # the metrics.json schema this builder reads (docs/METRICS.md)
 
 
 def _bank(study_dir: Path, name: str):
     p = study_dir / name / "samples" / "bank.npz"
     if not p.exists():
         return None
-    with np.load(p) as z:
-        return z["images"], z["labels"]
+    try:
+        with np.load(p) as z:
+            return z["images"], z["labels"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
-def analysis(models: list[dict], real: dict, scores: dict[str, dict]) -> list[str]:
-    """Sentences generated from the measured numbers (nothing typed in by hand)."""
+def _v(m: dict | None, key: str = "value"):
+    return None if not m else m.get(key)
+
+
+def _pm(m: dict | None, digits: int = 4, key: str = "value", std: str = "std") -> str:
+    if not m or m.get(key) is None:
+        return "-"
+    s = f"{m[key]:.{digits}g}"
+    if m.get(std) is not None:
+        s += f" ± {m[std]:.2g}"
+    return s
+
+
+def load_summary(study_dir: Path) -> dict:
+    """``metrics.json`` of a study folder, checked for the schema this builder reads.
+
+    Raises:
+        GenbenchError: missing, not JSON, another schema version, or without a real-data row or models.
+    """
+    mpath = Path(study_dir) / "metrics.json"
+    if not mpath.exists():
+        raise GenbenchError(f"no metrics.json in {study_dir}; run `genbench run` or `genbench evaluate` first")
+    try:
+        summary = json.loads(mpath.read_text())
+    except (OSError, ValueError) as ex:
+        raise GenbenchError(f"{mpath} is not valid JSON ({type(ex).__name__}); rerun `genbench evaluate` on the "
+                            f"study's models to rewrite it") from None
+    if not isinstance(summary, dict) or summary.get("schema_version") != SCHEMA_VERSION:
+        got = summary.get("schema_version", 1) if isinstance(summary, dict) else "?"
+        raise GenbenchError(f"{mpath} has metrics schema {got}, this genbench reads {SCHEMA_VERSION}; rerun "
+                            f"`genbench run --resume` (or `genbench evaluate`) on the study to rewrite it")
+    recs = summary.get("models") or []
+    if not any(r.get("model") == "real" for r in recs) or len(recs) < 2:
+        raise GenbenchError(f"{mpath} lacks the real-data row or models; rerun `genbench evaluate` on the study")
+    return summary
+
+
+def comparison_table(models: list[dict], real: dict, scores: dict) -> tuple[list[str], list[list], list[list]]:
+    """The headline table: (header, display rows, raw values for sorting); units and N in the headers."""
+    m0 = real["metrics"]
+    n_fid = _v(m0.get("fid_inception"), "n_generated")
+    n_clf = _v(m0.get("fd_classifier"), "n_generated")
+    header = ["model", "family", f"FID↓ Inception (N={n_fid})", f"KID↓ Inception (N={n_fid})",
+              f"FD↓ classifier (N={n_clf})", f"IS↑ classifier (N={n_clf})", "precision↑ Inception",
+              "recall↑ Inception", "cond. acc↑", "CAS↑", "modes", "stability cv↓", "train s", "gen s / 1,000", "NFE"] \
+        + [f"{c} (0-1)" for c in CRITERIA]
+    rows, vals = [], []
+    for r in models + [real]:
+        m = r["metrics"]
+        eff = m.get("efficiency") or {}
+        pr = m.get("prdc_inception") or {}
+        s = scores.get(r["model"])
+        row = [r["model"] + (" (floor)" if r["model"] == "real" else ""), r["family"], _pm(m.get("fid_inception")),
+               _pm(m.get("kid_inception"), 3), _pm(m.get("fd_classifier")), _pm(m.get("is"), 3),
+               _pm(pr, 3, "precision", "precision_std"), _pm(pr, 3, "recall", "recall_std"),
+               _pm(m.get("conditional_accuracy"), 3), _pm(m.get("cas"), 3),
+               _v(m.get("mode_coverage")), _v(m.get("stability"), "cv"), eff.get("train_seconds"),
+               eff.get("gen_seconds_per_1000"), eff.get("nfe")] + ([s[c] for c in CRITERIA] if s else [None] * 4)
+        val = [None, None, _v(m.get("fid_inception")), _v(m.get("kid_inception")), _v(m.get("fd_classifier")),
+               _v(m.get("is")), pr.get("precision"), pr.get("recall"), _v(m.get("conditional_accuracy")),
+               _v(m.get("cas")), _v(m.get("mode_coverage")), _v(m.get("stability"), "cv"), eff.get("train_seconds"),
+               eff.get("gen_seconds_per_1000"), eff.get("nfe")] + ([s[c] for c in CRITERIA] if s else [None] * 4)
+        rows.append([f"{x:.4g}" if isinstance(x, float) else x for x in row])
+        vals.append(val)
+    return header, rows, vals
+
+
+def manifold_table(recs: list[dict]) -> tuple[list[str], list[list]]:
+    """KID, precision/recall, density/coverage on both feature sets, with N and spreads."""
+    header = ["model", "features", "N", "KID↓", "precision↑", "recall↑", "density↑", "coverage↑"]
+    rows = []
+    for r in recs:
+        for feat in ("inception", "classifier"):
+            k, p = r["metrics"].get(f"kid_{feat}"), r["metrics"].get(f"prdc_{feat}")
+            if not (k or p):
+                continue
+            rows.append([r["model"], feat, (k or p)["n_generated"], _pm(k, 3),
+                         *[_pm(p, 3, q, f"{q}_std") for q in ("precision", "recall", "density", "coverage")]])
+    return header, rows
+
+
+def family_tables(models: list[dict]) -> list[tuple[str, list[str], list[list], list[str]]]:
+    """(title, header, rows, warnings) per family with declared metrics present."""
     out = []
-    fid = {r["model"]: r["metrics"]["fid_inception"] for r in models}
-    n = next(iter(fid.values()))["n_generated"] if fid else 0
-    best = min(fid, key=lambda k: fid[k]["value"])
-    out.append(f"Sharpness / image quality: lowest Inception FID is {best} ({fid[best]['value']:.1f} at N={n}); "
-               f"real held-out images score {real['metrics']['fid_inception']['value']:.1f} at the same N, the floor. "
-               + "Classifier IS: " + ", ".join(f"{r['model']} {r['metrics']['is']['value']:.2f}" for r in models)
-               + f" (real {real['metrics']['is']['value']:.2f}).")
-    stab = {r["model"]: r["metrics"]["stability"] for r in models}
-    steady = max(stab, key=lambda k: stab[k]["score"])
-    shaky = min(stab, key=lambda k: stab[k]["score"])
-    collapse = [r["model"] for r in models if r["metrics"]["mode_coverage"]["value"] < real["metrics"]["mode_coverage"]["value"]]
-    out.append(f"Training stability: steadiest loss is {steady} (cv {stab[steady]['cv']:.3f}), least steady "
-               f"{shaky} (cv {stab[shaky]['cv']:.3f}). Mode coverage: "
-               + ", ".join(f"{r['model']} {r['metrics']['mode_coverage']['value']}/10 classes (KL to uniform "
-                           f"{r['metrics']['mode_coverage']['kl_to_uniform_nats']:.3f} nats)" for r in models)
-               + (f"; fewer classes than real data for {', '.join(collapse)} (mode dropping)." if collapse
-                  else "; no model drops a class."))
-    cond = [r for r in models if r["conditional"] and "conditional_accuracy" in r["metrics"]]
-    if cond:
-        out.append("Controllability: " + ", ".join(
-            f"{r['model']} puts {100 * r['metrics']['conditional_accuracy']['value']:.1f}% of samples in the requested "
-            f"class" for r in cond) + f" (the classifier labels real held-out images correctly "
-            f"{100 * real['metrics']['conditional_accuracy']['value']:.1f}% of the time); "
-            + ", ".join(r["model"] for r in models if not r["conditional"]) + " cannot be steered by label.")
-    eff = {r["model"]: r["metrics"]["efficiency"] for r in models}
-    fast = min(eff, key=lambda k: eff[k]["gen_seconds_per_1000"])
-    slow = max(eff, key=lambda k: eff[k]["gen_seconds_per_1000"])
-    out.append(f"Efficiency: fastest generation {fast} ({eff[fast]['gen_seconds_per_1000']:.3g} s per 1,000 images, "
-               f"{eff[fast]['nfe']} NFE), slowest {slow} ({eff[slow]['gen_seconds_per_1000']:.3g} s, "
-               f"{eff[slow]['sampler']}, {eff[slow]['nfe']} NFE), {eff[slow]['gen_seconds_per_1000'] / max(eff[fast]['gen_seconds_per_1000'], 1e-9):.0f}x apart. "
-               "Training time: " + ", ".join(f"{k} {v['train_seconds']:.0f} s" for k, v in eff.items()) + ".")
+    vae = [r for r in models if "elbo" in r["metrics"]]
+    if vae:
+        rows, warn = [], []
+        for r in vae:
+            m = r["metrics"]
+            el, iw, au = m["elbo"], m.get("iwae_nll", {}), m.get("active_units", {})
+            rows.append([r["model"], el.get("encoder"), el.get("likelihood"), el.get("beta"), _pm(el, 5),
+                         el["recon_nats"], el["kl_nats"], f"{_pm(iw, 5)} (k={iw.get('k')})",
+                         f"{au.get('value')}/{au.get('of')}", el["n"]])
+            if au.get("collapse_warning"):
+                warn.append(f"{r['model']}: {au['collapse_warning']}")
+        out.append(("VAE family: ELBO, IWAE bound, active units", ["model", "encoder", "likelihood", "beta",
+                    "ELBO↑ (nats/image)", "recon (nats)", "KL (nats)", "IWAE NLL bound↓ (nats)", "active units",
+                    "N test"], rows, warn))
+    gan = [r for r in models if "d_diagnostics" in r["metrics"]]
+    if gan:
+        rows = [[r["model"], r["metrics"]["d_diagnostics"]["d_x"], r["metrics"]["d_diagnostics"]["d_g_z"],
+                 r["metrics"]["d_diagnostics"].get("loss_d"), r["metrics"]["d_diagnostics"].get("loss_g"),
+                 r["metrics"]["d_diagnostics"].get("epoch")] for r in gan]
+        out.append(("GAN family: D(x) and D(G(z)) (last epoch means)", ["model", "D(x)", "D(G(z))", "loss D",
+                    "loss G", "epoch"], rows, []))
     return out
 
 
@@ -89,224 +154,230 @@ def build_report(study_dir: Path) -> Path:
     """Render the report of a study folder. Returns ``report/index.html``.
 
     Raises:
-        GenbenchError: no metrics.json (run ``genbench run`` or ``genbench evaluate`` first).
+        GenbenchError: no readable metrics.json of the current schema (run ``genbench run`` or ``evaluate``).
     """
     t0 = time.perf_counter()
     study_dir = Path(study_dir)
-    mpath = study_dir / "metrics.json"
-    if not mpath.exists():
-        raise GenbenchError(f"no metrics.json in {study_dir}; run `genbench run` or `genbench evaluate` first")
-    summary = json.loads(mpath.read_text())
+    summary = load_summary(study_dir)
+    info = summary.get("dataset_info") or {}
     recs = summary["models"]
-    real = next((r for r in recs if r["model"] == "real"), None)
+    real = next(r for r in recs if r["model"] == "real")
     models = [r for r in recs if r["model"] != "real"]
-    if real is None or not models:
-        raise GenbenchError(f"{mpath} lacks the real-data row or models; re-run `genbench evaluate`")
-    rep = study_dir / "report"
-    fig = rep / "figures"
+    rep, fig = study_dir / "report", study_dir / "report" / "figures"
     names = [r["model"] for r in models]
     sw_path = study_dir / "sweeps.json"
-    sweeps = json.loads(sw_path.read_text()) if sw_path.exists() else None
+    try:
+        sweeps = json.loads(sw_path.read_text()) if sw_path.exists() else None
+    except (OSError, ValueError):
+        sweeps = None
     fast = {sweeps["model"]: sweeps["chosen"]["seconds_per_1000"]} if sweeps else {}
     scores = {r["model"]: normalised_scores(r, real, fast.get(r["model"])) for r in models}
     hist = {n: read_jsonl(study_dir / n / "history.jsonl") for n in names}
-    figs: list[tuple[str, str]] = []
+    families = {r["model"]: r["family"] for r in models}
+    classes = list(info.get("class_names") or [])
+    k = info.get("num_classes") or len(classes)
 
-    def add(title: str, path: Path):
-        figs.append((title, path.relative_to(rep).as_posix()))
+    def rel(p: Path) -> str:
+        return p.relative_to(rep).as_posix()
 
-    # Samples: 10 random per model, class grids for conditional models, the side-by-side comparison.
-    panels = []
+    page = Page(summary["study"])
+    plots = interactive_fragments(summary, scores, hist)
+    sentences = analysis(models, real, info)
+    # --- summary and table ---------------------------------------------------------------------------------------
+    s = page.section("summary", "Summary")
+    s.append("<p>Every number on this page was computed by this run and read from the files beside it "
+             "(<a href='../metrics.json'>metrics.json</a>, histories, sample banks, experiment results). The "
+             "<i>real (floor)</i> row scores held-out real training images exactly like a model's samples: the floor "
+             "(FID, FD) or ceiling (IS, accuracy) each number should be read against. ± values are the spreads named "
+             "in <a href='#provenance'>Provenance</a>.</p>")
+    s += [f"<p class='warn'><b>{e(n)} diverged</b>: {e(d.get('message', ''))} It is not evaluated and not plotted; "
+          f"see <code>{e(n)}/status.json</code>.</p>" for n, d in (summary.get("diverged") or {}).items()]
+    s.append("<ul>" + "".join(f"<li><b>{e(q)}</b>: {e(t)}</li>" for q, t in sentences.items()) + "</ul>")
+    header, rows, vals = comparison_table(models, real, scores)
+    s.append(table(header, rows, sortable=True, floor_rows={len(rows) - 1}, values=vals))
+    s.append("<p class='note'>Click a column header to sort. <a href='metrics.csv'>metrics.csv</a> · "
+             "<a href='figures/interactive.html'>interactive plots on their own page</a></p>")
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header] + rows)
+    atomic_write_text(rep / "metrics.csv", buf.getvalue())
+
+    # --- quality ---------------------------------------------------------------------------------------------
+    q = page.section("quality", "Quality: samples and distances to real data")
+    panels, grids = [], []
     for r in models:
         b = _bank(study_dir, r["model"])
         if b is None:
             continue
         imgs, labels = b
-        add(f"{r['model']}: 10 samples", F.image_figure(F.tile(imgs[:10], 1, 10), f"{r['model']}: 10 samples",
-                                                      fig / f"samples_{r['model']}.png", width=8))
-        if r["conditional"] and (labels >= 0).all():
-            grid = F.tile(F.class_grid(imgs, labels), 10, 10)
-            add(f"{r['model']}: digits 0-9 (rows), 10 each",
-                F.image_figure(grid, f"{r['model']}: rows = requested label 0..9", fig / f"grid_{r['model']}.png"))
-            panels.append((f"{r['model']} (rows = label 0..9)", grid))
+        if r["conditional"] and (labels >= 0).all() and k:
+            per = 10
+            mosaic = F.tile(F.class_grid(imgs, labels, k=k, per=per), k, per)
+            panels.append((f"{r['model']} (rows = class)", mosaic))
+            p = F.image_figure(mosaic, "", fig / f"grid_{r['model']}.png")
+            grids.append(figure(rel(p), f"{r['model']}: {per} samples per requested class, rows = "
+                                        f"{', '.join(classes[:k]) if classes else 'classes 0..' + str(k - 1)}"))
         else:
             panels.append((f"{r['model']} (random)", F.tile(imgs[:100], 10, 10)))
+            p = F.image_figure(F.tile(imgs[:30], 3, 10), "", fig / f"samples_{r['model']}.png", width=8)
+            grids.append(figure(rel(p), f"{r['model']}: the first 30 images of its sample bank"))
     if panels:
-        add("Comparison: the models side by side", F.comparison(panels, fig / "comparison.png"))
-    add("Training curves", F.training_curves(hist, fig / "training_curves.png"))
-    fidm = [r["metrics"]["fid_inception"] for r in models + [real]]
-    n_fid = fidm[0]["n_generated"]
-    add("FID (Inception)", F.bars(names + ["real"], [m["value"] for m in fidm], [m.get("std") for m in fidm],
-                                  f"FID, N={n_fid} (lower is better)",
-                                  f"FID on Inception pool3 ({fidm[0]['resize']}), N={n_fid} vs test", fig / "fid.png"))
-    fdm = [r["metrics"]["fd_classifier"] for r in models + [real]]
-    add("Frechet distance on classifier features", F.bars(
-        names + ["real"], [m["value"] for m in fdm], [m.get("std") for m in fdm], "FD (lower is better)",
-        f"FD on classifier features, N={fdm[0]['n_generated']} vs test ({fdm[0]['n_reference']}), ± bootstrap std",
-        fig / "fd_classifier.png"))
-    ism = [r["metrics"]["is"] for r in models + [real]]
-    add("Inception Score (classifier)", F.bars(names + ["real"], [m["value"] for m in ism], [m["std"] for m in ism],
-                                               "IS (higher is better)",
-                                               f"IS on the MNIST classifier, N={ism[0]['n_generated']}, ± std over "
-                                               f"{ism[0]['splits']} splits", fig / "is.png"))
-    eff = [r["metrics"]["efficiency"] for r in models]
-    add("Generation time", F.bars(names, [e["gen_seconds_per_1000"] for e in eff], None, "seconds per 1,000 images",
-                                  "Generation time per 1,000 images (log axis)", fig / "gen_time.png", log=True,
-                                  annotate=[f"{e['gen_seconds_per_1000']:.3g} s\n{e['sampler']}\n{e['nfe']} NFE"
-                                            for e in eff]))
-    add("Radar chart", F.radar(scores, fig / "radar.png"))
-    add("Heatmap", F.heatmap(scores, fig / "heatmap.png"))
-    add("3-D performance", F.performance_3d(scores, fig / "performance_3d.png"))
+        q.append(figure(rel(F.comparison(panels, fig / "comparison.png")),
+                        f"The models side by side ({info.get('title', summary['dataset'])}, {info.get('content', '')})"))
+        q.append("<div class='grid'>" + "".join(grids) + "</div>")
+    recs_all = models + [real]
+    bar_names = names + ["real"]
+    fid = [r["metrics"].get("fid_inception") or {} for r in recs_all]
+    if all(fid):
+        q.append(figure(rel(F.bars(bar_names, [m["value"] for m in fid], [m.get("std") for m in fid], "FID", "",
+                                   fig / "fid.png")),
+                        f"FID on Inception pool3 ({fid[0].get('resize')}), N={fid[0]['n_generated']} against "
+                        f"{fid[0].get('reference', 'the test split')}, ± {fid[0].get('spread', 'spread')}; lower is better"))
+    fd = [r["metrics"]["fd_classifier"] for r in recs_all]
+    q.append(figure(rel(F.bars(bar_names, [m["value"] for m in fd], [m.get("std") for m in fd], "FD", "",
+                               fig / "fd_classifier.png")),
+                    f"Fréchet distance on the in-domain classifier's features, N={fd[0]['n_generated']} vs the test "
+                    f"split ({fd[0]['n_reference']}), ± {fd[0].get('spread', 'spread')}; lower is better"))
+    ism = [r["metrics"]["is"] for r in recs_all]
+    q.append(figure(rel(F.bars(bar_names, [m["value"] for m in ism], [m["std"] for m in ism], "IS", "",
+                               fig / "is.png")),
+                    f"Inception Score computed with the {info.get('title', '')} classifier (range 1..{k}), "
+                    f"N={ism[0]['n_generated']}, ± std over {ism[0]['splits']} splits; higher is better"))
     pr = {}
     for feat in ("inception", "classifier"):
         pts = {r["model"]: (r["metrics"][f"prdc_{feat}"]["precision"], r["metrics"][f"prdc_{feat}"]["recall"])
-               for r in models + [real] if f"prdc_{feat}" in r["metrics"]}
+               for r in recs_all if f"prdc_{feat}" in r["metrics"]}
         if pts:
-            pr[f"{feat} (N={(models + [real])[0]['metrics'][f'prdc_{feat}']['n_generated']})"] = pts
+            pr[f"{feat} (N={recs_all[0]['metrics'][f'prdc_{feat}']['n_generated']})"] = pts
     if pr:
-        add("Precision / recall", F.precision_recall_scatter(pr, fig / "precision_recall.png"))
+        q.append(figure(rel(F.precision_recall_scatter(pr, fig / "precision_recall.png")),
+                        "Precision (fidelity) and recall (coverage), k = 3 (Kynkäänniemi et al. 2019), on both "
+                        "feature sets; the star is real held-out data"))
+    mh, mr = manifold_table(recs_all)
+    q += ["<h3>KID, precision/recall, density/coverage on both feature sets</h3>", table(mh, mr)]
+
+    fam = page.section("families", "Family metrics")
+    for title, fh, fr, warn in family_tables(models):
+        fam += [f"<h3>{e(title)}</h3>", table(fh, fr)] + [f"<p class='warn'>{e(w)}</p>" for w in warn]
+
+    # --- stability -------------------------------------------------------------------------------------------
+    st = page.section("stability", "Training stability")
+    st.append(figure(rel(F.training_curves(hist, fig / "training_curves.png", families)),
+                     "Training curves per model against epochs: G and D losses and D(x), D(G(z)) for GANs; the loss "
+                     "(negative ELBO) with its reconstruction and KL terms for VAEs (nats per image); the denoising "
+                     "loss for diffusion models"))
+    st.append(plots["curves"])
+    mc = [(r["model"], r["metrics"]["mode_coverage"]) for r in recs_all if "mode_coverage" in r["metrics"]]
+    if mc:
+        st.append(table(["model", f"classes covered (of {k})", "KL to uniform (nats)", "N"],
+                        [[n, m["value"], m["kl_to_uniform_nats"], m["n_generated"]] for n, m in mc]))
+
+    # --- controllability -------------------------------------------------------------------------------------
     per = {r["model"]: r["metrics"]["conditional_accuracy"]["per_class"] for r in models
            if r["conditional"] and "conditional_accuracy" in r["metrics"]}
     if per:
-        add("Conditional accuracy per class", F.per_class_bars(per, fig / "per_class_accuracy.png"))
+        c = page.section("controllability", "Controllability")
+        c.append(figure(rel(F.per_class_bars(per, fig / "per_class_accuracy.png", classes)),
+                        "Share of samples generated for each class that the classifier puts in that class"))
 
+    # --- efficiency ------------------------------------------------------------------------------------------
+    ef = page.section("efficiency", "Efficiency")
+    eff = [r["metrics"]["efficiency"] for r in models]
+    ef.append(figure(rel(F.bars(names, [x["gen_seconds_per_1000"] for x in eff], None, "seconds per 1,000 images", "",
+                                fig / "gen_time.png", log=True,
+                                annotate=[f"{x['gen_seconds_per_1000']:.3g} s\n{x['sampler']}\n{x['nfe']} NFE"
+                                          for x in eff])),
+                     "Generation time per 1,000 images (log axis), with the sampler and network evaluations per image"))
+    ef.append(table(["model", "params", "epochs", "steps", "images seen", "train s", "images / s", "s / step",
+                     "precision"], [[r["model"], x["params"], x["epochs"], x["steps"], x["images_seen"],
+                                     x["train_seconds"], x["images_per_second"], x["seconds_per_step"], x["precision"]]
+                                    for r, x in zip(models, eff)]))
     if sweeps:
-        add(f"{sweeps['model']}: sampler sweep (quality vs NFE and seconds)", F.sweep_nfe(sweeps, fig / "sweep_nfe.png"))
-        if sweeps.get("guidance"):
-            add(f"{sweeps['model']}: guidance sweep", F.sweep_guidance(sweeps, fig / "sweep_guidance.png"))
+        from genbench.report.sweeps import sweep_table, sweep_text
 
-    header = ["model", "FID↓ (N)", "KID↓", "FD-clf↓", "IS↑", "prec.↑", "recall↑", "cond. acc↑", "CAS↑", "modes",
-              "NN-train L2", "stab. cv↓", "train s", "gen s/1k", "NFE"] + list(CRITERIA)
-    rows = []
-    for r in models + [real]:
-        m = r["metrics"]
-        e = m.get("efficiency", {})
-        s = scores.get(r["model"])
-        fid = m["fid_inception"]
-        prdc = m.get("prdc_inception", {})
-        kid_m = m.get("kid_inception")
-        rows.append([r["model"], f"{_fmt(fid, 4)} ({fid['n_generated']})",
-                     f"{kid_m['value']:.3g} ± {kid_m['std']:.2g}" if kid_m else "n/a",
-                     _fmt(m["fd_classifier"]), _fmt(m["is"]),
-                     _pm(prdc, "precision"), _pm(prdc, "recall"),
-                     _fmt(m.get("conditional_accuracy")), _fmt(m.get("cas")),
-                     str(m["mode_coverage"]["value"]),
-                     f"{m['nearest_train_l2']['value']:.2f}" if "nearest_train_l2" in m else "n/a",
-                     f"{m['stability']['cv']:.3f}" if "stability" in m else "-",
-                     f"{e['train_seconds']:.0f}" if e else "-", f"{e['gen_seconds_per_1000']:.3g}" if e else "-",
-                     str(e.get("nfe", "-")) if e else "-"] + ([f"{s[c]:.2f}" for c in CRITERIA] if s else ["-"] * 4))
-    add("Metrics table", F.table(header, rows, fig / "metrics_table.png", f"{summary['study']} ({summary['profile']})"))
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header] + rows)
-    atomic_write_text(rep / "metrics.csv", buf.getvalue())
+        sh, sr = sweep_table(sweeps)
+        ef += [f"<h3>Diffusion sampler sweeps</h3><p>{e(sweep_text(sweeps))}</p>", table(sh, sr),
+               figure(rel(F.sweep_nfe(sweeps, fig / "sweep_nfe.png")),
+                      f"{sweeps['model']}: quality vs network evaluations and vs seconds per 1,000 images")]
+        if sweeps.get("guidance"):
+            ef.append(figure(rel(F.sweep_guidance(sweeps, fig / "sweep_guidance.png")),
+                             f"{sweeps['model']}: conditional accuracy and FID vs classifier-free guidance scale"))
+
+    # --- experiments -----------------------------------------------------------------------------------------
+    ex = page.section("experiments", "Experiments")
+    if summary.get("experiments"):
+        ex.append("<p>Each experiment's numbers are in <code>experiments/&lt;name&gt;/result.json</code>.</p>")
+    render_experiments(page, study_dir, summary, fig, rel)
+
+    # --- normalised scores -----------------------------------------------------------------------------------
+    sc = page.section("scores", "Normalised scores")
+    sc.append("<ul>" + "".join(f"<li><b>{e(a)}</b> = {e(b)}</li>" for a, b in FORMULAS.items()) + "</ul>")
+    sc.append(plots["scores3d"])
+    sc.append("<div class='grid'>" + figure(rel(F.radar(scores, fig / "radar.png")), "The four criteria per model")
+              + figure(rel(F.heatmap(scores, fig / "heatmap.png")), "The same scores as a heatmap") + "</div>")
+
+    # --- provenance ------------------------------------------------------------------------------------------
+    pv = page.section("provenance", "Provenance and files")
+    pv.append(_provenance(summary, models))
+    atomic_write_text(rep / "index.html", page.render(_header(summary, info)))
     atomic_write_text(fig / "interactive.html", interactive_page(summary, scores, hist))
-    sw_header, sw_rows = sweep_table(sweeps) if sweeps else ([], [])
-    atomic_write_text(rep / "index.html", _page(summary, models, real, scores, figs, header, rows,
-                                                sweeps, sw_header, sw_rows))
-    atomic_write_text(rep / "summary.md", _markdown(summary, models, real, scores, header, rows,
-                                                    sweeps, sw_header, sw_rows))
-    summary_t = time.perf_counter() - t0
-    atomic_write_text(rep / "build_seconds.txt", f"{summary_t:.2f}\n")
+    atomic_write_text(rep / "summary.md", _markdown(summary, sentences, header, rows))
+    atomic_write_text(rep / "build_seconds.txt", f"{time.perf_counter() - t0:.2f}\n")
     return rep / "index.html"
 
 
-def sweep_table(sw: dict) -> tuple[list[str], list[list[str]]]:
-    """Rows of the sampler and guidance sweeps (every setting at the same N)."""
-    header = ["sampler", "steps", "w", "NFE", f"FID↓ (N={sw['n_inception']})", f"FD-clf↓ (N={sw['n']})",
-              "cond. acc↑", "IS↑ (1 split)", "s / 1k", "note"]
-    c = sw["chosen"]
-    rows = []
-    for part, rs in (("", sw["settings"]), ("guidance sweep", sw.get("guidance", []))):
-        for r in rs:
-            note = "reference" if r.get("is_reference") else ""
-            if not part and (r["sampler"], r["steps"]) == (c["sampler"], c["steps"]):
-                note = (note + ", " if note else "") + "chosen (fastest within tolerance)"
-            rows.append([r["sampler"], str(r["steps"]), f"{r['guidance_scale']:g}", str(r["nfe"]),
-                         f"{r['fid_inception']:.2f}", f"{r['fd_classifier']:.2f}", f"{r['conditional_accuracy']:.3f}",
-                         f"{r['is']:.2f}", f"{r['seconds_per_1000']:.1f}", part or note])
-    return header, rows
+def _header(summary: dict, info: dict) -> str:
+    shape = "x".join(map(str, info.get("image_shape", [])))
+    return (f"<h1>{e(summary['study'])}</h1><div>{e(info.get('title', summary['dataset']))} "
+            f"({e(info.get('content', ''))}, {e(shape)}, {info.get('num_classes', '?')} classes; train "
+            f"{info.get('train', '?')}, held out {info.get('holdout', '?')}, test {info.get('test', '?')}), profile "
+            f"<code>{e(summary['profile'])}</code>, seed {summary['seed']}</div>")
 
 
-def _sweep_text(sw: dict) -> str:
-    c, ref = sw["chosen"], sw["reference"]
-    return (f"{sw['model']}: every setting draws N={sw['n']} images (balanced labels, seed {sw['seed']}, the same "
-            f"x_T), FID on the first {sw['n_inception']} of them. Chosen for the efficiency score: "
-            f"{c['sampler']}-{c['steps']} ({c['nfe']} NFE, {c['seconds_per_1000']:.1f} s per 1,000 images), the "
-            f"fastest setting whose {sw['tolerance_metric']} stays within {sw['tolerance']:.0%} of the "
-            f"{ref['sampler']}-{ref['steps']} reference (limit {sw['limit']:.2f}).")
-
-
-def _markdown(summary, models, real, scores, header, rows, sweeps=None, sw_header=(), sw_rows=()) -> str:
-    """The same table and analysis as markdown (for notes and docs), with the run's provenance."""
+def _provenance(summary: dict, models: list[dict]) -> str:
     prov, ev, clf = summary["provenance"], summary["evaluation"], summary["classifier"]
-    lines = [f"# {summary['study']} ({summary['dataset']}, profile {summary['profile']})", "",
+    fid = next((r["metrics"].get("fid_inception") for r in summary["models"] if r["model"] == "real"), {}) or {}
+    items = [
+        f"Classifier ({e(summary['dataset'])}): test accuracy {clf['test_accuracy']:.4f} on {clf['n_test']} test "
+        f"images, trained {clf['epochs']} epochs on {clf['train_images']} images.",
+        f"N = {ev['n_samples']} samples per model for the classifier metrics; Inception metrics on N = "
+        f"{ev['n_inception']} against {e(str(fid.get('reference', 'the test split')))}, resize "
+        f"<code>{e(ev['resize'])}</code>, precision <code>{e(ev['inception_precision'])}</code>; FID spread: "
+        f"{e(str(fid.get('spread')))}.",
+        f"Seed {summary['seed']}; genbench {e(str(prov['genbench_version']))}, commit "
+        f"<code>{e(str(prov['git_commit']))}</code>, torch {e(str(prov['torch']))}, {prov['threads']} threads.",
+        *[f"{e(r['model'])} ({e(r['kind'])}): sampler {e(str(r['metrics']['efficiency']['sampler']))}, "
+          f"{r['metrics']['efficiency']['sampler_steps']} steps, {r['metrics']['efficiency']['nfe']} NFE, "
+          f"precision {e(r['metrics']['efficiency']['precision'])}, {r['metrics']['efficiency']['params']:,} "
+          f"parameters; files: " + " · ".join(f"<a href='../{e(p)}'>{e(k)}</a>" for k, p in (r.get("files") or {}).items()
+                                              if k != "checkpoint") for r in models],
+    ]
+    if "pipeline_seconds" in summary:
+        items.append(f"Pipeline wall time (train, sample, evaluate, experiments): {summary['pipeline_seconds']:.0f} s.")
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _md_cell(v) -> str:
+    """A markdown table cell: ``|`` and HTML-significant characters escaped."""
+    import html
+
+    return html.escape(str(v if v is not None else "-")).replace("|", "\\|")
+
+
+def _markdown(summary: dict, sentences: dict, header: list[str], rows: list[list]) -> str:
+    """The table and the analysis as markdown (for notes and docs), with the run's provenance."""
+    prov, ev, clf = summary["provenance"], summary["evaluation"], summary["classifier"]
+    lines = [f"# {_md_cell(summary['study'])} ({summary['dataset']}, profile {summary['profile']})", "",
              f"genbench {prov['genbench_version']}, commit {prov['git_commit']}, torch {prov['torch']}, "
              f"{prov['threads']} threads, seed {summary['seed']}. Classifier test accuracy "
              f"{clf['test_accuracy']:.4f} ({clf['n_test']} images). N = {ev['n_samples']} samples per model for "
              f"classifier metrics, {ev['n_inception']} for Inception FID/KID ({ev['resize']}, "
              f"{ev['inception_precision']}).", "",
-             *[f"**{name} diverged**: {d.get('message', '')} Not evaluated, not plotted.\n"
-               for name, d in (summary.get("diverged") or {}).items()],
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", *[f"- {s}" for s in analysis(models, real, scores)], "",
-              *[f"- **{k}** = {v}" for k, v in FORMULAS.items()]]
-    if sweeps:
-        lines += ["", "## Diffusion sampler sweeps", "", _sweep_text(sweeps), "",
-                  "| " + " | ".join(sw_header) + " |", "|" + "---|" * len(sw_header),
-                  *["| " + " | ".join(r) + " |" for r in sw_rows]]
+             *[f"**{_md_cell(n)} diverged**: {_md_cell(d.get('message', ''))}\n"
+               for n, d in (summary.get("diverged") or {}).items()],
+             "| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
+    lines += ["", *[f"- **{q}**: {t}" for q, t in sentences.items()], "",
+              *[f"- **{a}** = {b}" for a, b in FORMULAS.items()]]
     if "pipeline_seconds" in summary:
-        lines.append(f"\nPipeline wall time (train + sample + evaluate): {summary['pipeline_seconds']:.0f} s.")
+        lines.append(f"\nPipeline wall time: {summary['pipeline_seconds']:.0f} s.")
     return "\n".join(lines) + "\n"
-
-
-def _page(summary, models, real, scores, figs, header, rows, sweeps=None, sw_header=(), sw_rows=()) -> str:
-    e = html.escape
-    clf = summary["classifier"]
-    ev = summary["evaluation"]
-    prov = summary["provenance"]
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
-        f"<title>genbench: {e(summary['study'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "figure{margin:1.5em 0}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
-        f"<h1>{e(summary['study'])}: {e(summary['dataset'])}, profile <code>{e(summary['profile'])}</code></h1>",
-        "<p>Every number below was computed by this run from the files beside this page "
-        "(<code>metrics.json</code>, histories, sample banks).</p>",
-        *[f"<p style='color:#b00'><b>{e(name)} diverged</b>: {e(d.get('message', ''))} It is not evaluated and "
-          f"not plotted; see <code>{e(name)}/status.json</code> and its history.</p>"
-          for name, d in (summary.get("diverged") or {}).items()],
-        "<h2>Analysis (generated from the measured numbers)</h2><ul>",
-        *[f"<li>{e(s)}</li>" for s in analysis(models, real, scores)],
-        "</ul><h2>Metrics</h2><table><tr>", *[f"<th>{e(h)}</th>" for h in header], "</tr>",
-        *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows],
-        "</table><p><a href='metrics.csv'>metrics.csv</a> · <a href='../metrics.json'>metrics.json</a> · "
-        "<a href='figures/interactive.html'>interactive plots</a></p>",
-        *([f"<h2>Diffusion sampler sweeps</h2><p>{e(_sweep_text(sweeps))}</p><table><tr>",
-           *[f"<th>{e(h)}</th>" for h in sw_header], "</tr>",
-           *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in sw_rows],
-           "</table><p><a href='../sweeps.json'>sweeps.json</a></p>"] if sweeps else []),
-        "<h2>How to read the scores</h2><ul>",
-        *[f"<li><b>{e(k)}</b> = {e(v)}</li>" for k, v in FORMULAS.items()],
-        "</ul><p>The <i>real</i> row scores held-out real training images exactly like a model's samples: the floor "
-        "(or ceiling) each metric should be read against.</p>",
-        "<h2>Provenance</h2><ul>",
-        f"<li>Classifier: test accuracy {clf['test_accuracy']:.4f} on {clf['n_test']} test images, trained "
-        f"{clf['epochs']} epochs on {clf['train_images']} images.</li>",
-        f"<li>Samples per model N={ev['n_samples']} for classifier metrics; Inception FID at N={ev['n_inception']} "
-        f"against the first N test images, resize <code>{e(ev['resize'])}</code>, precision "
-        f"<code>{e(ev['inception_precision'])}</code>.</li>",
-        f"<li>Seed {summary['seed']}; genbench {e(str(prov['genbench_version']))}, commit "
-        f"<code>{e(str(prov['git_commit']))}</code>, torch {e(str(prov['torch']))}, {prov['threads']} threads.</li>",
-        *[f"<li>{e(r['model'])}: sampler {e(str(r['metrics']['efficiency']['sampler']))}, "
-          f"{r['metrics']['efficiency']['sampler_steps']} steps, {r['metrics']['efficiency']['nfe']} NFE, "
-          f"precision {e(r['metrics']['efficiency']['precision'])}, {r['metrics']['efficiency']['params']:,} "
-          f"parameters.</li>" for r in models],
-        "</ul><h2>Figures</h2>",
-        "<iframe src='figures/interactive.html' title='interactive plots' style='width:100%;height:620px;border:0'>"
-        "</iframe>",
-        *[f"<figure><img src='{e(p)}' alt='{e(t)}'><figcaption>{e(t)}</figcaption></figure>" for t, p in figs],
-        "</body></html>",
-    ]
-    return "\n".join(parts)

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from genbench.io import atomic_write_bytes  # noqa: E402
 from genbench.report.scores import CRITERIA  # noqa: E402
 
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
 def save(fig, path: Path) -> Path:
@@ -45,7 +45,8 @@ def image_figure(mosaic: np.ndarray, title: str, path: Path, width: float = 6) -
     h, w = mosaic.shape[:2]
     fig, ax = plt.subplots(figsize=(width, width * h / w + 0.4))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
-    ax.set_title(title, fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=10)
     ax.axis("off")
     return save(fig, path)
 
@@ -59,8 +60,15 @@ def comparison(panels: list[tuple[str, np.ndarray]], path: Path) -> Path:
     return save(fig, path)
 
 
-def training_curves(histories: dict[str, list[dict]], path: Path) -> Path:
+CURVE_KEYS = {"gan": ("loss_g", "loss_d"), "vae": ("loss", "recon", "kl"), "diffusion": ("loss",),
+              "flow": ("loss",)}
+
+
+def training_curves(histories: dict[str, list[dict]], path: Path, families: dict[str, str] | None = None) -> Path:
+    """One panel per model: the losses its family logs against epochs (G and D for GANs, with D(x) and D(G(z))
+    on a second axis; loss, recon and KL for VAEs; the denoising loss for diffusion)."""
     names = list(histories)
+    families = families or {}
     cols = 2
     rows = max(1, -(-len(names) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(11, 3.6 * rows), squeeze=False)
@@ -68,13 +76,22 @@ def training_curves(histories: dict[str, list[dict]], path: Path) -> Path:
         steps = [r for r in histories[name] if r.get("kind") == "step"]
         if len(steps) < 2:  # very short runs log no steps: plot the per-epoch means
             steps = [r for r in histories[name] if r.get("kind") == "epoch"]
-        keys = [k for k in ("loss", "recon", "kl", "loss_g", "loss_d") if steps and k in steps[0]]
+        want = CURVE_KEYS.get(families.get(name, ""), ("loss", "recon", "kl", "loss_g", "loss_d"))
+        keys = [k for k in want if steps and k in steps[0]]
         for i, k in enumerate(keys):
-            ax.plot([r["epoch"] for r in steps], [r[k] for r in steps], label=k, color=COLORS[i], lw=1)
-        ax.set_title(name)
+            ax.plot([r["epoch"] for r in steps], [r[k] for r in steps], label=k, color=COLORS[i % len(COLORS)], lw=1)
+        if steps and "d_x" in steps[0]:
+            ax2 = ax.twinx()
+            for i, k in enumerate(("d_x", "d_g_z")):
+                ax2.plot([r["epoch"] for r in steps], [r[k] for r in steps], label=k.replace("d_g_z", "D(G(z))")
+                         .replace("d_x", "D(x)"), color=COLORS[(i + 3) % len(COLORS)], lw=0.8, ls="--")
+            ax2.set_ylim(0, 1)
+            ax2.set_ylabel("D probability")
+            ax2.legend(fontsize=7, loc="upper right")
+        ax.set_title(f"{name} ({families.get(name, '')})" if families.get(name) else name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (nats/image)" if "recon" in keys else "loss")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
@@ -87,10 +104,11 @@ def bars(names, values, errors, ylabel: str, title: str, path: Path, *, log: boo
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(names))
     err = [e if e is not None else 0 for e in errors] if errors is not None else None
-    ax.bar(x, values, yerr=err, capsize=4, color=COLORS[: len(names)])
+    ax.bar(x, values, yerr=err, capsize=4, color=[COLORS[i % len(COLORS)] for i in range(len(names))])
     ax.set_xticks(x, names)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=10)
     if log:
         ax.set_yscale("log")
     for i, v in enumerate(values):
@@ -106,12 +124,11 @@ def radar(scores: dict[str, dict[str, float]], path: Path) -> Path:
     ax = fig.add_subplot(111, polar=True)
     for i, (name, s) in enumerate(scores.items()):
         v = [s[c] for c in CRITERIA]
-        ax.plot(ang + ang[:1], v + v[:1], color=COLORS[i], label=name)
-        ax.fill(ang + ang[:1], v + v[:1], color=COLORS[i], alpha=0.1)
+        ax.plot(ang + ang[:1], v + v[:1], color=COLORS[i % len(COLORS)], label=name)
+        ax.fill(ang + ang[:1], v + v[:1], color=COLORS[i % len(COLORS)], alpha=0.1)
     ax.set_xticks(ang, CRITERIA)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1))
-    ax.set_title("Normalised criteria (formulas in the report)", fontsize=10)
     return save(fig, path)
 
 
@@ -126,7 +143,6 @@ def heatmap(scores: dict[str, dict[str, float]], path: Path) -> Path:
         for j in range(m.shape[1]):
             ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=9)
     fig.colorbar(im, ax=ax)
-    ax.set_title("Normalised criteria", fontsize=10)
     return save(fig, path)
 
 
@@ -134,7 +150,7 @@ def performance_3d(scores: dict[str, dict[str, float]], path: Path) -> Path:
     fig = plt.figure(figsize=(6.5, 5.5))
     ax = fig.add_subplot(111, projection="3d")
     for i, (name, s) in enumerate(scores.items()):
-        ax.scatter(s["quality"], s["stability"], s["controllability"], color=COLORS[i], s=80, label=name)
+        ax.scatter(s["quality"], s["stability"], s["controllability"], color=COLORS[i % len(COLORS)], s=80, label=name)
         ax.text(s["quality"], s["stability"], s["controllability"], f" {name}", fontsize=8)
     ax.set_xlabel("quality")
     ax.set_ylabel("stability")
@@ -157,18 +173,20 @@ def table(header: list[str], rows: list[list[str]], path: Path, title: str) -> P
     return save(fig, path)
 
 
-def per_class_bars(per_class: dict[str, list[float]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+def per_class_bars(per_class: dict[str, list[float]], path: Path, class_names: list[str] | None = None) -> Path:
+    """Conditional accuracy per requested class, one bar group per class, one colour per model."""
     k = len(next(iter(per_class.values())))
+    names = list(class_names or [])[:k] or [str(c) for c in range(k)]
+    fig, ax = plt.subplots(figsize=(max(8, 0.8 * k + 2), 3.6))
     w = 0.8 / max(len(per_class), 1)
     for i, (name, v) in enumerate(per_class.items()):
-        ax.bar(np.arange(k) + i * w, v, width=w, label=name, color=COLORS[i + 2])
-    ax.set_xticks(np.arange(k) + w * (len(per_class) - 1) / 2, [str(c) for c in range(k)])
-    ax.set_xlabel("requested label")
+        ax.bar(np.arange(k) + i * w, v, width=w, label=name, color=COLORS[(i + 2) % len(COLORS)])
+    ax.set_xticks(np.arange(k) + w * (len(per_class) - 1) / 2, names, rotation=30 if k > 10 or
+                  max(map(len, names)) > 3 else 0, fontsize=8)
+    ax.set_xlabel("requested class")
     ax.set_ylabel("classifier accuracy")
     ax.set_ylim(0, 1.05)
     ax.legend()
-    ax.set_title("Conditional accuracy per class", fontsize=10)
     return save(fig, path)
 
 

@@ -20,16 +20,16 @@ from typing import Any
 
 import yaml
 
+from genbench.data.info import DATASET_NAMES, dataset_info
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 
 PROFILES = ("smoke", "quick", "full")
-DATASET_INFO = {"mnist": {"image_shape": (1, 28, 28), "num_classes": 10}}
-DATASET_INFO.update({"fashion_mnist": {"image_shape": (1, 28, 28), "num_classes": 10},
-                     "quickdraw": {"image_shape": (1, 28, 28), "num_classes": None},  # len(data.classes)
-                     "cifar10": {"image_shape": (3, 32, 32), "num_classes": 10}})
+EXPERIMENTS = ("reconstructions", "samples", "interpolations", "beta_sweep", "frozen_latent", "linear_probe",
+               "encoder_comparison", "per_class")
+"""Experiment stages a study may list under ``experiments:`` (:mod:`genbench.studies.experiments`)."""
 STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
 
 
@@ -132,6 +132,8 @@ class EvalConfig:
     n_manifold: int = 1000  # samples for KID / precision / recall / density / coverage on classifier features
     n_memorisation: int = 500  # samples checked against the training set (nearest-neighbour distance)
     cas_steps: int = 300  # CAS classifier optimisation steps (batch 128)
+    iwae_k: int = 100  # importance samples of the IWAE bound (VAE family)
+    n_eval: int = 1000  # test images for the VAE family's ELBO terms, IWAE bound and active units
     sample_batch: int = 100  # images per generation batch of the sample bank (CPU: 100 is ~2x faster per
     #                          DDPM image than 500, benchmarks/README.md; a GPU wants larger)
 
@@ -147,6 +149,8 @@ class StudyConfig:
     evaluation: EvalConfig
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
+    data: dict = field(default_factory=dict)  # dataset options (data_dir, classes, train_per_class, ...)
+    experiments: dict = field(default_factory=dict)  # experiment name -> its options, in run order
 
 
 def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
@@ -166,10 +170,11 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         raise GenbenchError(f"{where}: nested too deeply (or a YAML alias refers to itself)") from e
     name = _get(r, "name", str, where, check=_folder_name)
     dataset = _get(r, "dataset", str, where)
-    if dataset not in DATASET_INFO:
+    if dataset not in DATASET_NAMES:
         raise GenbenchError(f"{where}.dataset: unknown dataset {dataset!r}; choose one of "
-                            f"{', '.join(DATASET_INFO)}")
-    info = DATASET_INFO[dataset]
+                            f"{', '.join(DATASET_NAMES)}")
+    data = _get(r, "data", dict, where, {})
+    info = dataset_info(dataset, classes=data.get("classes"))
     seed = _get(r, "seed", int, where, 42)
     batch_size = _get(r, "batch_size", int, where, 128, lambda v: v > 0)
     precision = _get(r, "precision", str, where, "bf16", lambda v: v in ("bf16", "fp32"))
@@ -194,10 +199,16 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         if bad:
             raise GenbenchError(f"{w}.params: {kind!r} takes no parameter(s) {', '.join(map(repr, bad))}; "
                                 f"it takes {', '.join(_param_names(kind))}")
-        if kind in ("gan", "cgan", "ddpm"):
-            params.setdefault("image_shape", list(info["image_shape"]))
+        # geometry and class count, once for every model kind, from the data layer's DatasetInfo
+        if kind == "vae":
+            params.setdefault("channels", info.image_shape[0])
+            params.setdefault("image_size", info.image_shape[1])
+            if _get(m, "conditional", bool, w, False):
+                params["num_classes"] = info.num_classes
+        else:
+            params.setdefault("image_shape", list(info.image_shape))
         if kind == "cgan":
-            params.setdefault("num_classes", info["num_classes"])
+            params.setdefault("num_classes", info.num_classes)
         opt = dict(_get(m, "optimizer", dict, w, {}))
         _get(opt, "lr", float, f"{w}.optimizer", check=lambda v: 0 < v < 1)
         opt["fused"] = _get(opt, "fused", bool, f"{w}.optimizer", True)  # recorded in the run's config
@@ -234,12 +245,35 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         n_memorisation=_get(e, "n_memorisation", int, we, 500, lambda v: v >= 1),
         cas_steps=_get(e, "cas_steps", int, we, 300, lambda v: v >= 1),
         sample_batch=_get(e, "sample_batch", int, we, 100, lambda v: v >= 1),
+        iwae_k=_get(e, "iwae_k", int, we, 100, lambda v: v >= 1),
+        n_eval=_get(e, "n_eval", int, we, 1000, lambda v: v >= 2),
     )
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
+    experiments = _experiments(r, where, {m.name for m in models})
     return StudyConfig(name=name, dataset=dataset, profile=profile, seed=seed,
                        holdout=_get(r, "holdout", int, where, 5000, lambda v: v >= 0), models=tuple(models),
-                       evaluation=ev, source=str(source), raw=r)
+                       evaluation=ev, source=str(source), raw=r, data=data, experiments=experiments)
+
+
+def _experiments(r: dict, where: str, names: set) -> dict:
+    exps = _get(r, "experiments", dict, where, {})
+    unknown = sorted(set(map(str, exps)) - set(EXPERIMENTS))
+    if unknown:
+        raise GenbenchError(f"{where}.experiments: unknown {', '.join(unknown)}; choose among {', '.join(EXPERIMENTS)}")
+    out = {}
+    for e in EXPERIMENTS:  # run order
+        if e not in exps:
+            continue
+        o = exps[e] or {}
+        if not isinstance(o, dict):
+            raise GenbenchError(f"{where}.experiments.{e}: expected a mapping of options (or nothing)")
+        refs = ([o["model"]] if "model" in o else []) + list(o.get("models") or [])
+        for n in refs:
+            if n not in names:
+                raise GenbenchError(f"{where}.experiments.{e}: no model {n!r}; models: {', '.join(sorted(names))}")
+        out[e] = o
+    return out
 
 
 def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:

@@ -1,39 +1,56 @@
-"""The study pipeline: fetch -> classifier -> train each model -> sample bank -> evaluate (the report is
-rendered from its files by :mod:`genbench.report`, called by the CLI).
+"""The one study pipeline, for every study file: data -> train each model -> sample bank per model (saved with its
+manifest) -> evaluate (generic metrics on Inception and in-domain classifier features, the real-data floor,
+declared family metrics) -> experiments (data only) -> report (rendered from the files by the caller's
+``report`` stage, :mod:`genbench.report`, which sits above this layer).
 
-Each step writes its own files into ``runs/<study>/`` and is skipped when its output already matches (a
-finished checkpoint, a bank whose manifest names the current checkpoint), so an interrupted ``genbench run``
-picks up where it stopped. Every number lands in ``runs/<study>/metrics.json`` with its provenance.
+Each stage is a function of (study config, run folder), writes its own files into ``runs/<study>/`` and is
+skipped when its output is current (a finished checkpoint, a bank whose manifest names the current checkpoint,
+an experiment whose ``result.json`` key matches), so an interrupted ``genbench run`` picks up where it stopped.
+A study is *finished* when its report is written (``finished.json``), not when ``metrics.json`` is: a run killed
+between the two continues. The whole pipeline holds ``runs/<study>/.study.lock``, so a second ``genbench run`` on
+the same folder stops at once instead of repeating the evaluation concurrently.
+
+Every number lands in ``runs/<study>/metrics.json`` (schema: docs/METRICS.md, ``schema_version``
+:data:`SCHEMA_VERSION`) with its provenance.
 
 Data-parallel (``torchrun`` / ``accelerate launch``): every rank trains, then every rank takes part in the
 evaluation of each run: the bank's generation and the feature extraction are sharded over the ranks and
 gathered (:mod:`genbench.runtime.distributed`); rank 0 computes the metrics and alone writes the bank, the
-``metrics.json`` files, the sweeps and the report. The other ranks wait at barriers and leave once the last
-collective step (the real-data floor) is done.
+``metrics.json`` files, the experiments, the sweeps and the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
+from genbench.data.info import dataset_info
 from genbench.data.registry import Dataset, load_dataset
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, atomic_write_text, read_jsonl
 from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, evaluate_images
+from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
-from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
+from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
+from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.studies.config import StudyConfig, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
-from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.training.loop import load_trained, train
+
+SCHEMA_VERSION = 2
+"""Version of the ``metrics.json`` schema (docs/METRICS.md). 1: the MNIST four-model schema before the one
+pipeline; 2: one schema for every study (dataset facts, family metrics, experiments, merged evaluations)."""
 
 
 def log(msg: str) -> None:
@@ -41,12 +58,29 @@ def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def data_options(study: StudyConfig) -> dict:
+    """The loader options of the study's ``data:`` section (QuickDraw's class shuffle seeded by the study)."""
+    opts = dict(study.data)
+    if study.dataset == "quickdraw":
+        opts.setdefault("seed", study.seed)
+    return opts
+
+
 def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
+    """The data stage: splits ``train`` (cut to ``train_subset``), ``holdout`` and ``test``.
+
+    Raises:
+        GenbenchError / AssetError: the dataset is not cached or not found, in one line naming the fix.
+    """
     with main_first():  # data-parallel: rank 0 fills the dataset cache before the others read it
-        splits = load_dataset(study.dataset, holdout=study.holdout)
+        splits = load_dataset(study.dataset, holdout=study.holdout, **data_options(study))
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
     return splits
+
+
+def class_names(study: StudyConfig) -> list[str]:
+    return list(dataset_info(study.dataset, classes=study.data.get("classes")).class_names)
 
 
 def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | None = None) -> EvalContext:
@@ -64,7 +98,8 @@ def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | No
 
 def sample_bank(run_dir: Path, study: StudyConfig, precision: str,
                 dist: Dist | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
-    """Reuse the run's bank if it matches the checkpoint and size, else generate and save one.
+    """The generate stage of one model: reuse the run's bank if it matches the checkpoint and size, else
+    generate and save one (``samples/bank.npz`` + ``manifest.json``).
 
     Returns (uint8 (N, C, H, W), int64 (N,) labels or None, the bank's manifest). Under DDP (``dist`` active)
     every rank calls it and gets the full images and labels: rank 0 decides whether its bank is reused (and
@@ -94,8 +129,10 @@ def sample_bank(run_dir: Path, study: StudyConfig, precision: str,
 
 
 def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> dict | None:
-    """Sample (or reuse the bank) and score one trained run; writes ``<run>/metrics.json``. Under DDP every
-    rank calls it (sharded generation and features); rank 0 writes and returns the record, the others None."""
+    """Generate (or reuse the bank) and score one trained run: the generic metrics, stability, efficiency and
+    every family metric declared for its family (:data:`genbench.metrics.family.FAMILY_METRICS`); writes
+    ``<run>/metrics.json``. Under DDP every rank calls it (sharded generation and features); rank 0 writes and
+    returns the record, the others None."""
     images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist)
     metrics = evaluate_images(ctx, images, labels, what=run_dir.name)
     if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
@@ -113,8 +150,22 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
         "gen_seconds_per_1000": manifest["gen_seconds_per_1000"], "sampler": manifest["sampler"],
         "sampler_steps": manifest["steps"], "nfe": manifest["nfe"], "guidance_scale": manifest["guidance_scale"],
         "precision": manifest["precision"], "params": params, "threads": torch.get_num_threads()}
+    t0 = time.perf_counter()
+    fam = family_metrics(model, family, ctx.test, study.evaluation, hist, study.seed)
+    metrics.update(fam)
+    if fam:
+        log(f"[evaluate] {run_dir.name}: {', '.join(fam)} ({time.perf_counter() - t0:.1f} s)")
+    warn = (fam.get("active_units") or {}).get("collapse_warning")
+    if warn:
+        log(f"[warning] {run_dir.name}: {warn}")
     record = {"model": mcfg.name, "kind": mcfg.kind, "family": family, "conditional": bool(
-        getattr(model, "num_classes", 0)), "metrics": metrics, "sample_bank": manifest, "seed": study.seed,
+        getattr(model, "num_classes", 0)), "metrics": metrics, "family_metrics": sorted(fam),
+        "sample_bank": manifest, "seed": study.seed, "params": mcfg.params,
+        "training": {"epochs": ck["epoch"], "batch_size": mcfg.batch_size, "optimizer": mcfg.optimizer,
+                     "precision": mcfg.precision, "ema_decay": mcfg.ema_decay},
+        "files": {"config": f"{mcfg.name}/config.yaml", "history": f"{mcfg.name}/history.jsonl",
+                  "checkpoint": f"{mcfg.name}/checkpoints/last.pt", "bank": f"{mcfg.name}/samples/bank.npz",
+                  "manifest": f"{mcfg.name}/samples/manifest.json", "metrics": f"{mcfg.name}/metrics.json"},
         "provenance": provenance()}
     atomic_write_json(run_dir / "metrics.json", record)
     return record
@@ -122,8 +173,15 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
 
 def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalContext) -> dict | None:
     """The real-data floor: the held-out training slice scored exactly like a model's samples (under DDP every
-    rank calls it; rank 0 gets the record, the others None)."""
+    rank calls it; rank 0 gets the record, the others None).
+
+    Raises:
+        GenbenchError: the study holds out no images (``holdout: 0``), so there is no floor to score.
+    """
     hold = splits["holdout"]
+    if len(hold) < 2:
+        raise GenbenchError(f"{study.name}: holdout is {len(hold)} images, so there is no real-data floor; set "
+                            f"`holdout:` in the study file (e.g. 5000, the last training images, never trained on)")
     n = min(study.evaluation.n_samples, len(hold))
     if n < study.evaluation.n_samples:
         log(f"[evaluate] warning: holdout has {len(hold)} images < n_samples; the real floor uses N={n}")
@@ -131,19 +189,43 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
     if metrics is None:
         return None
     return {"model": "real", "kind": "real", "family": "real", "conditional": True, "metrics": metrics,
+            "family_metrics": [],
             "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on"}}
 
 
-def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records: list[dict], **timings) -> dict:
-    """Write the study's ``metrics.json`` (atomically): every model's record plus the real-data floor, the
-    classifier, the evaluation settings, provenance and the given timings (seconds)."""
-    summary = {"study": study.name, "dataset": study.dataset, "profile": study.profile, "seed": study.seed,
+def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records: list[dict], *,
+                  experiments: dict | None = None, **timings) -> dict:
+    """Write the study's ``metrics.json`` (atomically; schema docs/METRICS.md): every model's record plus the
+    real-data floor, the dataset facts, the classifier, the evaluation settings, the experiments, provenance and
+    the given timings (seconds). Records of models not in ``records`` are kept from an earlier ``metrics.json``
+    of the same study (``genbench evaluate`` on some of its models merges), as are its experiments."""
+    old = _read_summary(study_dir)
+    new_names = {r["model"] for r in records}
+    kept = [r for r in (old or {}).get("models", []) if r.get("model") not in new_names] \
+        if old and old.get("schema_version") == SCHEMA_VERSION else []
+    order = [m.name for m in study.models] + ["real"]
+    merged = sorted(kept + records, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
+    info = dataset_info(study.dataset, classes=study.data.get("classes"))
+    summary = {"schema_version": SCHEMA_VERSION, "study": study.name, "dataset": study.dataset,
+               "dataset_info": {**dataclasses.asdict(info), "train": len(ctx.train), "test": len(ctx.test),
+                                "holdout": study.holdout, "options": study.data},
+               "profile": study.profile, "seed": study.seed,
                "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
-               "models": records, "provenance": provenance(), **timings}
+               "family_metrics": {fm.name: {"families": list(fm.families), "doc": fm.doc} for fm in FAMILY_METRICS},
+               "models": merged,
+               "experiments": experiments if experiments is not None else (old or {}).get("experiments", {}),
+               "provenance": provenance(), **timings}
     if ctx._inception is not None:
         summary["inception_seconds_per_image"] = ctx.inception.seconds / max(ctx.inception.images, 1)
     atomic_write_json(study_dir / "metrics.json", summary)
     return summary
+
+
+def _read_summary(study_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(study_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def load_study_dir(study_dir: Path, profile: str | None = None) -> StudyConfig:
@@ -164,8 +246,6 @@ def load_study_dir(study_dir: Path, profile: str | None = None) -> StudyConfig:
 
 def _diverged_status(run_dir: Path) -> dict | None:
     """The run's ``status.json`` if training stopped because it diverged (see :mod:`genbench.training.loop`)."""
-    import json
-
     p = run_dir / "status.json"
     try:
         st = json.loads(p.read_text()) if p.exists() else None
@@ -174,32 +254,79 @@ def _diverged_status(run_dir: Path) -> dict | None:
     return st if isinstance(st, dict) and st.get("status") == "diverged" else None
 
 
-def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
-              resume: bool = False) -> Path:
-    """Run a whole study. Returns the study folder ``out_root/<study.name>``.
-
-    An interrupted study (no ``metrics.json`` yet) always continues where it stopped. A finished one is only
-    run again with ``resume`` (reuse finished models and banks, evaluate again) or ``overwrite`` (retrain).
+@contextlib.contextmanager
+def study_lock(study_dir: Path):
+    """Hold an exclusive lock on ``study_dir/.study.lock`` for the whole pipeline (rank 0 only under DDP).
 
     Raises:
-        GenbenchError: the study folder holds a finished study and neither ``resume`` nor ``overwrite`` is set.
+        GenbenchError: another process is running this study.
     """
-    t_start = time.perf_counter()
-    study_dir = Path(out_root) / study.name
-    if (study_dir / "metrics.json").exists() and not (overwrite or resume):
-        raise GenbenchError(f"{study_dir} already holds a finished study (metrics.json); pass --resume to reuse "
-                            f"its trained models and evaluate again, or --overwrite to retrain from scratch")
+    if not is_main_process():
+        yield
+        return
     study_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
-    if main:
-        atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
-    sweeps = parse_sweeps(study)  # validated before any training
+    with open(study_dir / ".study.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise GenbenchError(f"another genbench process is running the study in {study_dir}; wait for it to "
+                                f"finish (or stop it), then run again") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def is_finished(study_dir: Path) -> bool:
+    """A study is finished once its report is written (``finished.json``), not when ``metrics.json`` is."""
+    return (Path(study_dir) / "finished.json").exists()
+
+
+def check_study(study: StudyConfig) -> None:
+    """Checks that need the whole study, done before any work (sweeps, DDIM step counts).
+
+    Raises:
+        GenbenchError: one line naming the field.
+    """
+    parse_sweeps(study)
     for m in study.models:
         if m.kind == "ddpm" and m.params.get("sampler", "ddim") == "ddim":
             T, k = m.params.get("timesteps", 1000), m.params.get("sampler_steps", 50)
             if T % k:
                 raise GenbenchError(f"models.{m.name}.params.sampler_steps: DDIM with {k} steps needs a divisor of "
                                     f"timesteps={T} (the step would leave the timestep list); e.g. 10, 20, 25, 50")
+
+
+def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
+              resume: bool = False, report: Callable[[Path], Path] | None = None) -> Path:
+    """Run a whole study through the one pipeline. Returns the study folder ``out_root/<study.name>``.
+
+    ``report``: the report stage (``genbench.report.build.build_report``, passed by the CLI: this layer sits
+    below the report); the study is marked finished once it returns. An interrupted study always continues
+    where it stopped. A finished one is only run again with ``resume`` (reuse finished models, banks and
+    experiments, evaluate again) or ``overwrite`` (retrain).
+
+    Raises:
+        GenbenchError: the study folder holds a finished study and neither ``resume`` nor ``overwrite`` is set;
+            another process runs the same study; a stage fails on bad input.
+    """
+    t_start = time.perf_counter()
+    study_dir = Path(out_root) / study.name
+    if is_finished(study_dir) and not (overwrite or resume):
+        raise GenbenchError(f"{study_dir} already holds a finished study; pass --resume to reuse its trained models "
+                            f"and evaluate again, or --overwrite to retrain from scratch")
+    check_study(study)
+    with study_lock(study_dir):
+        _run_locked(study, study_dir, overwrite=overwrite, only=only, t_start=t_start, report=report)
+    return study_dir
+
+
+def _run_locked(study, study_dir, *, overwrite, only, t_start, report) -> None:
+    main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
+    if main:
+        (study_dir / "finished.json").unlink(missing_ok=True)
+        atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
+    sweeps = parse_sweeps(study)
     splits = prepare_data(study)
     log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
         f"test {len(splits['test'])} (profile {study.profile})")
@@ -207,6 +334,7 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
     if only and len(models) != len(only):
         raise GenbenchError(f"--only names {only}, the study has {[m.name for m in study.models]}")
     diverged: dict[str, dict] = {}
+    t_train = time.perf_counter()
     for m in models:
         log(f"[train] {m.name}: {m.kind}, {m.epochs} epochs, batch {m.batch_size}, {m.precision}")
         try:
@@ -217,6 +345,7 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
                 raise
             log(f"[train] {e}; {m.name} is left out of the evaluation and marked as diverged in the report")
             diverged[m.name] = {**status, "message": str(e)}
+    t_train = time.perf_counter() - t_train
     # evaluation: every data-parallel rank generates and extracts features for its share; rank 0 writes
     dist = context()
     diverged = dist.broadcast(diverged)  # rank 0's view (it wrote the status files), the same on every rank
@@ -225,13 +354,47 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
         raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
                             f"rates in the study file and rerun with --overwrite")
     ctx = make_context(study, splits, dist)
+    t_eval = time.perf_counter()
     records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
     records.append(evaluate_real(study, splits, ctx))
+    t_eval = time.perf_counter() - t_eval
     if not main:
-        return study_dir  # sweeps and the report are rank 0's alone
+        return  # experiments, sweeps and the report are rank 0's alone
     ctx.dist = Dist(device=dist.device)  # from here on rank 0 works alone: no collectives
-    write_summary(study_dir, study, ctx, records, pipeline_seconds=time.perf_counter() - t_start,
-                  diverged=diverged)
+    summary = write_summary(study_dir, study, ctx, records, train_seconds_total=t_train,
+                            evaluate_seconds=t_eval, diverged=diverged)
+    exp = run_experiment_stage(study, study_dir, splits, ctx, summary, overwrite=overwrite)
+    write_summary(study_dir, study, ctx, records, experiments=exp, train_seconds_total=t_train,
+                  evaluate_seconds=t_eval, diverged=diverged, pipeline_seconds=time.perf_counter() - t_start)
     if sweeps is not None and sweeps.in_study and sweeps.model in {m.name for m in models}:
         run_sweeps(study_dir, study, ctx, sweeps, log=log)
-    return study_dir  # the report stage is the caller's (genbench.cli): studies sit below report
+    if report is not None:
+        report(study_dir)
+        atomic_write_json(study_dir / "finished.json", {"pipeline_seconds": time.perf_counter() - t_start,
+                                                         "provenance": provenance()})
+
+
+def run_experiment_stage(study, study_dir: Path, splits, ctx: EvalContext, summary: dict, *,
+                         overwrite: bool = False) -> dict:
+    """The experiments stage (rank 0): every experiment of the study file, on the trained models and their
+    banks; returns the ``experiments`` entry of ``metrics.json``."""
+    if not study.experiments:
+        return {}
+    from genbench.studies.experiments import ExperimentContext, run_experiments
+
+    records = {r["model"]: r for r in summary["models"] if r["model"] != "real"}
+    models, banks = {}, {}
+    for m in study.models:
+        if m.name not in records:
+            continue
+        models[m.name] = (load_trained(study_dir / m.name)[0], m)
+        got = read_bank(study_dir / m.name)
+        if got is None:
+            raise GenbenchError(f"{study_dir / m.name / 'samples'} holds no bank of the current checkpoint; run "
+                                f"`genbench evaluate {study_dir / m.name}` first")
+        images, labels, _ = got
+        banks[m.name] = (images, labels if (labels >= 0).all() else None)
+    ectx = ExperimentContext(study=study, study_dir=study_dir, splits=splits, eval_ctx=ctx, models=models,
+                             banks=banks, records=records, overwrite=overwrite, log=log,
+                             class_names=class_names(study))
+    return run_experiments(ectx)

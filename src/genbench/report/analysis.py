@@ -1,0 +1,89 @@
+"""Sentences generated from the measured numbers (nothing typed in by hand), one per question the report answers.
+
+A sentence that ranks models ("lowest FID") names a winner only when the gap to the runner-up is larger than
+their combined uncertainty (the two spreads added in quadrature, :func:`separated`); otherwise it says the
+models are not distinguishable at this N.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def separated(a: dict, b: dict) -> bool:
+    """True when |a - b| exceeds sqrt(std_a^2 + std_b^2) (two metric dicts with ``value`` and ``std``); a
+    metric without a spread never separates."""
+    sa, sb = a.get("std"), b.get("std")
+    if sa is None or sb is None:
+        return False
+    return abs(a["value"] - b["value"]) > math.sqrt(sa ** 2 + sb ** 2)
+
+
+def _rank(models: list[dict], key: str, lower: bool) -> tuple[str, str | None]:
+    """(best model, runner-up or None) by metric ``key``."""
+    have = [r for r in models if key in r["metrics"] and r["metrics"][key].get("value") is not None]
+    if not have:
+        return "", None
+    s = sorted(have, key=lambda r: r["metrics"][key]["value"], reverse=not lower)
+    return s[0]["model"], (s[1]["model"] if len(s) > 1 else None)
+
+
+def _best_sentence(models: list[dict], key: str, lower: bool, what: str, digits: int = 4) -> str:
+    recs = {r["model"]: r["metrics"] for r in models}
+    best, second = _rank(models, key, lower)
+    if not best:
+        return ""
+    b = recs[best][key]
+    if second is None:
+        return f"{what} of {best}: {b['value']:.{digits}g}."
+    s = recs[second][key]
+    if separated(b, s):
+        return (f"{'lowest' if lower else 'highest'} {what}: {best} ({b['value']:.{digits}g} ± {b['std']:.2g}), "
+                f"ahead of {second} ({s['value']:.{digits}g} ± {s['std']:.2g}) by more than their combined spread.")
+    why = "within the combined spread" if b.get("std") is not None and s.get("std") is not None else \
+        "no spread measured, so no ranking"
+    return (f"{best} and {second} are not distinguishable by {what} ({b['value']:.{digits}g} vs "
+            f"{s['value']:.{digits}g}, {why}).")
+
+
+def analysis(models: list[dict], real: dict, info: dict) -> dict[str, str]:
+    """One sentence per question (quality, stability, controllability, efficiency) from ``metrics.json`` records;
+    ``info`` is the summary's ``dataset_info``. Missing metrics leave their question out."""
+    out: dict[str, str] = {}
+    rm = real["metrics"]
+    k = info.get("num_classes") or len(rm.get("mode_coverage", {}).get("histogram") or [])
+    fid = rm.get("fid_inception", {})
+    q = _best_sentence(models, "fid_inception", True, f"Inception FID (N={fid.get('n_generated')})")
+    if q:
+        out["quality"] = (q + f" Real held-out {info.get('content', 'images')} score "
+                          f"{fid['value']:.1f} at the same N: the floor. "
+                          + _best_sentence(models, "fd_classifier", True, "classifier-feature FD", 3))
+    stab = {r["model"]: r["metrics"]["stability"] for r in models if "stability" in r["metrics"]}
+    if stab:
+        steady = max(stab, key=lambda m: stab[m]["score"])
+        mc = {r["model"]: r["metrics"]["mode_coverage"] for r in models if "mode_coverage" in r["metrics"]}
+        drop = [m for m, v in mc.items() if v["value"] < rm["mode_coverage"]["value"]]
+        out["stability"] = (f"Lowest loss variation over the last half of training: {steady} (cv "
+                            f"{stab[steady]['cv']:.3f}; cv is one run's statistic with no spread, so it ranks but does "
+                            f"not prove). Mode coverage: " + ", ".join(f"{m} {v['value']}/{k} classes" for m, v in mc.items())
+                            + (f"; fewer classes than real data for {', '.join(drop)} (mode dropping)." if drop
+                               else "; no model drops a class."))
+    cond = [r for r in models if r["conditional"] and "conditional_accuracy" in r["metrics"]]
+    if cond:
+        out["controllability"] = (
+            "Share of label-conditioned samples the in-domain classifier puts in the requested class: "
+            + ", ".join(f"{r['model']} {100 * r['metrics']['conditional_accuracy']['value']:.1f}% ± "
+                        f"{100 * r['metrics']['conditional_accuracy']['std']:.1f}" for r in cond)
+            + f" (real held-out images: {100 * rm['conditional_accuracy']['value']:.1f}%). "
+            + (", ".join(r["model"] for r in models if not r["conditional"]) + " cannot be steered by label."
+               if any(not r["conditional"] for r in models) else ""))
+    eff = {r["model"]: r["metrics"]["efficiency"] for r in models if "efficiency" in r["metrics"]}
+    if eff:
+        fast = min(eff, key=lambda m: eff[m]["gen_seconds_per_1000"])
+        slow = max(eff, key=lambda m: eff[m]["gen_seconds_per_1000"])
+        out["efficiency"] = (
+            f"Fastest generation {fast} ({eff[fast]['gen_seconds_per_1000']:.3g} s per 1,000 images, "
+            f"{eff[fast]['nfe']} NFE), slowest {slow} ({eff[slow]['gen_seconds_per_1000']:.3g} s, "
+            f"{eff[slow]['sampler']}, {eff[slow]['nfe']} NFE). Training: "
+            + ", ".join(f"{m} {v['train_seconds']:.0f} s ({v['epochs']} epochs)" for m, v in eff.items()) + ".")
+    return out
