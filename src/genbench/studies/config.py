@@ -22,6 +22,7 @@ import yaml
 
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
+from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 
@@ -30,7 +31,7 @@ DATASET_INFO = {"mnist": {"image_shape": (1, 28, 28), "num_classes": 10}}
 DATASET_INFO.update({"fashion_mnist": {"image_shape": (1, 28, 28), "num_classes": 10},
                      "quickdraw": {"image_shape": (1, 28, 28), "num_classes": None},  # len(data.classes)
                      "cifar10": {"image_shape": (3, 32, 32), "num_classes": 10}})
-STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
+STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files)
 
 
 def resolve_profile(obj: Any, profile: str) -> Any:
@@ -248,14 +249,7 @@ def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
     Raises:
         GenbenchError: the file is missing, unreadable, not UTF-8, not YAML, or fails :func:`parse_study`.
     """
-    p = Path(path)
-    if not p.exists():
-        cand = STUDIES_DIR / f"{path}.yaml"
-        if cand.exists():
-            p = cand
-        else:
-            raise GenbenchError(f"study file {path} not found; give a path or one of: "
-                                f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
+    p = resolve_study(path)
     try:
         text = p.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:

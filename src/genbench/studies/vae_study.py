@@ -45,7 +45,8 @@ from genbench.metrics.scores import feature_stats, frechet_distance, inception_s
 from genbench.models.registry import MODEL_KINDS
 from genbench.report import vae_figures as vf
 from genbench.sampling.bank import balanced_labels, generate
-from genbench.studies.config import STUDIES_DIR, ModelConfig, StudyConfig, parse_study, provenance, to_yaml
+from genbench.studies.catalog import locate_study
+from genbench.studies.config import ModelConfig, StudyConfig, parse_study, provenance, to_yaml
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.loop import load_trained, train
 
@@ -76,10 +77,7 @@ class VAEStudy:
 
 
 def _resolve(study: str) -> Path:
-    p = Path(study)
-    if not p.exists() and (STUDIES_DIR / f"{study}.yaml").exists():
-        p = STUDIES_DIR / f"{study}.yaml"
-    return p
+    return locate_study(study) or Path(study)
 
 
 def find_vae_study(study: str, profile: str) -> VAEStudy | None:
