@@ -127,6 +127,8 @@ def load_cifar10(data_dir: str | None) -> dict[str, np.ndarray]:
         arrs = read_cifar10_archive(archive)
         save_arrays("cifar10", arrs, source=f"{ARCHIVE} (verified)")
         return arrs
-    tried = f"{data_dir}, " if data_dir else ""
-    raise AssetError(f"CIFAR-10 is in none of {tried}${ENV}, {archive}; run `genbench data fetch cifar10`, or put "
-                     f"the official cifar-10-batches-py files ({', '.join(FILES)}) in data.data_dir or ${ENV}")
+    d = Path(data_dir or "data/cifar10").expanduser()
+    missing = [f for f in FILES if not (d / f).exists() and not (d / "cifar-10-batches-py" / f).exists()]
+    raise AssetError(f"CIFAR-10: {d} lacks {', '.join(missing)} (the official cifar-10-batches-py files) and "
+                     f"{archive} was not fetched; run `genbench data fetch cifar10`, or put the files in data.data_dir "
+                     f"or ${ENV}")

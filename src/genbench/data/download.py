@@ -54,7 +54,8 @@ def download(dataset: str, base_url: str, files: dict[str, str | None], dest: Pa
         files: the registry of files and their hashes.
         dest: cache folder (created).
         force: delete the cached files first and download them again.
-        progress: show a tqdm progress bar on stderr.
+        progress: show a tqdm progress bar on stderr (only when stderr is a terminal, so that logs and captured
+            output hold one line per event).
         urls: file name -> full URL, for files not found at ``base_url`` + name (a mirror's own file URL).
 
     Returns:
@@ -67,7 +68,10 @@ def download(dataset: str, base_url: str, files: dict[str, str | None], dest: Pa
     import pooch
     import requests
 
+    import sys
+
     pooch.get_logger().setLevel("WARNING")
+    progress = progress and sys.stderr.isatty()
     base = base_url if base_url.endswith("/") else base_url + "/"
     if force:
         for f in files:
