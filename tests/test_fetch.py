@@ -284,6 +284,10 @@ def test_cli_mirror_with_sha256_and_unreachable_source(server, tmp_path):
                "--sha256", f"rabbit.npy={SHA['rabbit.npy']}", "--sha256", f"yoga.npy={SHA['yoga.npy']}"], env, tmp_path)
     assert ok.returncode == 0 and ok.stdout.strip() == (
         f"quickdraw: 2 classes (55 drawings) from mirror {server.url} (sha256 recorded) -> {home}/assets/quickdraw")
+    # a cached file is not taken for the mirror's when the checksum given differs from it
+    again = _cli(["quickdraw", "--classes", "yoga", "--url", server.url, "--sha256", "yoga.npy=" + "1" * 64], env, tmp_path)
+    assert "yoga.npy does not match its checksum sha256:111" in _one_error_line(again)
+    assert server.hits["yoga.npy"] == 2 and "assets/quickdraw/yoga.npy" not in _cached_files(home)
     # a mirror that does not serve the original file is refused before any download
     line = _one_error_line(_cli(["cifar10", "--url", server.url + "cifar-10-python.tar.gz", "--sha256",
                                  SHA["cifar-10-python.tar.gz"]], env, tmp_path))

@@ -338,7 +338,7 @@ def _fetch_quickdraw(url, sha256, force, source_dir, progress, classes=None, **_
             raise AssetError(f"QuickDraw: {d} lacks {', '.join(f'{c}.npy' for c in missing)}; put Google's "
                              f"numpy_bitmap files there")
         rows = [check_quickdraw_npy(_class_file(Path(d), c)) for c in classes]
-        return f"quickdraw: {len(classes)} classes ({sum(rows)} drawings) from directory {d}"
+        return f"quickdraw: {len(classes)} class{'es' if len(classes) > 1 else ''} ({sum(rows)} drawings) from directory {d}"
     cache, man = quickdraw_cache(), _manifest()
     if force:
         for f in files:
@@ -349,7 +349,9 @@ def _fetch_quickdraw(url, sha256, force, source_dir, progress, classes=None, **_
         base = url
     else:
         hashes, base = {f: None for f in files}, _base("quickdraw")
-    todo = [f for f in files if not ((cache / f).exists() and f in man)]
+    # a cached file is reused when it has its fetch record and, for a mirror, the checksum the user gave
+    todo = [f for f in files if not ((cache / f).exists() and f in man
+                                     and (hashes[f] is None or man[f]["sha256"] == hashes[f].split(":")[1]))]
     src = f"mirror {base}" if url else ("cache" if not todo else f"Google's bucket {base}")
     for f in todo:  # one by one: each is checked and recorded as soon as it has arrived
         p = download("quickdraw", base, {f: hashes[f]}, cache, force=True, progress=progress)[f]
@@ -363,7 +365,7 @@ def _fetch_quickdraw(url, sha256, force, source_dir, progress, classes=None, **_
         atomic_write_json(cache / "manifest.json", man)
     verify_quickdraw_cache(list(classes))
     n = sum(man[f]["rows"] for f in files)
-    return f"quickdraw: {len(classes)} classes ({n} drawings) from {src} (sha256 recorded) -> {cache}"
+    return f"quickdraw: {len(classes)} class{'es' if len(classes) > 1 else ''} ({n} drawings) from {src} (sha256 recorded) -> {cache}"
 
 
 _FETCH = {"mnist": _fetch_mnist, "fashion_mnist": _fetch_fashion_mnist, "cifar10": _fetch_cifar10,
