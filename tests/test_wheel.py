@@ -68,3 +68,21 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
     assert (work / "runs" / "mnist-four" / "report" / "index.html").exists()
     assert (work / "runs" / "mnist-four" / "study.yaml").exists()
     assert p.stdout.strip().splitlines()[-1].startswith(f"report: runs/mnist-four/report/index.html")
+
+
+def test_study_names_resolve_from_any_folder(tmp_path, monkeypatch):
+    from genbench.errors import GenbenchError
+    from genbench.studies.catalog import resolve_study, shipped, studies_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert set(shipped()) == {"mnist_four", "fashion_beta_vae", "quickdraw_vae", "cifar10_vae_dcgan"}
+    for name in ("mnist_four", "mnist_four.yaml", "studies/mnist_four.yaml"):
+        assert resolve_study(name) == studies_dir() / "mnist_four.yaml"
+    (tmp_path / "mnist_four.yaml").write_text("name: mine\n")  # a file of the user's wins over the shipped name
+    assert resolve_study("mnist_four.yaml") == Path("mnist_four.yaml")
+    try:
+        resolve_study("other/mnist_four.yaml")
+        raise AssertionError("a path in another folder is not a shipped name")
+    except GenbenchError as e:
+        assert "not found" in str(e) and "mnist_four" in str(e)
+    assert (ROOT / "studies" / "mnist_four.yaml").resolve() == (studies_dir() / "mnist_four.yaml").resolve()
