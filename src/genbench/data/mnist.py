@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from genbench.data.assets import cache_home, fetch_asset
+from genbench.data.assets import ASSETS, cache_home, fetch_asset
+from genbench.data.cache import load_arrays, save_arrays
 from genbench.errors import AssetError
-from genbench.io import atomic_savez
 
 # md5 of the original IDX files (uncompressed), from ASSETS.md.
 IDX_MD5 = {
@@ -123,23 +123,18 @@ def _cache_ok(a: dict[str, np.ndarray]) -> bool:
 def load_mnist(*, fetch: bool = True) -> dict[str, np.ndarray]:
     """MNIST as uint8 arrays: x_train (60000, 1, 28, 28), y_train int64 (60000,), x_test, y_test (10000).
 
-    Cached at ``$GENBENCH_HOME/datasets/mnist.npz`` after the first conversion; a cache that is unreadable or
-    has the wrong shapes, dtypes or labels is rebuilt from the verified asset.
+    Cached at ``$GENBENCH_HOME/datasets/mnist.npz`` (with the checksum of its arrays, see
+    :mod:`genbench.data.cache`) after the first conversion; a cache that is unreadable, lacks its checksum record,
+    differs from it, or has the wrong shapes, dtypes or labels is rebuilt from the verified asset.
 
     Raises:
         AssetError: the asset is missing (and ``fetch`` is False) or fails verification.
     """
-    cached = cache_home() / "datasets" / "mnist.npz"
-    if cached.exists():
-        try:
-            with np.load(cached) as z:
-                arrs = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            if _cache_ok(arrs):
-                return arrs
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt below
-            pass
+    arrs = load_arrays("mnist")
+    if arrs is not None and _cache_ok(arrs):
+        return arrs
     if not fetch and not (cache_home() / "assets" / "mnist").exists():
         raise AssetError("MNIST is not in the cache; run `genbench data fetch mnist`")
     arrs = convert_mnist()
-    atomic_savez(cached, **arrs)
+    save_arrays("mnist", arrs, source="mnist.pkl.gz sha256 " + ASSETS["mnist"].member_sha256)
     return arrs

@@ -1,6 +1,11 @@
 """QuickDraw (Ha & Eck 2017) from Google's per-class ``numpy_bitmap`` files: ``<class>.npy`` (as served under
 ``quickdraw_dataset/full/numpy_bitmap/``; ``full_numpy_bitmap_<class>.npy`` is accepted too), each a uint8
-array (N, 784) of 28 x 28 bitmaps, 0 = background. Nothing is downloaded.
+array (N, 784) of 28 x 28 bitmaps, 0 = background. ``genbench data fetch quickdraw`` downloads them from
+Google's bucket into ``$GENBENCH_HOME/assets/quickdraw/`` (:mod:`genbench.data.sources`; no checksum is published
+for them, so the sha256 of what was fetched is recorded then and checked on every load).
+
+Where the files come from, in this order: ``$GENBENCH_QUICKDRAW_DIR``; the study's ``data.data_dir`` when it
+holds every class; the fetched cache.
 
 Split, reproducible: per class, a permutation of its rows by ``numpy.random.default_rng([seed, class index])``;
 the first ``train_per_class`` rows are train, the next ``test_per_class`` test. Labels are the classes' indices
@@ -38,9 +43,17 @@ def load_quickdraw(data_dir: str | None, classes: list[str], *, train_per_class:
     """
     d = Path(os.environ.get(ENV) or data_dir or "data/quickdraw").expanduser()
     missing = [c for c in classes if _class_file(d, c) is None]
+    if missing and not os.environ.get(ENV):
+        from genbench.data.sources import quickdraw_cache, verify_quickdraw_cache
+
+        cache = quickdraw_cache()
+        if all(_class_file(cache, c) is not None for c in classes):
+            verify_quickdraw_cache(classes)
+            d, missing = cache, []
     if missing:
         raise AssetError(f"QuickDraw: {d} lacks {', '.join(f'{c}.npy' for c in missing)} (Google's numpy_bitmap "
-                         f"files); put them there, or set data.data_dir in the study file or ${ENV}")
+                         f"files); run `genbench data fetch quickdraw --classes {','.join(classes)}`, or put them "
+                         f"there, or set data.data_dir in the study file or ${ENV}")
     need = train_per_class + test_per_class
     xs = {"train": [], "test": []}
     ys = {"train": [], "test": []}

@@ -23,6 +23,7 @@ import yaml
 from genbench.data.info import DATASET_NAMES, dataset_info
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
+from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 
@@ -30,7 +31,7 @@ PROFILES = ("smoke", "quick", "full")
 EXPERIMENTS = ("reconstructions", "samples", "interpolations", "beta_sweep", "frozen_latent", "linear_probe",
                "encoder_comparison", "per_class")
 """Experiment stages a study may list under ``experiments:`` (:mod:`genbench.studies.experiments`)."""
-STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
+STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files)
 
 
 def resolve_profile(obj: Any, profile: str) -> Any:
@@ -282,14 +283,7 @@ def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
     Raises:
         GenbenchError: the file is missing, unreadable, not UTF-8, not YAML, or fails :func:`parse_study`.
     """
-    p = Path(path)
-    if not p.exists():
-        cand = STUDIES_DIR / f"{path}.yaml"
-        if cand.exists():
-            p = cand
-        else:
-            raise GenbenchError(f"study file {path} not found; give a path or one of: "
-                                f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
+    p = resolve_study(path)
     try:
         text = p.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
