@@ -92,16 +92,42 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
         out: Path = typer.Option(Path("runs"), help="runs folder"),
         overwrite: bool = typer.Option(False, help="retrain from scratch instead of resuming"),
         resume: bool = typer.Option(False, help="run a finished study again, reusing its trained models"),
-        only: Optional[List[str]] = typer.Option(None, help="run only these models of the study")):
+        only: Optional[List[str]] = typer.Option(None, help="run only these models of the study"),
+        budget: Optional[str] = typer.Option(None, help="equal compute for every model: images=N, flops=F or "
+                                             "seconds=S (overrides the study's budget and epochs)"),
+        seeds: Optional[int] = typer.Option(None, help="K trials with seeds seed, seed+1, ... (overrides the "
+                                            "study's `seeds`); the table shows means with 95% intervals"),
+        engine: str = typer.Option("sequential", help="several seeds: sequential | ray"),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local instance)")):
     """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
     continues where it stopped; a finished one needs --resume or --overwrite."""
+    import dataclasses
+
     from genbench.report.build import build_report
-    from genbench.studies.config import load_study
+    from genbench.studies.config import load_study, parse_budget
     from genbench.studies.runner import run_study
     from genbench.runtime.distributed import is_main_process
 
     t0 = time.perf_counter()
     cfg = load_study(study, profile)
+    if budget is not None:
+        b = parse_budget(budget)
+        cfg = dataclasses.replace(cfg, budget=b, models=tuple(dataclasses.replace(m, budget=b) for m in cfg.models),
+                                  raw={**cfg.raw, "budget": {b["kind"]: b["value"]}})
+    if seeds is not None and seeds < 1:
+        raise GenbenchError("--seeds must be >= 1 (the number of seeds, counting up from the study's seed)")
+    seed_list = list(range(cfg.seed, cfg.seed + seeds)) if seeds else list(cfg.seeds)
+    if len(seed_list) > 1:
+        if only:
+            raise GenbenchError("--only cannot be combined with several seeds; run the seeds of the whole study")
+        from genbench.report.aggregate import build_aggregate_report
+        from genbench.studies.trials import run_trials
+
+        path = run_trials(cfg, out, seed_list, engine=engine, address=address, overwrite=overwrite,
+                          report=build_report)
+        typer.echo(f"report: {build_aggregate_report(path.parent)}  ({len(seed_list)} seeds, "
+                   f"{time.perf_counter() - t0:.0f} s)")
+        return
     d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume, report=build_report)
     if not is_main_process():
         return  # data-parallel ranks > 0 only train and take part in the sharded evaluation

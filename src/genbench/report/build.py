@@ -287,10 +287,19 @@ def build_report(study_dir: Path) -> Path:
                                 annotate=[f"{x['gen_seconds_per_1000']:.3g} s\n{x['sampler']}\n{x['nfe']} NFE"
                                           for x in eff])),
                      "Generation time per 1,000 images (log axis), with the sampler and network evaluations per image"))
-    ef.append(table(["model", "params", "epochs", "steps", "images seen", "train s", "images / s", "s / step",
-                     "precision"], [[r["model"], x["params"], x["epochs"], x["steps"], x["images_seen"],
-                                     x["train_seconds"], x["images_per_second"], x["seconds_per_step"], x["precision"]]
-                                    for r, x in zip(models, eff)]))
+    budgets = {json.dumps(x.get("budget"), sort_keys=True) for x in eff}
+    if any(x.get("budget") for x in eff):
+        b = eff[0].get("budget") or {}
+        ef.append(f"<p>Equal-compute comparison: every model trained under the budget <b>{e(str(b.get('kind')))} = "
+                  f"{b.get('value', 0):g}</b> and stopped at the first step past it (its epochs setting ignored)"
+                  + (" (<span class='warn'>models ran under different budgets</span>)" if len(budgets) > 1 else "")
+                  + (". Wall-clock budgets depend on the machine's load; prefer an images or FLOPs budget where "
+                     "results must reproduce." if b.get("kind") == "seconds" else ".") + "</p>")
+    ef.append(table(["model", "params", "epochs", "steps", "images seen", "training FLOPs", "train s", "images / s",
+                     "s / step", "precision"],
+                    [[r["model"], x["params"], x["epochs"], x["steps"], x["images_seen"],
+                      f"{x['flops']:.3g}" if x.get("flops") else "-", x["train_seconds"], x["images_per_second"],
+                      x["seconds_per_step"], x["precision"]] for r, x in zip(models, eff)]))
     if sweeps:
         from genbench.report.sweeps import sweep_table, sweep_text
 

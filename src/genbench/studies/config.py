@@ -101,6 +101,7 @@ class ModelConfig:
     divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
     channels_last: bool = False  # convolution weights (and so activations) in NHWC memory format
     compile: bool = False  # torch.compile the model's sub-networks for training (inductor)
+    budget: dict | None = None  # equal-compute training: {"kind": images|flops|seconds, "value": N}; epochs ignored
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
@@ -108,7 +109,7 @@ class ModelConfig:
                 "optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
                 "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
                 "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence,
-                "channels_last": self.channels_last, "compile": self.compile}
+                "channels_last": self.channels_last, "compile": self.compile, "budget": self.budget}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -117,7 +118,8 @@ class ModelConfig:
                    precision=d["precision"], dataset=d["dataset"], ema_decay=d.get("ema_decay"),
                    log_every=d.get("log_every", 50), train_subset=d.get("train_subset"),
                    divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS),
-                   channels_last=d.get("channels_last", False), compile=d.get("compile", False))
+                   channels_last=d.get("channels_last", False), compile=d.get("compile", False),
+                   budget=d.get("budget"))
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class StudyConfig:
     evaluation: EvalConfig
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
+    budget: dict | None = None  # the equal-compute budget every model trains under (None: each its own epochs)
+    seeds: tuple = ()  # several seeds: one trial per seed (studies/trials.py); () = the single `seed`
     data: dict = field(default_factory=dict)  # dataset options (data_dir, classes, train_per_class, ...)
     experiments: dict = field(default_factory=dict)  # experiment name -> its options, in run order
 
@@ -252,9 +256,44 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
     experiments = _experiments(r, where, {m.name for m in models})
+    budget = parse_budget(r.get("budget"), f"{where}.budget")
+    if budget is not None:
+        models = [dataclasses.replace(m, budget=budget) for m in models]
+    seeds = r.get("seeds") or ()
+    if not (isinstance(seeds, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 63
+                                                     for x in seeds)) or len(set(seeds)) != len(seeds):
+        raise GenbenchError(f"{where}.seeds: expected a list of distinct integers >= 0 (e.g. [42, 43, 44]), got {seeds!r}")
     return StudyConfig(name=name, dataset=dataset, profile=profile, seed=seed,
                        holdout=_get(r, "holdout", int, where, 5000, lambda v: v >= 0), models=tuple(models),
-                       evaluation=ev, source=str(source), raw=r, data=data, experiments=experiments)
+                       evaluation=ev, source=str(source), raw=r, data=data, experiments=experiments,
+                       budget=budget, seeds=tuple(seeds))
+
+
+def parse_budget(v, where: str = "--budget") -> dict | None:
+    """An equal-compute budget from ``images=N`` / ``flops=F`` / ``seconds=S`` (a string, as on the command line)
+    or a mapping ``{images: N}``; None stays None.
+
+    Raises:
+        GenbenchError: not one of the three kinds, or not a positive number.
+    """
+    if v is None:
+        return None
+    from genbench.training.loop import BUDGET_KINDS
+
+    if isinstance(v, str) and "=" in v:
+        k, _, num = v.partition("=")
+        try:
+            v = {k.strip(): float(num)}
+        except ValueError:
+            v = {k.strip(): num}
+    if not (isinstance(v, dict) and len(v) == 1):
+        raise GenbenchError(f"{where}: expected one of images=N, flops=F, seconds=S (e.g. images=4096), got {v!r}")
+    (kind, value), = v.items()
+    if kind not in BUDGET_KINDS or isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value > 1e21:
+        raise GenbenchError(f"{where}: expected one of images=N, flops=F, seconds=S with a positive number "
+                            f"(e.g. images=4096), got {kind}={value!r}")
+    return {"kind": kind, "value": int(value) if kind != "seconds" else float(value)}
 
 
 def _experiments(r: dict, where: str, names: set) -> dict:

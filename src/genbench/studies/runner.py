@@ -149,7 +149,8 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
         "seconds_per_step": ck["train_seconds"] / max(ck["step"], 1),
         "gen_seconds_per_1000": manifest["gen_seconds_per_1000"], "sampler": manifest["sampler"],
         "sampler_steps": manifest["steps"], "nfe": manifest["nfe"], "guidance_scale": manifest["guidance_scale"],
-        "precision": manifest["precision"], "params": params, "threads": torch.get_num_threads()}
+        "precision": manifest["precision"], "params": params, "threads": torch.get_num_threads(),
+        "flops": ck.get("flops"), "flops_per_step": ck.get("flops_per_step"), "budget": ck.get("budget")}
     t0 = time.perf_counter()
     fam = family_metrics(model, family, ctx.test, study.evaluation, hist, study.seed)
     metrics.update(fam)

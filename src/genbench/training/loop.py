@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from genbench.data.registry import Dataset, batches, num_batches
 from genbench.runtime.device import BatchShard
@@ -250,6 +251,8 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     torch.manual_seed(_dropout_seed(cfg.seed, dist.rank))  # dropout: each rank its own masks
     start_epoch, step, images_seen, train_seconds = 0, 0, 0, 0.0
     div = {"retries": 0, "lr_scale": 1.0}
+    budget = getattr(cfg, "budget", None)  # {"kind": images|flops|seconds, "value": ...}: equal-compute training
+    flops = {"per_step": None}  # training FLOPs of one step (torch.utils.flop_counter on this run's first step)
     n_params = sum(p.numel() for p in model.parameters())
     ckpt_bytes = 2 * 4 * n_params * (4 if ema is None else 5) + (16 << 20)
 
@@ -269,8 +272,9 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         start_epoch, step, images_seen = ck["epoch"], ck["step"], ck["images_seen"]
         train_seconds = ck["train_seconds"]
         div = dict(ck.get("divergence") or {"retries": 0, "lr_scale": 1.0})
+        flops["per_step"] = ck.get("flops_per_step") or flops["per_step"]
 
-    def checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int, finished: bool | None = None) -> None:
         rng = {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()}
         if dist.active:  # every rank's dropout RNG, so a resumed DDP run reproduces the uninterrupted one
             from accelerate.utils import gather_object
@@ -284,7 +288,10 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
                 "schedulers": {k: sch.state_dict() for k, sch in scheds.items()},
                 "ema": ema.state_dict() if ema is not None else None,
                 "epoch": epoch, "step": step, "images_seen": images_seen, "train_seconds": train_seconds,
-                "rng": rng, "divergence": dict(div), "finished": epoch == cfg.epochs,
+                "rng": rng, "divergence": dict(div),
+                "finished": (epoch == cfg.epochs and budget is None) if finished is None else finished,
+                "flops_per_step": flops["per_step"], "flops": flops["per_step"] * step if flops["per_step"] else None,
+                "budget": budget,
             })
         dist.barrier()  # the other ranks may read it from here on
 
@@ -311,7 +318,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         checkpoint(0)  # the restore point should epoch 1 diverge
     step_fn = STEPS[family]
     autocast = _autocast_factory(cfg.precision, device)
-    total = steps_per_epoch * cfg.epochs
+    total = steps_per_epoch * cfg.epochs if budget is None else _budget_steps(budget, cfg.batch_size, steps_per_epoch)
     prog = Progress(cfg.name, total, step) if main else _Silent()
     done_this_call = 0
     model.train()
@@ -322,18 +329,26 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     shard = (dist.rank, dist.world) if dist.active else None
     noise = BatchShard(noise_gen, dist.rank, dist.world) if dist.active else noise_gen
     epoch = start_epoch
-    while epoch < cfg.epochs:
+    spent = False  # the budget is used up (budget runs only; epochs then is no limit)
+    while (epoch < cfg.epochs if budget is None else not spent):
         sums: dict[str, float] = {}
+        n_steps = 0
         t_epoch = time.perf_counter()
         try:
             for x, y in batches(data, cfg.batch_size, data_gen, shard=shard):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                logs = step_fn(model, opts, x, y, generator=noise, autocast=autocast, **step_kw)
+                if flops["per_step"] is None and (budget is not None or step == 0) and not cfg.compile:
+                    with FlopCounterMode(display=False) as fc:  # forward + backward of one training step
+                        logs = step_fn(model, opts, x, y, generator=noise, autocast=autocast, **step_kw)
+                    flops["per_step"] = int(fc.get_total_flops())
+                else:
+                    logs = step_fn(model, opts, x, y, generator=noise, autocast=autocast, **step_kw)
                 for sch in scheds.values():
                     sch.step()
                 if ema is not None:
                     ema.update(model)
                 step += 1
+                n_steps += 1
                 images_seen += x.shape[0] * dist.world
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -346,6 +361,10 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
                 if stop_after_steps is not None and done_this_call >= stop_after_steps:
                     prog.close()
                     return {"stopped": True, "step": step}
+                if budget is not None and _budget_spent(budget, images_seen, step * (flops["per_step"] or 0),
+                                                        train_seconds + time.perf_counter() - t_epoch, dist):
+                    spent = True
+                    break
         except NonFiniteStep as e:
             wasted = time.perf_counter() - t_epoch
             _on_divergence(cfg, div_cfg, e, step + 1, steps_per_epoch, ckpt_path, hist_path, status_path, dist)
@@ -358,17 +377,38 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
             prog.reset(step)
             continue
         train_seconds += time.perf_counter() - t_epoch
-        means = {k: v / steps_per_epoch for k, v in sums.items()}
+        means = {k: v / max(n_steps, 1) for k, v in sums.items()}
         if main:
             append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1,
-                                     "images_seen": images_seen, "seconds": train_seconds, **means})
+                                     "images_seen": images_seen, "seconds": train_seconds, **means,
+                                     **({"partial_epoch": n_steps / steps_per_epoch} if n_steps < steps_per_epoch
+                                        else {})})
         prog.epoch(epoch + 1, step, means)
-        checkpoint(epoch + 1)
+        checkpoint(epoch + 1, finished=True if spent else None)
         epoch += 1
     prog.close()
     if main:
         status_path.unlink(missing_ok=True)
     return _summary(model, load_checkpoint(ckpt_path))
+
+
+BUDGET_KINDS = ("images", "flops", "seconds")
+
+
+def _budget_steps(budget: dict, batch_size: int, steps_per_epoch: int) -> int:
+    """Steps the progress bar expects under a budget (exact for images; a guess for FLOPs and seconds)."""
+    if budget["kind"] == "images":
+        return max(1, -(-int(budget["value"]) // batch_size))
+    return steps_per_epoch
+
+
+def _budget_spent(budget: dict, images_seen: int, flops: int, seconds: float, dist: Dist) -> bool:
+    """The stopping rule of an equal-compute run: True at the first step whose cumulative images seen, training
+    FLOPs (per-step count x steps) or wall seconds reach the budget. Under DDP rank 0 decides for every rank
+    (wall clocks differ)."""
+    kind, value = budget["kind"], budget["value"]
+    used = {"images": images_seen, "flops": flops, "seconds": seconds}[kind]
+    return bool(dist.broadcast(used >= value) if dist.active and kind == "seconds" else used >= value)
 
 
 def _dropout_seed(seed: int, rank: int) -> int:
@@ -433,6 +473,7 @@ def _on_divergence(cfg, div_cfg: dict, e: NonFiniteStep, at_step: int, steps_per
 def _summary(model, ck: dict) -> dict:
     return {"train_seconds": ck["train_seconds"], "steps": ck["step"], "images_seen": ck["images_seen"],
             "epochs": ck["epoch"], "params": sum(p.numel() for p in model.parameters()),
+            "flops": ck.get("flops"), "flops_per_step": ck.get("flops_per_step"), "budget": ck.get("budget"),
             "images_per_second": ck["images_seen"] / max(ck["train_seconds"], 1e-9)}
 
 
