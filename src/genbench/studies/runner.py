@@ -30,7 +30,7 @@ from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.runtime.provenance import provenance, to_yaml
-from genbench.studies.config import StudyConfig, parse_study
+from genbench.studies.config import StudyConfig, check_split_sizes, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.training.loop import load_trained, train
@@ -46,6 +46,7 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
         splits = load_dataset(study.dataset, holdout=study.holdout)
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
+    check_split_sizes(study, len(splits["train"]), len(splits["holdout"]))  # a huge holdout is named as such
     return splits
 
 

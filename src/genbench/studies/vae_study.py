@@ -45,7 +45,8 @@ from genbench.metrics.scores import feature_stats, frechet_distance, inception_s
 from genbench.models.registry import MODEL_KINDS
 from genbench.report import vae_figures as vf
 from genbench.sampling.bank import balanced_labels, generate
-from genbench.studies.config import STUDIES_DIR, ModelConfig, StudyConfig, parse_study, provenance, to_yaml
+from genbench.studies.config import (STUDIES_DIR, ModelConfig, StudyConfig, check_split_sizes, parse_study,
+                                     provenance, to_yaml)
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.loop import load_trained, train
 
@@ -99,7 +100,7 @@ def find_vae_study(study: str, profile: str) -> VAEStudy | None:
 
 def parse_vae_study(raw: dict, profile: str, source: str) -> VAEStudy:
     """Validate a VAE study mapping. Raises GenbenchError naming the bad field."""
-    base = parse_study({k: v for k, v in raw.items() if k not in ("experiments", "data")}, profile, source)
+    base = parse_study(raw, profile, source)  # the one schema checks data, experiments and every model
     r = base.raw
     where = Path(source).name
     from genbench.studies.config import resolve_profile
@@ -470,6 +471,7 @@ def run_vae_study(vs: VAEStudy, out_root: Path, *, overwrite: bool = False) -> P
     splits = load_dataset(study.dataset, holdout=study.holdout, **opts)  # stops here when the data is absent
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
+    check_split_sizes(study, len(splits["train"]), len(splits["holdout"]))
     study_dir = Path(out_root) / study.name
     figdir = study_dir / "report" / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
