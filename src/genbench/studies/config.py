@@ -138,13 +138,13 @@ def _folder_name(v: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v)) and v not in (".", "..")
 
 
-NAME_RULE = "use 1-100 letters, digits, '.', '_' or '-' (not '.' or '..'): it names a folder"
+NAME_RULE = "1-100 letters, digits, '.', '_' or '-' (not '.' or '..': it names a folder)"
 
 
 def _unknown_key(where: str, key, valid) -> GenbenchError:
     near = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.6)
     hint = f"did you mean `{near[0]}`? " if near else ""
-    return GenbenchError(f"{where}.{_short(str(key))}: unknown key; {hint}valid keys: {', '.join(map(str, valid))}")
+    return GenbenchError(f"{where}.{str(key)[:60]}: unknown key; {hint}valid keys: {', '.join(map(str, valid))}")
 
 
 def _value(v, f: Field, where: str):
@@ -210,13 +210,13 @@ MODEL = {
     "params": Field((dict, type(None)), None),
     "optimizer": Field(dict),
     "epochs": _int(1, MAX_EPOCHS),
-    "batch_size": _int(1, MAX_SAMPLES, None, null=True),
-    "precision": Field((str, type(None)), None, lambda v: v in (None, "bf16", "fp32"), "bf16 or fp32"),
+    "batch_size": _int(1, MAX_SAMPLES, None),  # these four default to the study-wide value
+    "precision": _choice(("bf16", "fp32"), None),
+    "log_every": _int(1, 10**9, None),
+    "channels_last": Field(bool, None),
+    "compile": Field(bool, None),
     "ema_decay": _float(0, 1, None, hi_open=True, null=True),
-    "log_every": _int(1, 10**9, None, null=True),
     "divergence": Field((dict, type(None)), None),
-    "channels_last": Field((bool, type(None)), None),
-    "compile": Field((bool, type(None)), None),
     "conditional": Field(bool, False),  # a VAE conditioned on the class (num_classes from the dataset)
     # --- sampling settings (sampler, steps, guidance_scale, eta): another change fills this in (ModelConfig
     # --- .sampling); here it is only required to be a mapping and is stored as given.
@@ -475,7 +475,7 @@ def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:
 
 def _model(mname, m, w: str, top: dict, info) -> ModelConfig:
     if not (isinstance(mname, str) and _folder_name(mname)):
-        raise GenbenchError(f"{w}: bad model name {_short(mname)}; {NAME_RULE}")
+        raise GenbenchError(f"{w}: bad model name {_short(mname)}; use {NAME_RULE}")
     m = _validate(m, MODEL, w)
     if m["conditional"] and m["kind"] != "vae":
         raise GenbenchError(f"{w}.conditional: applies to VAEs; a {m['kind']} is conditioned by "
@@ -593,6 +593,31 @@ def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
             raise GenbenchError(f"study file {path} not found; give a path or one of: "
                                 f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
     return parse_study(read_study_yaml(p), profile, str(p))
+
+
+def load_run_study(spath: Path, profile: str | None = None) -> StudyConfig:
+    """The study config a run folder was made with (its ``study.yaml``: the resolved study plus ``profile``),
+    optionally under another profile.
+
+    Raises:
+        GenbenchError: one line: the file is missing, or damaged (naming it and the command that rewrites it).
+    """
+    spath = Path(spath)
+    if profile is not None and profile not in PROFILES:
+        raise GenbenchError(f"unknown profile {_short(profile)}; choose one of {', '.join(PROFILES)}")
+    if not spath.exists():
+        raise GenbenchError(f"{spath} not found: give a study folder written by `genbench run` (runs/<study>)")
+    try:
+        raw = read_study_yaml(spath)
+        if not isinstance(raw, dict):
+            raise GenbenchError(f"a {type(raw).__name__}, not a mapping")
+        prof = raw.pop("profile", "quick")
+        if prof not in PROFILES:
+            raise GenbenchError(f"profile {_short(prof)}")
+        return parse_study(raw, profile or prof, str(spath))
+    except GenbenchError as e:
+        raise GenbenchError(f"{spath} is damaged ({e}); delete it and rerun `genbench run <study file> --resume` "
+                            f"(or `genbench train`) to write it again") from None
 
 
 def read_study_yaml(p: Path) -> Any:
