@@ -719,7 +719,7 @@ _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").rea
 
 
 @pytest.mark.parametrize("old,new,needle", [
-    ("dataset: mnist", "dataset: imagenet", "bad.yaml.dataset: value 'imagenet' is out of range; give one of mnist"),
+    ("dataset: mnist", "dataset: imagenet", "bad.yaml.dataset: unknown dataset 'imagenet'; choose one of mnist"),
     ("epochs: {smoke: 1, quick: 40, full: 40}", "epochs: ten", "bad.yaml.models.vae.epochs: expected int, got str"),
     ("epochs: {smoke: 1, quick: 40, full: 40}", "epochs: 0", "bad.yaml.models.vae.epochs: value 0 is out of range"),
     ("optimizer: {lr: 1.0e-3}", "optimizer: {lr: 5}", "bad.yaml.models.vae.optimizer.lr: value 5.0 is out of range"),

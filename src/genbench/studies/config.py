@@ -85,6 +85,7 @@ class Field:
     default: Any = _REQUIRED
     ok: Callable[[Any], bool] | None = None
     want: str = ""
+    noun: str = ""  # for a choice: what the value names ("dataset"), so the line reads "unknown dataset 'x'"
 
 
 def _is_int(v) -> bool:
@@ -111,8 +112,8 @@ def _float(lo: float, hi: float, default=_REQUIRED, lo_open=False, hi_open=False
     return Field((float, type(None)) if null else float, default, ok, want + (" or null" if null else ""))
 
 
-def _choice(options, default=_REQUIRED) -> Field:
-    return Field(str, default, lambda v: v in options, f"one of {', '.join(options)}")
+def _choice(options, default=_REQUIRED, noun: str = "value") -> Field:
+    return Field(str, default, lambda v: v in options, f"one of {', '.join(options)}", noun)
 
 
 def _int_list(length: int | None, lo: int, hi: int, default=_REQUIRED) -> Field:
@@ -156,6 +157,8 @@ def _value(v, f: Field, where: str):
         tn = " or ".join("null" if t is type(None) else t.__name__ for t in types)
         raise GenbenchError(f"{where}: expected {tn}, got {type(v).__name__} ({_short(v)})"
                             + (f"; give {f.want}" if f.want else ""))
+    if f.ok is not None and not f.ok(v) and f.noun:
+        raise GenbenchError(f"{where}: unknown {f.noun} {_short(v)}; choose {f.want}")
     if f.ok is not None and not f.ok(v):
         raise GenbenchError(f"{where}: value {_short(v)} is out of range; give {f.want}")
     return v
@@ -189,10 +192,10 @@ def _validate(section, schema: dict[str, Field], where: str, *, extra: tuple = (
 
 TOP = {
     "name": Field(str, _REQUIRED, _folder_name, NAME_RULE),
-    "dataset": _choice(DATASET_NAMES),
+    "dataset": _choice(DATASET_NAMES, noun="dataset"),
     "seed": _int(0, MAX_SEED, 42),
     "batch_size": _int(1, MAX_SAMPLES, 128),
-    "precision": _choice(("bf16", "fp32"), "bf16"),
+    "precision": _choice(("bf16", "fp32"), "bf16", "precision"),
     "holdout": _int(0, MAX_SAMPLES, 5000),
     "train_subset": _int(1, MAX_SAMPLES * 10, None, null=True),
     "threads": _int(1, 1024, None, null=True),
@@ -206,7 +209,7 @@ TOP = {
     "sweeps": Field((dict, type(None)), None),
 }
 MODEL = {
-    "kind": _choice(tuple(MODEL_KINDS)),
+    "kind": _choice(tuple(MODEL_KINDS), noun="model kind"),
     "params": Field((dict, type(None)), None),
     "optimizer": Field(dict),
     "epochs": _int(1, MAX_EPOCHS),
@@ -226,14 +229,14 @@ OPTIMIZER = {
     "lr": _float(0, 1, _REQUIRED, lo_open=True, hi_open=True),
     "betas": _num_list(0, 1, hi_open=True, default=[0.9, 0.999], length=2),
     "fused": Field(bool, True),
-    "schedule": _choice(("constant", "cosine"), "constant"),
+    "schedule": _choice(("constant", "cosine"), "constant", "schedule"),
 }
 DIVERGENCE = {"max_retries": _int(0, 100, DIVERGENCE_DEFAULTS["max_retries"]),
               "lr_factor": _float(0, 1, DIVERGENCE_DEFAULTS["lr_factor"], lo_open=True, hi_open=True)}
 EVALUATION = {
     "n_samples": _int(20, MAX_SAMPLES, 2000),
     "n_inception": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),
-    "resize": _choice(("tf1_bilinear", "torch_bilinear"), "tf1_bilinear"),
+    "resize": _choice(("tf1_bilinear", "torch_bilinear"), "tf1_bilinear", "resize policy"),
     "inception_precision": _choice(("bf16", "fp32"), "bf16"),
     "classifier_epochs": _int(1, 1000, 3),
     "classifier_min_accuracy": _float(0, 1, 0.99),
@@ -288,7 +291,8 @@ PARAMS = {  # type and range of the common model parameters (the constructor dec
     "widths": _int_list(3, 1, MAX_WIDTH), "g_widths": _int_list(None, 1, MAX_WIDTH),
     "d_widths": _int_list(None, 1, MAX_WIDTH), "image_shape": _int_list(3, 1, 1024),
     "attention": Field(bool), "batchnorm": Field(bool),
-    "encoder": _choice(ENCODERS), "likelihood": _choice(LIKELIHOODS), "sampler": _choice(SAMPLERS),
+    "encoder": _choice(ENCODERS, noun="encoder"), "likelihood": _choice(LIKELIHOODS, noun="likelihood"),
+    "sampler": _choice(SAMPLERS, noun="sampler"),
     "prediction_type": _choice(("epsilon", "v_prediction")),
     "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
 }
