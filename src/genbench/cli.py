@@ -178,6 +178,10 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
            out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
     """Draw samples from a trained run and save a PNG grid. Under accelerate launch / torchrun the batches are
     shared out over the ranks (the grid is the same as from one process) and rank 0 writes it."""
+    _positive(n, "--n")  # checked before the heavy imports
+    _positive(steps, "--steps", 100_000)
+    if not 0 <= seed < 2**63:
+        raise GenbenchError(f"--seed {seed}: give an integer in 0..2**63-1")
     import torch
 
     from genbench.io import atomic_write_bytes
@@ -188,10 +192,6 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
 
     from genbench.io import check_writable_dir
 
-    _positive(n, "--n")
-    _positive(steps, "--steps", 100_000)
-    if not 0 <= seed < 2**63:
-        raise GenbenchError(f"--seed {seed}: give an integer in 0..2**63-1")
     if out is not None:
         if Path(out).is_dir():
             raise GenbenchError(f"--out {out} is a folder; give the path of a .png file")
