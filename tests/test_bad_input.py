@@ -42,9 +42,9 @@ from genbench.studies.config import MAX_SAMPLES, MAX_STUDY_DEPTH, MAX_STUDY_NODE
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_NAMES = ("mnist_four", "fashion_beta_vae", "quickdraw_vae", "cifar10_vae_dcgan")
 STUDIES = {n: yaml.safe_load((ROOT / "studies" / f"{n}.yaml").read_text()) for n in STUDY_NAMES}
-N_EXAMPLES = {"study_file": 700, "checkpoint": 120, "bank": 100, "classifier_cache": 40, "reference_stats": 80,
+N_EXAMPLES = {"study_file": 700, "checkpoint": 120, "bank": 100, "classifier_cache": 30, "reference_stats": 80,
               "metrics_json": 60, "run_study_yaml": 100}
-"""max_examples per generated family: 1,200 cases (plus 20 through the installed command)."""
+"""max_examples per generated family: 1,190 cases (plus 20 through the installed command)."""
 OUTCOMES: dict[str, Counter] = {k: Counter() for k in N_EXAMPLES}
 _SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
@@ -522,7 +522,8 @@ def test_corrupted_bank_is_generated_again(trained, damage, which):
         run = _copy(trained / "vae", d)
         f = run / "samples" / which
         f.write_bytes(_damage(f.read_bytes(), damage))
-        reused = read_bank(run) is not None
+        with contextlib.redirect_stderr(io.StringIO()):
+            reused = read_bank(run) is not None
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             images, labels, manifest = sample_bank(run, study, "fp32")
@@ -536,28 +537,41 @@ def test_corrupted_bank_is_generated_again(trained, damage, which):
             OUTCOMES["bank"]["rebuilt" + (" (said damaged)" if "damaged" in err.getvalue() else " (stale)")] += 1
 
 
-@settings(max_examples=N_EXAMPLES["classifier_cache"], **_SETTINGS)
-@given(damage=st.one_of(_damages, st.sampled_from(["state", "info", "list"])))
-def test_corrupted_classifier_cache_is_trained_again(mnist, damage):
+@pytest.fixture(scope="module")
+def classifier_cache(mnist, tmp_path_factory):
+    """A classifier cache written by get_classifier (a 2-step classifier on 256 images): (splits, cache file
+    relative to GENBENCH_HOME, its bytes, its info)."""
     from genbench.metrics.classifier import get_classifier
 
     train, test = mnist["train"].subset(slice(0, 256)), mnist["test"].subset(slice(0, 200))
+    home = tmp_path_factory.mktemp("home")
+    with mock.patch.dict(os.environ, {"GENBENCH_HOME": str(home)}):
+        _, info = get_classifier(train, test, epochs=1, seed=0, min_accuracy=0.0, log=lambda m: None)
+    path = Path(info["cache"])
+    return (train, test), path.relative_to(home), path.read_bytes(), info
+
+
+@settings(max_examples=N_EXAMPLES["classifier_cache"], **_SETTINGS)
+@given(damage=st.one_of(_damages, st.sampled_from(["state", "info", "list"])))
+def test_corrupted_classifier_cache_is_trained_again(classifier_cache, damage):
+    from genbench.metrics.classifier import get_classifier
+
+    (train, test), rel, blob, info = classifier_cache
     logs: list[str] = []
     with tempfile.TemporaryDirectory() as d, mock.patch.dict(os.environ, {"GENBENCH_HOME": d}):
-        _, info = get_classifier(train, test, epochs=1, seed=0, min_accuracy=0.0, log=logs.append)
-        path = Path(info["cache"])
+        path = Path(d) / rel
+        path.parent.mkdir(parents=True)
         if isinstance(damage, str):
-            ck = torch.load(path, weights_only=True)
+            ck = torch.load(io.BytesIO(blob), weights_only=True)
             bad = {"state": {**ck, "model": {"w": torch.ones(1)}}, "info": {**ck, "info": "x"}, "list": [1]}[damage]
             torch.save(bad, path)
         else:
-            path.write_bytes(_damage(path.read_bytes(), damage))
-        logs.clear()
+            path.write_bytes(_damage(blob, damage))
         model, info2 = get_classifier(train, test, epochs=1, seed=0, min_accuracy=0.0, log=logs.append)
         assert 0 <= info2["test_accuracy"] <= 1 and model is not None
         if any("damaged" in line for line in logs):
             assert info2["test_accuracy"] == info["test_accuracy"]  # the same seeded classifier again
-            torch.load(path, weights_only=True)  # rewritten
+            assert torch.load(path, weights_only=True)["info"]["test_accuracy"] == info["test_accuracy"]  # rewritten
             OUTCOMES["classifier_cache"]["rebuilt"] += 1
         else:
             OUTCOMES["classifier_cache"]["success (still valid)"] += 1

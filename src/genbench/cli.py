@@ -303,10 +303,17 @@ def report_cmd(study_dir: Path):
     mpath, is_vae_study = Path(study_dir) / "metrics.json", False
     if mpath.is_file():  # (a missing one: build_report names it)
         try:
-            is_vae_study = "experiments" in json.loads(mpath.read_text())
+            summary = json.loads(mpath.read_bytes().decode("utf-8"))
         except json.JSONDecodeError as e:
             raise GenbenchError(f"{mpath} is not valid JSON ({e.msg}, line {e.lineno}); rerun `genbench run` on "
                                 f"the study to rewrite it") from None
+        except (UnicodeDecodeError, RecursionError) as e:
+            raise GenbenchError(f"{mpath} is not valid JSON ({type(e).__name__}); rerun `genbench run` on the "
+                                f"study to rewrite it") from None
+        if not isinstance(summary, dict):
+            raise GenbenchError(f"{mpath} holds a JSON {type(summary).__name__}, not the object genbench writes; "
+                                f"rerun `genbench evaluate` on the study's runs to rewrite it")
+        is_vae_study = "experiments" in summary
     try:
         path = build_vae_report(study_dir) if is_vae_study else build_report(study_dir)
     except (KeyError, TypeError, IndexError, AttributeError) as e:  # a metrics.json of another shape

@@ -449,6 +449,9 @@ def load_trained(run_dir: Path, *, use_ema: bool = True):
         raise GenbenchError(f"{path} is a damaged genbench checkpoint (no config.model.resolved_params); {fix}")
     try:
         model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
+    except (GenbenchError, RuntimeError) as e:  # parameters a model cannot be built from (a negative width...)
+        raise GenbenchError(f"{path}: its model config does not build ({str(e)[:160]}); {fix}") from e
+    try:
         state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as e:  # missing/unexpected keys, size mismatch, not a mapping
