@@ -365,6 +365,29 @@ def test_unwritable_paths_give_one_line(tmp_path, monkeypatch):
         assert needle in err[0] and str(home) in err[0], err[0]
 
 
+def test_train_writes_the_study_yaml_that_evaluate_reads(tmp_path):
+    """Issue 18 class 9: `genbench train` then `genbench evaluate` used to fail (no study.yaml). The training and
+    the data are stubbed: this checks the files and the hand-over, not the numbers."""
+    from genbench.studies import runner
+    from genbench.training import loop
+
+    out = tmp_path / "runs" / "mnist-four" / "gan"
+    with mock.patch.object(loop, "train", lambda *a, **k: {"steps": 0}), \
+            mock.patch.object(runner, "prepare_data", lambda cfg: {"train": None}):
+        code, err, stdout = _cli("--threads", "1", "train", "gan", "--profile", "smoke", "--out", str(out))
+    assert code == 0 and not err, err
+    written = yaml.safe_load((out.parent / "study.yaml").read_text())
+    assert written["profile"] == "smoke" and written["name"] == "mnist-four"
+    out.mkdir(parents=True)
+    with mock.patch.object(runner, "prepare_data", _reached):
+        code, err, _ = _cli("--threads", "1", "evaluate", str(out))
+    assert code == "reached", err  # the study folder was read back; evaluation would start here
+    (out.parent / "study.yaml").write_text("name: [")
+    code, err, _ = _cli("--threads", "1", "evaluate", str(out))
+    _one_line(code, err)
+    assert f"{out.parent / 'study.yaml'} is damaged" in err[0] and "genbench run" in err[0], err[0]
+
+
 _SUBPROCESS_EDITS = [("top", 0, (("modles",), {})), ("model", 0, (("optimizer", "betas"), [1.5, 0.999])),
                      ("top", 0, (("evaluation", "n_inception"), 4)), ("bomb", 5, (12, 10)), ("nest", 7, 60),
                      ("typo", 11, None)]
