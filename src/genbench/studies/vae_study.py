@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from genbench.data.registry import Dataset, load_dataset, to_float, to_uint8
 from genbench.errors import GenbenchError
@@ -46,7 +45,7 @@ from genbench.models.registry import MODEL_KINDS
 from genbench.report import vae_figures as vf
 from genbench.sampling.bank import balanced_labels, generate
 from genbench.studies.config import (STUDIES_DIR, ModelConfig, StudyConfig, check_split_sizes, parse_study,
-                                     provenance, to_yaml)
+                                     provenance, read_study_yaml, to_yaml)
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.loop import load_trained, train
 
@@ -90,8 +89,8 @@ def find_vae_study(study: str, profile: str) -> VAEStudy | None:
     if not p.exists():
         return None
     try:
-        raw = yaml.safe_load(p.read_text())
-    except Exception:  # noqa: BLE001 - not UTF-8 / not YAML: load_study reports it in one line
+        raw = read_study_yaml(p)  # bounded in size
+    except GenbenchError:  # too large / not UTF-8 / not YAML: load_study reports it in one line
         return None
     if not isinstance(raw, dict) or "experiments" not in raw:
         return None
