@@ -316,6 +316,29 @@ def test_geometry_and_classes_are_filled_once_for_every_kind():
     assert mn.models[2].params["num_classes"] == 10 and mn.models[0].params["channels"] == 1
 
 
+@pytest.mark.parametrize("edit,needle", [
+    (lambda r: r["experiments"]["per_class"].update(model="cnn_vae"), "per_class: 'cnn_vae' is not class-conditional"),
+    (lambda r: r["models"]["cvae"].pop("conditional"), "per_class: 'cvae' is not class-conditional"),
+    (lambda r: r["experiments"].update(linear_probe={"model": "nope"}), "linear_probe: no model 'nope'"),
+    (lambda r: r["experiments"].update(frozen_latent={"sigma": [1]}), "frozen_latent.sigma: unknown key; did you "
+                                                                       "mean `sigmas`?"),
+    (lambda r: r["data"].pop("classes"), "models.cvae.conditional: quickdraw has no classes"),
+    (lambda r: r["data"].update(classes=["a", "a"]), "data.classes: value ['a', 'a'] is out of range"),
+    (lambda r: r["evaluation"].update(iwae_k=0), "evaluation.iwae_k: value 0 is out of range"),
+])
+def test_vae_study_sections_are_checked(edit, needle):
+    """The sections only the VAE studies use today (data, experiments, iwae_k/n_eval, conditional) are part of
+    the one schema, checked before any work."""
+    from genbench.errors import GenbenchError
+    from genbench.studies.config import parse_study
+
+    raw = copy.deepcopy(STUDIES["quickdraw_vae"])
+    edit(raw)
+    with pytest.raises(GenbenchError) as e:
+        parse_study(raw, "smoke", "qd.yaml")
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
 def test_a_huge_holdout_is_named_not_batch_size():
     from genbench.errors import GenbenchError
     from genbench.studies.config import check_split_sizes, load_study

@@ -221,15 +221,19 @@ def _experiments(exps: dict, where: str, models: tuple[ModelConfig, ...], info) 
             continue
         w = f"{where}.{e}"
         o = validate(o or {}, EXPERIMENT_OPTIONS[e], w)
-        for n in ([o["model"]] if o["model"] is not None else []) + list(o["models"] or []):
+        named = ([o["model"]] if o["model"] is not None else []) + list(o["models"] or [])
+        for n in named:
             if n not in by_name:
                 raise GenbenchError(f"{w}: no model {short(n)}; models: {', '.join(by_name)}")
-        if e == "per_class":
-            names = [o["model"]] if o["model"] else list(o["models"] or by_name)
-            for n in names:
+            if e != "samples" and by_name[n].kind != "vae":
+                raise GenbenchError(f"{w}: {n!r} is a {by_name[n].kind}; this experiment takes VAEs "
+                                    f"({', '.join(x for x, m in by_name.items() if m.kind == 'vae') or 'none here'})")
+        if e == "per_class":  # (it would fail after all the training)
+            for n in named:
                 if not by_name[n].params.get("num_classes"):
-                    raise GenbenchError(f"{w}: model {n!r} is not class-conditional; name a conditional one "
-                                        f"(`conditional: true` or params.num_classes)")
+                    raise GenbenchError(f"{w}: {n!r} is not class-conditional; name a VAE with `conditional: true`")
+            if not any(m.kind == "vae" and m.params.get("num_classes") for m in models):
+                raise GenbenchError(f"{w}: no conditional VAE in the study; add `conditional: true` to one")
         if e == "beta_sweep" and info.num_classes and max(o["classes"]) >= info.num_classes:
             raise GenbenchError(f"{w}.classes: {o['classes']} has labels outside 0..{info.num_classes - 1}")
         given = exps[e] or {}  # defaults filled in, except the model selection (absent = every suitable model)
