@@ -362,11 +362,14 @@ def test_a_huge_holdout_is_named_not_batch_size():
     (["train", "vae", "--epochs", "0"], "--epochs 0"), (["sample", "x", "--n", "0"], "--n 0"),
     (["sample", "x", "--steps", "0"], "--steps 0"), (["data"], "Missing command"),
     (["run", "--bogus"], "No such option"),
+    (["--device", "cuda:7", "run"], "cuda:7"),
 ])
 def test_cli_misuse_gives_one_line(args, needle):
+    before = os.environ.get("GENBENCH_DEVICE")
     code, err, _ = _cli(*args)
     _one_line(code, err)
     assert needle in err[0], err[0]
+    assert os.environ.get("GENBENCH_DEVICE") == before  # a refused --device changes nothing
 
 
 def test_unwritable_paths_give_one_line(tmp_path, monkeypatch):

@@ -52,16 +52,24 @@ def _check_device(device: str) -> None:
 
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", device):
         raise GenbenchError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
-    os.environ["GENBENCH_DEVICE"] = device
     from genbench.runtime.device import get_device
 
-    dev = get_device()  # a CUDA device without CUDA: one line
-    if dev.type == "cuda" and dev.index is not None:
-        import torch
+    before = os.environ.get("GENBENCH_DEVICE")
+    os.environ["GENBENCH_DEVICE"] = device
+    try:
+        dev = get_device()  # a CUDA device without CUDA: one line
+        if dev.type == "cuda" and dev.index is not None:
+            import torch
 
-        if dev.index >= torch.cuda.device_count():
-            raise GenbenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                                f"numbered from 0")
+            if dev.index >= torch.cuda.device_count():
+                raise GenbenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                                    f"device(s), numbered from 0")
+    except GenbenchError:
+        if before is None:  # a refused device leaves the environment as it was
+            os.environ.pop("GENBENCH_DEVICE", None)
+        else:
+            os.environ["GENBENCH_DEVICE"] = before
+        raise
 
 
 def _positive(value: Optional[int], option: str, hi: int = 1_000_000) -> None:
