@@ -146,6 +146,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
               overwrite: bool = typer.Option(False)):
     """Train one model of a study (default: the MNIST four-model study). Under ``accelerate launch`` or
     ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch."""
+    _positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
     import dataclasses
 
     from genbench.studies.config import load_study
@@ -155,7 +156,6 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     from genbench.io import atomic_write_text, check_writable_dir
     from genbench.runtime.provenance import to_yaml
 
-    _positive(epochs, "--epochs", 100_000)
     cfg = load_study(study, profile)
     m = next((x for x in cfg.models if x.name == model), None)
     if m is None:
