@@ -161,7 +161,7 @@ def test_divergence_settings_are_validated():
     for bad, needle in [({"lr_factor": 1.5}, "lr_factor: value 1.5 is out of range"),
                         ({"max_retries": -1}, "max_retries: value -1 is out of range"),
                         ({"max_retries": "x"}, "max_retries: expected int"),
-                        ({"retries": 2}, "unknown field(s) retries")]:
+                        ({"retries": 2}, "divergence.retries: unknown key; did you mean `max_retries`?")]:
         r = json.loads(json.dumps(raw))
         r["models"]["v"]["divergence"] = bad
         with pytest.raises(GenbenchError, match=None) as e:
@@ -755,7 +755,8 @@ _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").rea
     ("epochs: {smoke: 1, quick: 40, full: 40}", "epochs: {quick: 40}", "has no entry for profile 'smoke'"),
     ("train_subset: {smoke: 1024,", "train_subset: {smoke: -5,", "bad.yaml.train_subset: value -5 is out of range"),
     ("seed: 42", "seed: 4.2", "bad.yaml.seed: expected int, got float"),
-    ("name: mnist-four", "name: ../escape", "bad.yaml.name: value '../escape' is out of range"),
+    ("name: mnist-four", "name: ../escape", "bad.yaml.name: value '../escape' is out of range; give 1-100 letters, "
+     "digits, '.', '_' or '-'"),
     ("  vae:\n    kind: vae", "  vae:\n    kind: vae\n    divergence: {lr_factor: 2}",
      "bad.yaml.models.vae.divergence.lr_factor: value 2.0 is out of range"),
     ("name: mnist-four", "name: [mnist", "not valid YAML"),

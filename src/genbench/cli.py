@@ -16,24 +16,66 @@ import typer
 
 from genbench.errors import GenbenchError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=False,  # no command: one line (main), not the help
                   help="Train, sample, evaluate and compare image generative models.")
-data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect datasets.")
+data_app = typer.Typer(no_args_is_help=False, help="Fetch and inspect datasets.")
 app.add_typer(data_app, name="data")
 _state = {"debug": False}
 
 
+MAX_THREADS = 1024
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
+def _main(ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
           threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: all cores)."),
           device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N")):
     _state["debug"] = debug
-    if device:
-        os.environ["GENBENCH_DEVICE"] = device
-    if threads:
+    if device is not None:
+        _check_device(device)
+    if threads is not None:
+        if not 1 <= threads <= MAX_THREADS:
+            raise GenbenchError(f"--threads {threads}: give 1..{MAX_THREADS} torch threads, or omit it to use all cores")
         import torch
 
         torch.set_num_threads(threads)
+    home = os.environ.get("GENBENCH_HOME")
+    if home and ctx.invoked_subcommand in ("run", "train", "evaluate", "sweep", "data"):  # they read/write the cache
+        from genbench.io import check_writable_dir
+
+        check_writable_dir(home, "GENBENCH_HOME")
+
+
+def _check_device(device: str) -> None:
+    """``--device``: auto, cpu, cuda or cuda:N of a GPU that exists; set for the whole process."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", device):
+        raise GenbenchError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    from genbench.runtime.device import get_device
+
+    before = os.environ.get("GENBENCH_DEVICE")
+    os.environ["GENBENCH_DEVICE"] = device
+    try:
+        dev = get_device()  # a CUDA device without CUDA: one line
+        if dev.type == "cuda" and dev.index is not None:
+            import torch
+
+            if dev.index >= torch.cuda.device_count():
+                raise GenbenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                                    f"device(s), numbered from 0")
+    except GenbenchError:
+        if before is None:  # a refused device leaves the environment as it was
+            os.environ.pop("GENBENCH_DEVICE", None)
+        else:
+            os.environ["GENBENCH_DEVICE"] = before
+        raise
+
+
+def _positive(value: Optional[int], option: str, hi: int = 1_000_000) -> None:
+    """A count option must be 1..hi when given (0 used to be ignored, negatives crashed late)."""
+    if value is not None and not 1 <= value <= hi:
+        raise GenbenchError(f"{option} {value}: give an integer in 1..{hi:,}")
 
 
 @data_app.command("fetch")
@@ -107,7 +149,9 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     from genbench.studies.config import load_study, parse_budget
     from genbench.studies.runner import run_study
     from genbench.runtime.distributed import is_main_process
+    from genbench.io import check_writable_dir
 
+    check_writable_dir(out, "--out")
     t0 = time.perf_counter()
     cfg = load_study(study, profile)
     if budget is not None:
@@ -145,11 +189,15 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
               overwrite: bool = typer.Option(False)):
     """Train one model of a study (default: the MNIST four-model study). Under ``accelerate launch`` or
     ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch."""
+    _positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
     import dataclasses
 
     from genbench.studies.config import load_study
     from genbench.studies.runner import prepare_data
     from genbench.training.loop import train
+
+    from genbench.io import atomic_write_text, check_writable_dir
+    from genbench.runtime.provenance import to_yaml
 
     cfg = load_study(study, profile)
     m = next((x for x in cfg.models if x.name == model), None)
@@ -158,7 +206,11 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
                             f"{', '.join(x.name for x in cfg.models)}")
     if epochs:
         m = dataclasses.replace(m, epochs=epochs)
-    out = out or Path("runs") / cfg.name / model
+    out = check_writable_dir(out or Path("runs") / cfg.name / model, "--out")
+    from genbench.runtime.distributed import is_main_process as _main_rank
+
+    if _main_rank() and not (out.parent / "study.yaml").exists():  # what `genbench evaluate` reads back
+        atomic_write_text(out.parent / "study.yaml", to_yaml({"profile": cfg.profile, **cfg.raw}))
     s = train(m, prepare_data(cfg)["train"], out, resume=resume, overwrite=overwrite)
     from genbench.runtime.distributed import is_main_process
 
@@ -177,6 +229,10 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
            out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
     """Draw samples from a trained run and save a PNG grid. Under accelerate launch / torchrun the batches are
     shared out over the ranks (the grid is the same as from one process) and rank 0 writes it."""
+    _positive(n, "--n")  # checked before the heavy imports
+    _positive(steps, "--steps", 100_000)
+    if not 0 <= seed < 2**63:
+        raise GenbenchError(f"--seed {seed}: give an integer in 0..2**63-1")
     import torch
 
     from genbench.io import atomic_write_bytes
@@ -185,6 +241,12 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     from genbench.runtime.distributed import context
     from genbench.training.loop import load_trained
 
+    from genbench.io import check_writable_dir
+
+    if out is not None:
+        if Path(out).is_dir():
+            raise GenbenchError(f"--out {out} is a folder; give the path of a .png file")
+        check_writable_dir(Path(out).parent, "--out")
     dist = context()
     model, _ = load_trained(run_dir)
     kw = {}
@@ -290,26 +352,73 @@ def report_cmd(study_dir: Path):
     from genbench.report.build import build_report
 
     t0 = time.perf_counter()
-    path = build_report(study_dir)
+    mpath = Path(study_dir) / "metrics.json"
+    try:
+        path = build_report(study_dir)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:  # a metrics.json of another shape
+        if _state["debug"]:
+            raise
+        raise GenbenchError(f"{mpath} does not hold what genbench writes ({type(e).__name__}: {str(e)[:80]}); "
+                            f"rerun `genbench evaluate` on the study's runs to rewrite it") from e
     typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)")
 
 
+def _kind(e: BaseException) -> str | None:
+    """'usage', 'abort' or 'exit' for the exceptions of click and of the click typer bundles (typer 0.29 ships
+    its own copy, ``typer._click``, whose classes are not click's): matched by class name along the MRO, so
+    whichever click resolves, its usage errors are caught."""
+    names = {c.__name__ for c in type(e).__mro__}
+    if "ClickException" in names or "UsageError" in names:
+        return "usage"
+    if "Abort" in names:
+        return "abort"
+    if "Exit" in names and hasattr(e, "exit_code"):
+        return "exit"
+    return None
+
+
+def _usage_line(e: BaseException) -> str:
+    """One line for a usage error: the problem and where the help is."""
+    ctx = getattr(e, "ctx", None)
+    cmd = getattr(ctx, "command_path", None) or "genbench"
+    if "NoArgsIsHelpError" in {c.__name__ for c in type(e).__mro__}:
+        group = getattr(ctx, "command", None)
+        names = ", ".join(getattr(group, "commands", {}) or ()) if group is not None else ""
+        return f"missing command; run `{cmd} --help`" + (f" (commands: {names})" if names else "")
+    msg = e.format_message() if hasattr(e, "format_message") else str(e)
+    msg = " ".join(msg.split()) or type(e).__name__
+    return f"{msg} (see `{cmd} --help`)"
+
+
+def _fail(line: str) -> None:
+    print(f"genbench: error: {' '.join(line.split())}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
+    """The ``genbench`` command: a user mistake (a GenbenchError, a usage error, a path that cannot be written)
+    prints ONE line ``genbench: error: ...`` on stderr and exits with code 2; ``--debug`` shows tracebacks."""
     try:
         app(standalone_mode=False)
     except GenbenchError as e:
         if _state["debug"]:
             raise
-        print(f"genbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as e:  # click usage errors and aborts
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
+        _fail(str(e))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as e:  # a file-system problem the checks up front could not foresee (disk full, removed folder)
+        if _state["debug"] or not e.filename:
+            raise
+        _fail(f"cannot use {e.filename} ({e.strerror or type(e).__name__}); check the path, its permissions and "
+              f"the free space")
+    except Exception as e:  # noqa: BLE001 - click usage errors and aborts (both clicks), else a bug: re-raised
+        kind = _kind(e)
+        if kind == "usage":
+            _fail(_usage_line(e))
+        if kind == "abort":
             sys.exit(130)
+        if kind == "exit":
+            sys.exit(e.exit_code)
         raise
 
 

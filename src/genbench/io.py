@@ -124,3 +124,33 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Check, before any work, that folder ``path`` exists or can be made and can be written into.
+
+    Walks up to the first existing ancestor: it must be a folder, and a temporary file must be creatable in it
+    (a real probe: permission bits say nothing to root, and a read-only mount shows only on a write).
+
+    Args:
+        what: how the user gave the path, for the message (``--out``, ``GENBENCH_HOME``).
+
+    Raises:
+        GenbenchError: one line naming the path and what is wrong with it.
+    """
+    from genbench.errors import GenbenchError
+
+    p = Path(path).expanduser()
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        where = "" if anc == p else f" (inside {anc}, which is a file)"
+        raise GenbenchError(f"{what} {p} is not a folder{where}; give a folder path")
+    try:
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as e:
+        raise GenbenchError(f"{what} {p}: cannot write into {anc} ({e.strerror or type(e).__name__}); give a "
+                            f"writable folder or fix its permissions") from None
+    return p

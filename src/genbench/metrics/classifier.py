@@ -109,11 +109,20 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
     device = get_device()
     torch.manual_seed(seed)  # seeded initialisation
     model = Classifier(channels=train.shape[0], num_classes=train.num_classes)
+    info = None
     if path.exists():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        info = ck["info"]
-    else:
+        try:  # a damaged cache is trained again (and says so), never a traceback
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(ck["model"])
+            info = ck["info"]
+            if not (isinstance(info, dict) and isinstance(info.get("test_accuracy"), float)):
+                raise ValueError("no test accuracy recorded")
+        except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError (state dict), KeyError...
+            log(f"[classifier] cache {path} is damaged ({type(e).__name__}); training it again")
+            info = None
+            torch.manual_seed(seed)  # the same initialisation as a first run: the retrained model is identical
+            model = Classifier(channels=train.shape[0], num_classes=train.num_classes)
+    if info is None:
         t0 = time.perf_counter()
         model.to(device)
         _fit(model, train, steps=epochs * (len(train) // 128), batch_size=128, seed=seed, device=device,

@@ -71,6 +71,23 @@ class EvalContext:
                                                 precision=self.eval_cfg.inception_precision)
         return self._inception
 
+    def _read_reference(self, path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The cached reference statistics at ``path``, or None when absent or damaged (then they are computed
+        again and the cache rewritten, with a log line)."""
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                mu, sigma, feats = z["mu"], z["sigma"], z["features"].astype(np.float64)
+            d = mu.shape[0] if mu.ndim == 1 else -1
+            if not (sigma.shape == (d, d) and feats.shape == (n, d) and np.isfinite(sigma).all()):
+                raise ValueError(f"mu {mu.shape}, sigma {sigma.shape}, features {feats.shape}")
+        except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, KeyError, ValueError...
+            self.log(f"[evaluate] reference statistics cache {path} is damaged ({type(e).__name__}); "
+                     f"computing them again")
+            return None
+        return mu, sigma, feats
+
     def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Inception (mu (2048,), sigma (2048, 2048), features (n, 2048)), float64, of the first ``n`` test
         images, cached on disk under a complete key (dataset, split, N, resolution, extractor, resize policy,
@@ -83,11 +100,9 @@ class EvalContext:
                **self.inception.key()}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_home() / "stats" / f"{self.test.name}-test-{n}-{digest}.npz"
-        if self.dist.broadcast(path.exists() if self.dist.main else None):
-            if not self.dist.main:
-                return None
-            with np.load(path) as z:
-                return z["mu"], z["sigma"], z["features"].astype(np.float64)
+        got = self._read_reference(path, n) if self.dist.main else None
+        if self.dist.broadcast(got is not None):
+            return got if self.dist.main else None
         self.log(f"[evaluate] Inception reference statistics: {n} test images (cached after this run)")
         feats = self.inception(self.test.x[:n], log=self.log, dist=self.dist)
         if not self.dist.main:

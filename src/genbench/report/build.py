@@ -65,8 +65,8 @@ def load_summary(study_dir: Path) -> dict:
     if not mpath.exists():
         raise GenbenchError(f"no metrics.json in {study_dir}; run `genbench run` or `genbench evaluate` first")
     try:
-        summary = json.loads(mpath.read_text())
-    except (OSError, ValueError) as ex:
+        summary = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as ex:
         raise GenbenchError(f"{mpath} is not valid JSON ({type(ex).__name__}); rerun `genbench evaluate` on the "
                             f"study's models to rewrite it") from None
     if not isinstance(summary, dict) or summary.get("schema_version") != SCHEMA_VERSION:

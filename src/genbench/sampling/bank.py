@@ -17,6 +17,7 @@ the earlier single-generator scheme; later batches differ from banks written bef
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -132,11 +133,20 @@ def load_images(npz: Path, manifest_path: Path, want: dict) -> tuple[torch.Tenso
     npz, manifest_path = Path(npz), Path(manifest_path)
     if not (npz.exists() and manifest_path.exists()):
         return None
-    manifest = json.loads(manifest_path.read_text())
-    if any(manifest.get(k) != v for k, v in want.items()):
+    try:  # a damaged bank (cut by a full disk, edited) is a cache: generated again, with a log line
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in want.items()):
+            return None
+        with np.load(npz, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+        if not (images.dtype == np.uint8 and images.ndim == 4 and labels.shape == (len(images),)
+                and labels.dtype == np.int64 and manifest.get("n", len(images)) == len(images)):
+            raise ValueError(f"images {images.dtype} {images.shape}, labels {labels.dtype} {labels.shape}")
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, KeyError, ValueError, UnicodeDecodeError...
+        print(f"[sample] {npz.parent} holds a damaged sample bank ({type(e).__name__}); generating it again",
+              file=sys.stderr, flush=True)
         return None
-    with np.load(npz) as z:
-        return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), manifest
+    return torch.from_numpy(images), torch.from_numpy(labels), manifest
 
 
 def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,

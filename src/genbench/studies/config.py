@@ -1,84 +1,61 @@
-"""Study configuration: YAML files validated into frozen dataclasses, with profiles.
+"""Study configuration: the one validated schema for study files, resolved per profile into frozen dataclasses.
 
-A study file names a dataset, models (kind, params, optimizer, epochs...), evaluation settings and a seed.
-Any value may be given per profile as a mapping with keys among ``smoke``, ``quick``, ``full``::
+A study file names a dataset, its data options, models (kind, params, optimizer, epochs...), evaluation
+settings, experiments, sweeps and a seed. Any value may be given per profile as a mapping with keys among
+``smoke``, ``quick``, ``full``::
 
     epochs: {smoke: 1, quick: 10, full: 40}
 
-and is resolved when the file is loaded with a profile. The resolved config is written into every run
-folder and checkpoint. Nothing in a config is executed.
+and is resolved when the file is loaded with a profile. The resolved config is written into every run folder and
+checkpoint. Nothing in a config is executed.
+
+The schema is declarative: one table of fields per section (``TOP``, ``MODEL``, ``OPTIMIZER``, ``EVALUATION``,
+``DATA``, ``EXPERIMENT_OPTIONS``, ``SWEEPS``, ``PARAMS``), each field with its type, default and the range it can work
+with, and one validator (:func:`~genbench.studies.schema.validate`) that checks a section against its table
+(both in :mod:`genbench.studies.schema`). Every check runs before any
+work starts, so a bad value costs a second, not a training run:
+
+- an unknown key is refused with its dotted name, the nearest valid name and the valid keys (a typo such as
+  ``modles:`` or ``learning_rate:`` never runs silently with defaults);
+- every value is checked against the range it can work with (Adam's betas in [0, 1), a seed in 0..2**63-1,
+  positive widths, ``n_inception`` large enough for the k-NN metrics and at most ``n_samples``, sample counts
+  at most :data:`MAX_SAMPLES`, so sampling stays finite);
+- model parameters are checked against the model class's constructor and, for the common ones, their type and
+  range;
+- a loaded file is bounded in bytes, YAML nodes and depth before profiles are resolved (a YAML alias bomb is
+  refused in one line instead of filling the memory).
+
+Dataset geometry and class count are filled in ONCE here for every model kind from
+:func:`genbench.data.info.dataset_info`, so ``genbench train vae --study cifar10_vae_dcgan`` builds a 3x32x32
+model. The split sizes (``holdout`` against the training split) can only be checked once the data is loaded:
+:func:`check_split_sizes`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+import difflib
 import inspect
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from genbench.data.info import DATASET_NAMES, dataset_info
+from genbench.data.info import dataset_info
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
-from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
+from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
+    DATA, DATA_OPTIONS, DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
+    MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
+    PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, folder_name, resolve_profile, short, validate)
 from genbench.training.loop import DIVERGENCE_DEFAULTS
+STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
 
-PROFILES = ("smoke", "quick", "full")
-EXPERIMENTS = ("reconstructions", "samples", "interpolations", "beta_sweep", "frozen_latent", "linear_probe",
-               "encoder_comparison", "per_class")
-"""Experiment stages a study may list under ``experiments:`` (:mod:`genbench.studies.experiments`)."""
-STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files)
-
-
-def resolve_profile(obj: Any, profile: str) -> Any:
-    """Replace every ``{smoke: a, quick: b, full: c}`` mapping by the value for ``profile``."""
-    if isinstance(obj, dict):
-        if obj and set(obj) <= set(PROFILES):
-            if profile not in obj:
-                raise GenbenchError(f"a per-profile value {obj} has no entry for profile {profile!r}")
-            return resolve_profile(obj[profile], profile)
-        return {k: resolve_profile(v, profile) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [resolve_profile(v, profile) for v in obj]
-    return obj
-
-
-def _folder_name(v: str) -> bool:
-    """A study or model name becomes a folder name: letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``."""
-    return bool(re.fullmatch(r"[A-Za-z0-9._-]+", v)) and v not in (".", "..")
-
-
-def _param_names(kind: str) -> list[str]:
-    sig = inspect.signature(MODEL_KINDS[kind][0])
-    return [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
-def _unknown_params(kind: str, params: dict) -> list:
-    """Keys of ``params`` the model class does not take (none if it takes ``**kwargs``)."""
-    sig = inspect.signature(MODEL_KINDS[kind][0])
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return []
-    return sorted((k for k in params if k not in _param_names(kind)), key=str)
-
-
-def _get(d: dict, key: str, typ, where: str, default=dataclasses.MISSING, check=None):
-    if key not in d:
-        if default is dataclasses.MISSING:
-            raise GenbenchError(f"{where}: missing field `{key}`")
-        return default
-    v = d[key]
-    if typ is float and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-        tn = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise GenbenchError(f"{where}.{key}: expected {tn}, got {type(v).__name__} ({v!r})")
-    if check is not None and not check(v):
-        raise GenbenchError(f"{where}.{key}: value {v!r} is out of range")
-    return v
+# --------------------------------------------------------------------------------------------------------------
+# The resolved config
 
 
 @dataclass(frozen=True)
@@ -101,6 +78,10 @@ class ModelConfig:
     divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
     channels_last: bool = False  # convolution weights (and so activations) in NHWC memory format
     compile: bool = False  # torch.compile the model's sub-networks for training (inductor)
+    conditional: bool = False  # a VAE conditioned on the class (its params hold num_classes from the dataset)
+    # --- sampling settings (``sampling: {sampler, steps, guidance_scale, eta}`` in the study file): stored as
+    # --- given here, a mapping or None; the sampling change validates it and adds it to to_dict/from_dict.
+    sampling: dict | None = None
     budget: dict | None = None  # equal-compute training: {"kind": images|flops|seconds, "value": N}; epochs ignored
 
     def to_dict(self) -> dict:
@@ -135,10 +116,10 @@ class EvalConfig:
     n_manifold: int = 1000  # samples for KID / precision / recall / density / coverage on classifier features
     n_memorisation: int = 500  # samples checked against the training set (nearest-neighbour distance)
     cas_steps: int = 300  # CAS classifier optimisation steps (batch 128)
-    iwae_k: int = 100  # importance samples of the IWAE bound (VAE family)
-    n_eval: int = 1000  # test images for the VAE family's ELBO terms, IWAE bound and active units
     sample_batch: int = 100  # images per generation batch of the sample bank (CPU: 100 is ~2x faster per
     #                          DDPM image than 500, benchmarks/README.md; a GPU wants larger)
+    iwae_k: int = 100  # importance samples of the IWAE bound on the test NLL (VAEs)
+    n_eval: int = 1000  # test images for the ELBO terms, the IWAE bound and active units (VAEs)
 
 
 @dataclass(frozen=True)
@@ -152,10 +133,118 @@ class StudyConfig:
     evaluation: EvalConfig
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False)
+    data: dict = field(default_factory=dict)  # the dataset loader's options (``data:``), resolved
+    experiments: dict = field(default_factory=dict)  # experiment name -> its options, resolved and checked
     budget: dict | None = None  # the equal-compute budget every model trains under (None: each its own epochs)
     seeds: tuple = ()  # several seeds: one trial per seed (studies/trials.py); () = the single `seed`
-    data: dict = field(default_factory=dict)  # dataset options (data_dir, classes, train_per_class, ...)
-    experiments: dict = field(default_factory=dict)  # experiment name -> its options, in run order
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _param_names(kind: str) -> list[str]:
+    sig = inspect.signature(MODEL_KINDS[kind][0])
+    return [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _unknown_params(kind: str, params: dict) -> list:
+    """Keys of ``params`` the model class does not take (none if it takes ``**kwargs``)."""
+    sig = inspect.signature(MODEL_KINDS[kind][0])
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return []
+    return sorted((k for k in params if k not in _param_names(kind)), key=str)
+
+
+def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:
+    """The model's parameters: names checked against its constructor, common ones type- and range-checked,
+    geometry and class count filled in from the dataset."""
+    bad = _unknown_params(kind, params)
+    if bad:
+        names = _param_names(kind)
+        near = difflib.get_close_matches(str(bad[0]), names, n=1, cutoff=0.6)
+        raise GenbenchError(f"{w}.params: {kind!r} takes no parameter(s) {', '.join(map(repr, bad))}"
+                            + (f"; did you mean `{near[0]}`?" if near else "") + f"; it takes {', '.join(names)}")
+    p = {k: check_value(v, PARAMS[k], f"{w}.params.{k}") if k in PARAMS else v for k, v in params.items()}
+    shape = list(info.image_shape)
+    if kind == "vae":
+        fill = {"channels": shape[0], "image_size": shape[1]}
+    else:
+        fill = {"image_shape": shape}
+    for k, v in fill.items():
+        if k in p and p[k] != v:
+            raise GenbenchError(f"{w}.params.{k}: {p[k]} does not match the images of {info.name} "
+                                f"{tuple(shape)}; drop it (it is filled in from the dataset)")
+        p[k] = v
+    if kind == "vae" and conditional:
+        if not info.num_classes:
+            raise GenbenchError(f"{w}.conditional: {info.name} has no classes until data.classes names them; "
+                                f"add data.classes or drop `conditional`")
+        p["num_classes"] = info.num_classes
+    elif kind == "cgan":
+        p.setdefault("num_classes", info.num_classes)
+    k = p.get("num_classes")
+    if k and info.num_classes and k != info.num_classes:
+        raise GenbenchError(f"{w}.params.num_classes: {k}, but {info.name} has {info.num_classes} classes; "
+                            f"give {info.num_classes} or 0 (unconditional)")
+    if kind == "ddpm" and p.get("sampler", "ddim") == "ddim":
+        t, s = p.get("timesteps", 1000), p.get("sampler_steps", 50)
+        if s > t:
+            raise GenbenchError(f"{w}.params.sampler_steps: {s} is more than timesteps={t}; give at most {t}")
+    return p
+
+
+def _model(mname, m, w: str, top: dict, info) -> ModelConfig:
+    if not (isinstance(mname, str) and folder_name(mname)):
+        raise GenbenchError(f"{w}: bad model name {short(mname)}; use {NAME_RULE}")
+    m = validate(m, MODEL, w)
+    if m["conditional"] and m["kind"] != "vae":
+        raise GenbenchError(f"{w}.conditional: applies to VAEs; a {m['kind']} is conditioned by "
+                            f"params.num_classes")
+    params = _params(m["kind"], dict(m["params"] or {}), w, info, m["conditional"])
+    opt = validate(m["optimizer"], OPTIMIZER, f"{w}.optimizer")
+    opt = {**m["optimizer"], **{k: v for k, v in opt.items() if k in m["optimizer"] or k == "fused"}}
+    if "lr" in opt:
+        opt["lr"] = float(opt["lr"])
+    div = validate(m["divergence"] or {}, DIVERGENCE, f"{w}.divergence")
+    if m["sampling"] is not None and not isinstance(m["sampling"], dict):
+        raise GenbenchError(f"{w}.sampling: expected a mapping")
+    pick = lambda k: top[k] if m[k] is None else m[k]  # noqa: E731 - a model's value or the study-wide one
+    return ModelConfig(
+        name=mname, kind=m["kind"], params=params, optimizer=opt, epochs=m["epochs"], batch_size=pick("batch_size"),
+        seed=top["seed"], precision=pick("precision"), dataset=top["dataset"], ema_decay=m["ema_decay"],
+        log_every=pick("log_every"), train_subset=top["train_subset"], threads=top["threads"], divergence=div,
+        channels_last=pick("channels_last"), compile=pick("compile"), conditional=m["conditional"],
+        sampling=dict(m["sampling"]) if m["sampling"] is not None else None)
+
+
+def _experiments(exps: dict, where: str, models: tuple[ModelConfig, ...], info) -> dict:
+    by_name = {m.name: m for m in models}
+    out = {}
+    for e, o in validate(exps, {k: Field((dict, type(None)), None) for k in EXPERIMENT_OPTIONS},
+                          where).items():
+        if e not in exps:
+            continue
+        w = f"{where}.{e}"
+        o = validate(o or {}, EXPERIMENT_OPTIONS[e], w)
+        named = ([o["model"]] if o["model"] is not None else []) + list(o["models"] or [])
+        for n in named:
+            if n not in by_name:
+                raise GenbenchError(f"{w}: no model {short(n)}; models: {', '.join(by_name)}")
+            if e != "samples" and by_name[n].kind != "vae":
+                raise GenbenchError(f"{w}: {n!r} is a {by_name[n].kind}; this experiment takes VAEs "
+                                    f"({', '.join(x for x, m in by_name.items() if m.kind == 'vae') or 'none here'})")
+        if e == "per_class":  # (it would fail after all the training)
+            for n in named:
+                if not by_name[n].params.get("num_classes"):
+                    raise GenbenchError(f"{w}: {n!r} is not class-conditional; name a VAE with `conditional: true`")
+            if not any(m.kind == "vae" and m.params.get("num_classes") for m in models):
+                raise GenbenchError(f"{w}: no conditional VAE in the study; add `conditional: true` to one")
+        if e == "beta_sweep" and info.num_classes and max(o["classes"]) >= info.num_classes:
+            raise GenbenchError(f"{w}.classes: {o['classes']} has labels outside 0..{info.num_classes - 1}")
+        given = exps[e] or {}  # defaults filled in, except the model selection (absent = every suitable model)
+        out[e] = {k: v for k, v in o.items() if k in given or (v is not None and k not in SELECT)}
+    return out
 
 
 def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
@@ -165,108 +254,37 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         GenbenchError: one line naming the bad field and what is expected.
     """
     if profile not in PROFILES:
-        raise GenbenchError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        raise GenbenchError(f"unknown profile {short(profile)}; choose one of {', '.join(PROFILES)}")
     if not isinstance(raw, dict):
         raise GenbenchError(f"{source}: a study file must be a YAML mapping")
     where = Path(source).name
+    check_size(raw, where)
     try:
         r = resolve_profile(raw, profile)
     except RecursionError as e:
         raise GenbenchError(f"{where}: nested too deeply (or a YAML alias refers to itself)") from e
-    name = _get(r, "name", str, where, check=_folder_name)
-    dataset = _get(r, "dataset", str, where)
-    if dataset not in DATASET_NAMES:
-        raise GenbenchError(f"{where}.dataset: unknown dataset {dataset!r}; choose one of "
-                            f"{', '.join(DATASET_NAMES)}")
-    data = _get(r, "data", dict, where, {})
-    info = dataset_info(dataset, classes=data.get("classes"))
-    seed = _get(r, "seed", int, where, 42)
-    batch_size = _get(r, "batch_size", int, where, 128, lambda v: v > 0)
-    precision = _get(r, "precision", str, where, "bf16", lambda v: v in ("bf16", "fp32"))
-    train_subset = _get(r, "train_subset", (int, type(None)), where, None, lambda v: v is None or v >= 1)
-    threads = _get(r, "threads", (int, type(None)), where, None, lambda v: v is None or v >= 1)
-    log_every = _get(r, "log_every", int, where, 50, lambda v: v > 0)
-    channels_last = _get(r, "channels_last", bool, where, False)  # study-wide defaults of the speed switches
-    compile_ = _get(r, "compile", bool, where, False)
-    models_raw = _get(r, "models", dict, where)
-    models = []
-    for mname, m in models_raw.items():
-        w = f"{where}.models.{mname}"
-        if not (isinstance(mname, str) and _folder_name(mname)):
-            raise GenbenchError(f"{w}: a model name must be letters, digits, '.', '_' or '-' (it names a folder)")
-        if not isinstance(m, dict):
-            raise GenbenchError(f"{w}: expected a mapping")
-        kind = _get(m, "kind", str, w)
-        if kind not in MODEL_KINDS:
-            raise GenbenchError(f"{w}.kind: unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-        params = dict(_get(m, "params", dict, w, {}))
-        bad = _unknown_params(kind, params)
-        if bad:
-            raise GenbenchError(f"{w}.params: {kind!r} takes no parameter(s) {', '.join(map(repr, bad))}; "
-                                f"it takes {', '.join(_param_names(kind))}")
-        # geometry and class count, once for every model kind, from the data layer's DatasetInfo
-        if kind == "vae":
-            params.setdefault("channels", info.image_shape[0])
-            params.setdefault("image_size", info.image_shape[1])
-            if _get(m, "conditional", bool, w, False):
-                params["num_classes"] = info.num_classes
-        else:
-            params.setdefault("image_shape", list(info.image_shape))
-        if kind == "cgan":
-            params.setdefault("num_classes", info.num_classes)
-        opt = dict(_get(m, "optimizer", dict, w, {}))
-        _get(opt, "lr", float, f"{w}.optimizer", check=lambda v: 0 < v < 1)
-        opt["fused"] = _get(opt, "fused", bool, f"{w}.optimizer", True)  # recorded in the run's config
-        div = dict(_get(m, "divergence", dict, w, {}))
-        unknown = set(div) - set(DIVERGENCE_DEFAULTS)
-        if unknown:
-            raise GenbenchError(f"{w}.divergence: unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-                                f"allowed: {', '.join(DIVERGENCE_DEFAULTS)}")
-        div = {"max_retries": _get(div, "max_retries", int, f"{w}.divergence", 3, lambda v: v >= 0),
-               "lr_factor": _get(div, "lr_factor", float, f"{w}.divergence", 0.5, lambda v: 0 < v < 1)}
-        models.append(ModelConfig(
-            name=mname, kind=kind, params=params, optimizer=opt,
-            epochs=_get(m, "epochs", int, w, check=lambda v: v >= 1),
-            batch_size=_get(m, "batch_size", int, w, batch_size, lambda v: v > 0), seed=seed,
-            precision=_get(m, "precision", str, w, precision, lambda v: v in ("bf16", "fp32")),
-            dataset=dataset, ema_decay=_get(m, "ema_decay", (float, type(None)), w, None,
-                                             lambda v: v is None or 0 <= v < 1),
-            log_every=_get(m, "log_every", int, w, log_every, lambda v: v > 0), train_subset=train_subset,
-            threads=threads, divergence=div,
-            channels_last=_get(m, "channels_last", bool, w, channels_last),
-            compile=_get(m, "compile", bool, w, compile_)))
-    e = _get(r, "evaluation", dict, where, {})
+    top = validate(r, TOP, where)
+    data = validate(top["data"] or {}, {k: DATA[k] for k in DATA_OPTIONS[top["dataset"]]}, f"{where}.data")
+    data = {k: v for k, v in data.items() if k in (top["data"] or {})}  # the loader keeps its own defaults
+    info = dataset_info(top["dataset"], classes=data.get("classes"))
+    models = tuple(_model(n, m, f"{where}.models.{n}" if isinstance(n, str) else f"{where}.models", top, info)
+                   for n, m in top["models"].items())
     we = f"{where}.evaluation"
-    ev = EvalConfig(
-        n_samples=_get(e, "n_samples", int, we, 2000, lambda v: v >= 20),
-        n_inception=_get(e, "n_inception", int, we, 500, lambda v: v >= 2),
-        resize=_get(e, "resize", str, we, "tf1_bilinear", lambda v: v in ("tf1_bilinear", "torch_bilinear")),
-        inception_precision=_get(e, "inception_precision", str, we, "bf16", lambda v: v in ("bf16", "fp32")),
-        classifier_epochs=_get(e, "classifier_epochs", int, we, 3, lambda v: v >= 1),
-        classifier_min_accuracy=_get(e, "classifier_min_accuracy", float, we, 0.99, lambda v: 0 <= v <= 1),
-        is_splits=_get(e, "is_splits", int, we, 10, lambda v: v >= 1),
-        fid_bootstrap=_get(e, "fid_bootstrap", int, we, 5, lambda v: v >= 0),
-        n_manifold=_get(e, "n_manifold", int, we, 1000, lambda v: v >= 10),
-        n_memorisation=_get(e, "n_memorisation", int, we, 500, lambda v: v >= 1),
-        cas_steps=_get(e, "cas_steps", int, we, 300, lambda v: v >= 1),
-        sample_batch=_get(e, "sample_batch", int, we, 100, lambda v: v >= 1),
-        iwae_k=_get(e, "iwae_k", int, we, 100, lambda v: v >= 1),
-        n_eval=_get(e, "n_eval", int, we, 1000, lambda v: v >= 2),
-    )
+    ev = EvalConfig(**validate(top["evaluation"] or {}, EVALUATION, we))
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
-    experiments = _experiments(r, where, {m.name for m in models})
-    budget = parse_budget(r.get("budget"), f"{where}.budget")
+    experiments = _experiments(top["experiments"] or {}, f"{where}.experiments", models, info)
+    if top["sweeps"] is not None:
+        validate(top["sweeps"], SWEEPS, f"{where}.sweeps")
+    budget = parse_budget(top["budget"], f"{where}.budget")
     if budget is not None:
-        models = [dataclasses.replace(m, budget=budget) for m in models]
-    seeds = r.get("seeds") or ()
-    if not (isinstance(seeds, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 63
-                                                     for x in seeds)) or len(set(seeds)) != len(seeds):
-        raise GenbenchError(f"{where}.seeds: expected a list of distinct integers >= 0 (e.g. [42, 43, 44]), got {seeds!r}")
-    return StudyConfig(name=name, dataset=dataset, profile=profile, seed=seed,
-                       holdout=_get(r, "holdout", int, where, 5000, lambda v: v >= 0), models=tuple(models),
-                       evaluation=ev, source=str(source), raw=r, data=data, experiments=experiments,
-                       budget=budget, seeds=tuple(seeds))
+        models = tuple(dataclasses.replace(m, budget=budget) for m in models)
+    seeds = top["seeds"] or []
+    if len(set(seeds)) != len(seeds):
+        raise GenbenchError(f"{where}.seeds: the seeds must be distinct, got {seeds}")
+    return StudyConfig(name=top["name"], dataset=top["dataset"], profile=profile, seed=top["seed"],
+                       holdout=top["holdout"], models=models, evaluation=ev, source=str(source), raw=r,
+                       data=data, experiments=experiments, budget=budget, seeds=tuple(seeds))
 
 
 def parse_budget(v, where: str = "--budget") -> dict | None:
@@ -287,49 +305,95 @@ def parse_budget(v, where: str = "--budget") -> dict | None:
         except ValueError:
             v = {k.strip(): num}
     if not (isinstance(v, dict) and len(v) == 1):
-        raise GenbenchError(f"{where}: expected one of images=N, flops=F, seconds=S (e.g. images=4096), got {v!r}")
+        raise GenbenchError(f"{where}: expected one of images=N, flops=F, seconds=S (e.g. images=4096), got {short(v)}")
     (kind, value), = v.items()
     if kind not in BUDGET_KINDS or isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
             or value > 1e21:
-        raise GenbenchError(f"{where}: expected one of images=N, flops=F, seconds=S with a positive number "
-                            f"(e.g. images=4096), got {kind}={value!r}")
+        raise GenbenchError(f"{where}: expected one of images=N, flops=F, seconds=S with a positive number up to "
+                            f"1e21 (e.g. images=4096), got {short(kind)}={short(value)}")
     return {"kind": kind, "value": int(value) if kind != "seconds" else float(value)}
 
 
-def _experiments(r: dict, where: str, names: set) -> dict:
-    exps = _get(r, "experiments", dict, where, {})
-    unknown = sorted(set(map(str, exps)) - set(EXPERIMENTS))
-    if unknown:
-        raise GenbenchError(f"{where}.experiments: unknown {', '.join(unknown)}; choose among {', '.join(EXPERIMENTS)}")
-    out = {}
-    for e in EXPERIMENTS:  # run order
-        if e not in exps:
+def check_split_sizes(study: StudyConfig, n_train: int, n_holdout: int) -> None:
+    """After the data is loaded: the held-out slice must leave every model at least one batch to train on.
+
+    Args:
+        n_train, n_holdout: images in the loaded training split (after ``train_subset``) and held-out slice.
+
+    Raises:
+        GenbenchError: naming ``holdout`` (when it took the images) or ``batch_size``.
+    """
+    total = n_train + n_holdout
+    for m in study.models:
+        if n_train >= m.batch_size:
             continue
-        o = exps[e] or {}
-        if not isinstance(o, dict):
-            raise GenbenchError(f"{where}.experiments.{e}: expected a mapping of options (or nothing)")
-        refs = ([o["model"]] if "model" in o else []) + list(o.get("models") or [])
-        for n in refs:
-            if n not in names:
-                raise GenbenchError(f"{where}.experiments.{e}: no model {n!r}; models: {', '.join(sorted(names))}")
-        out[e] = o
-    return out
+        if n_holdout and total >= m.batch_size:  # the held-out slice took the images: blame it, not batch_size
+            raise GenbenchError(f"{Path(study.source).name}.holdout: {study.holdout} held-out images leave "
+                                f"{n_train} of the {total} training images, fewer than one batch of "
+                                f"{m.batch_size} ({m.name}); give holdout at most {total - m.batch_size}")
+        raise GenbenchError(f"{Path(study.source).name}.models.{m.name}.batch_size: {m.batch_size} is more than "
+                            f"the {n_train} training images; lower batch_size or raise train_subset")
 
 
 def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
     """Load a study YAML file (a path, or the name of a bundled study such as ``mnist_four``).
 
     Raises:
-        GenbenchError: the file is missing, unreadable, not UTF-8, not YAML, or fails :func:`parse_study`.
+        GenbenchError: the file is missing, unreadable, too large, not UTF-8, not YAML, or fails
+            :func:`parse_study`.
     """
-    p = resolve_study(path)
+    p = Path(path)
+    if not p.exists():
+        cand = STUDIES_DIR / f"{path}.yaml"
+        if cand.exists():
+            p = cand
+        else:
+            raise GenbenchError(f"study file {path} not found; give a path or one of: "
+                                f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
+    return parse_study(read_study_yaml(p), profile, str(p))
+
+
+def load_run_study(spath: Path, profile: str | None = None) -> StudyConfig:
+    """The study config a run folder was made with (its ``study.yaml``: the resolved study plus ``profile``),
+    optionally under another profile.
+
+    Raises:
+        GenbenchError: one line: the file is missing, or damaged (naming it and the command that rewrites it).
+    """
+    spath = Path(spath)
+    if profile is not None and profile not in PROFILES:
+        raise GenbenchError(f"unknown profile {short(profile)}; choose one of {', '.join(PROFILES)}")
+    if not spath.exists():
+        raise GenbenchError(f"{spath} not found: give a study folder written by `genbench run` (runs/<study>)")
     try:
-        text = p.read_bytes().decode("utf-8")
+        raw = read_study_yaml(spath)
+        if not isinstance(raw, dict):
+            raise GenbenchError(f"a {type(raw).__name__}, not a mapping")
+        prof = raw.pop("profile", "quick")
+        if prof not in PROFILES:
+            raise GenbenchError(f"profile {short(prof)}")
+        return parse_study(raw, profile or prof, str(spath))
+    except GenbenchError as e:
+        raise GenbenchError(f"{spath} is damaged ({e}); delete it and rerun `genbench run <study file> --resume` "
+                            f"(or `genbench train`) to write it again") from None
+
+
+def read_study_yaml(p: Path) -> Any:
+    """The parsed YAML of a study file (or a run's ``study.yaml``), bounded to :data:`MAX_STUDY_BYTES`.
+
+    Raises:
+        GenbenchError: unreadable, too large, not UTF-8 or not YAML.
+    """
+    try:
+        with open(p, "rb") as f:
+            blob = f.read(MAX_STUDY_BYTES + 1)
+        text = blob.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise GenbenchError(f"cannot read study file {p} ({type(e).__name__}); give a UTF-8 YAML file") from e
+    if len(blob) > MAX_STUDY_BYTES:
+        raise GenbenchError(f"{p}: larger than {MAX_STUDY_BYTES // 1024} KiB; a study file is a few kB")
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except Exception as e:  # noqa: BLE001 - YAMLError, or a ValueError from a value such as 2024-13-01
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise GenbenchError(f"{p}: not valid YAML ({first})") from e
-    return parse_study(raw, profile, str(p))
+        raise GenbenchError(f"{p}: not valid YAML ({first[:120]})") from e

@@ -44,7 +44,7 @@ from genbench.models.registry import MODEL_KINDS
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
-from genbench.studies.config import StudyConfig, parse_study
+from genbench.studies.config import StudyConfig, check_split_sizes, load_run_study, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
 from genbench.training.loop import load_trained, train
 
@@ -76,6 +76,7 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
         splits = load_dataset(study.dataset, holdout=study.holdout, **data_options(study))
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
+    check_split_sizes(study, len(splits["train"]), len(splits["holdout"]))  # a huge holdout is named as such
     return splits
 
 
@@ -235,14 +236,7 @@ def load_study_dir(study_dir: Path, profile: str | None = None) -> StudyConfig:
     Raises:
         GenbenchError: the folder holds no ``study.yaml``.
     """
-    import yaml
-
-    spath = Path(study_dir) / "study.yaml"
-    if not spath.exists():
-        raise GenbenchError(f"{spath} not found: give a study folder written by `genbench run` (runs/<study>)")
-    raw = yaml.safe_load(spath.read_text())
-    prof = raw.pop("profile", "quick")
-    return parse_study(raw, profile or prof, str(spath))
+    return load_run_study(Path(study_dir) / "study.yaml", profile)  # one line for a missing or damaged file
 
 
 def _diverged_status(run_dir: Path) -> dict | None:

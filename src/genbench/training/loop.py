@@ -482,9 +482,20 @@ def load_trained(run_dir: Path, *, use_ema: bool = True):
 
     Uses the EMA weights when the run kept an EMA (and ``use_ema``).
     """
-    ck = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    ck = load_checkpoint(path)
     mcfg = ck["config"]["model"]
-    model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
-    state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
-    model.load_state_dict(state)
+    fix = f"retrain it (`genbench train {Path(run_dir).name} --overwrite` or `genbench run --overwrite`) or restore it"
+    if not isinstance(mcfg.get("resolved_params"), dict):
+        raise GenbenchError(f"{path} is a damaged genbench checkpoint (no config.model.resolved_params); {fix}")
+    try:
+        model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
+    except (GenbenchError, RuntimeError) as e:  # parameters a model cannot be built from (a negative width...)
+        raise GenbenchError(f"{path}: its model config does not build ({str(e)[:160]}); {fix}") from e
+    try:
+        state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as e:  # missing/unexpected keys, size mismatch, not a mapping
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise GenbenchError(f"{path}: its weights do not match its own model config ({first}); {fix}") from e
     return model.to(get_device()).eval(), ck

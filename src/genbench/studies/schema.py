@@ -1,0 +1,315 @@
+"""The study-file schema: one table of fields per section and ONE validator (:func:`validate`).
+
+Each :class:`Field` says its type(s), default and the range it can work with (``ok``, and ``want``: that range in
+words for the error line). :func:`validate` checks a mapping against a table: unknown keys are refused with their
+dotted name, the nearest valid name (difflib) and the valid keys; every value is type- and range-checked and the
+defaults are filled in. :func:`check_size` bounds a loaded file (nodes through YAML aliases, depth) before profiles
+are resolved. :mod:`genbench.studies.config` builds the frozen configs from the validated sections.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from genbench.data.info import DATASET_NAMES
+from genbench.errors import GenbenchError
+from genbench.models.registry import MODEL_KINDS
+from genbench.models.vae import ENCODERS, LIKELIHOODS
+from genbench.sampling.diffusion import SAMPLERS
+from genbench.training.loop import DIVERGENCE_DEFAULTS
+
+PROFILES = ("smoke", "quick", "full")
+MAX_SAMPLES = 1_000_000
+"""Upper bound of every image count of a study (n_samples, n_inception, n_eval, holdout...): at the slowest
+sampler here (DDPM, 1,000 steps, ~9 s per image on 2 CPU cores) a million images is already years; larger values
+are typos, and a count beyond it would make sampling run without end."""
+MAX_SEED = 2**63 - 1  # seeds go to torch.Generator.manual_seed / numpy (int64)
+MAX_WIDTH = 65_536  # widths, hidden sizes, latent dims: beyond this a layer alone takes gigabytes
+MAX_EPOCHS = 100_000
+MIN_KNN_SAMPLES = 10
+"""Fewest images the k-NN metrics work with: precision/recall (k=3) and density/coverage (k=5,
+metrics/manifold.py) need more than k+1 points per set, and their bootstrap keeps ~63% distinct points."""
+MAX_STUDY_BYTES = 1 << 20  # a study file is a few kB; 1 MiB is generous
+MAX_STUDY_NODES = 20_000  # YAML nodes (mappings, lists, scalars) counted through aliases, before profiles resolve
+MAX_STUDY_DEPTH = 24  # nesting depth of a study file (the bundled ones reach 5)
+EXPERIMENTS = ("reconstructions", "samples", "interpolations", "beta_sweep", "frozen_latent", "linear_probe",
+               "encoder_comparison", "per_class")
+
+# --------------------------------------------------------------------------------------------------------------
+# The one validator
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a section: its type(s), default (``_REQUIRED`` if none), the range it can work with (``ok``)
+    and that range in words (``want``, for the error line)."""
+
+    typ: Any
+    default: Any = _REQUIRED
+    ok: Callable[[Any], bool] | None = None
+    want: str = ""
+    noun: str = ""  # for a choice: what the value names ("dataset"), so the line reads "unknown dataset 'x'"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _int(lo: int, hi: int | None = None, default=_REQUIRED, null: bool = False) -> Field:
+    want = f"an integer in {lo}..{hi:,}" if hi is not None else f"an integer >= {lo}"
+    return Field((int, type(None)) if null else int, default,
+                 lambda v: v is None or (v >= lo and (hi is None or v <= hi)), want + (" or null" if null else ""))
+
+
+def _float(lo: float, hi: float, default=_REQUIRED, lo_open=False, hi_open=False, null=False) -> Field:
+    want = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def ok(v):
+        if v is None:
+            return True
+        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi) and math.isfinite(v)
+    return Field((float, type(None)) if null else float, default, ok, want + (" or null" if null else ""))
+
+
+def _choice(options, default=_REQUIRED, noun: str = "value") -> Field:
+    return Field(str, default, lambda v: v in options, f"one of {', '.join(options)}", noun)
+
+
+def _int_list(length: int | None, lo: int, hi: int, default=_REQUIRED) -> Field:
+    n = f"{length} " if length else ""
+    return Field(list, default, lambda v: (len(v) == length if length else len(v) >= 1) and all(
+        _is_int(x) and lo <= x <= hi for x in v), f"a list of {n}integers in {lo}..{hi:,}")
+
+
+def _num_list(lo: float, hi: float, hi_open=False, default=_REQUIRED, length=None) -> Field:
+    rng = f"[{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return Field(list, default, lambda v: (len(v) == length if length else len(v) >= 1) and all(
+        _is_num(x) and lo <= x and (x < hi if hi_open else x <= hi) for x in v),
+        f"a list of {length or 'one or more'} numbers in {rng}")
+
+
+def short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def folder_name(v: str) -> bool:
+    """A study or model name becomes a folder name: letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``."""
+    return bool(re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v)) and v not in (".", "..")
+
+
+NAME_RULE = "1-100 letters, digits, '.', '_' or '-' (not '.' or '..': it names a folder)"
+
+
+def unknown_key(where: str, key, valid) -> GenbenchError:
+    near = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.6)
+    hint = f"did you mean `{near[0]}`? " if near else ""
+    return GenbenchError(f"{where}.{str(key)[:60]}: unknown key; {hint}valid keys: {', '.join(map(str, valid))}")
+
+
+def check_value(v, f: Field, where: str):
+    """Check one value against its field (type, then range); returns it (ints given for floats become floats)."""
+    types = f.typ if isinstance(f.typ, tuple) else (f.typ,)
+    if float in types and _is_int(v):
+        v = float(v)
+    if not isinstance(v, types) or (isinstance(v, bool) and bool not in types and object not in types):
+        tn = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise GenbenchError(f"{where}: expected {tn}, got {type(v).__name__} ({short(v)})"
+                            + (f"; give {f.want}" if f.want else ""))
+    if f.ok is not None and not f.ok(v) and f.noun:
+        raise GenbenchError(f"{where}: unknown {f.noun} {short(v)}; choose {f.want}")
+    if f.ok is not None and not f.ok(v):
+        raise GenbenchError(f"{where}: value {short(v)} is out of range; give {f.want}")
+    return v
+
+
+def validate(section, schema: dict[str, Field], where: str, *, extra: tuple = ()) -> dict:
+    """THE validator: ``section`` must be a mapping whose keys are all in ``schema`` (or ``extra``, left to the
+    caller); every field is type- and range-checked, defaults filled in. Returns a new dict.
+
+    Raises:
+        GenbenchError: one line: the dotted name of the bad key and what is expected.
+    """
+    if not isinstance(section, dict):
+        raise GenbenchError(f"{where}: expected a mapping, got {type(section).__name__} ({short(section)})")
+    for k in section:
+        if k not in schema and k not in extra:
+            raise unknown_key(where, k, list(schema) + list(extra))
+    out = {}
+    for k, f in schema.items():
+        if k in section:
+            out[k] = check_value(section[k], f, f"{where}.{k}")
+        elif f.default is _REQUIRED:
+            raise GenbenchError(f"{where}: missing field `{k}`" + (f" ({f.want})" if f.want else ""))
+        else:
+            out[k] = f.default
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The schema, one table per section
+
+TOP = {
+    "name": Field(str, _REQUIRED, folder_name, NAME_RULE),
+    "dataset": _choice(DATASET_NAMES, noun="dataset"),
+    "seed": _int(0, MAX_SEED, 42),
+    "batch_size": _int(1, MAX_SAMPLES, 128),
+    "precision": _choice(("bf16", "fp32"), "bf16", "precision"),
+    "holdout": _int(0, MAX_SAMPLES, 5000),
+    "train_subset": _int(1, MAX_SAMPLES * 10, None, null=True),
+    "threads": _int(1, 1024, None, null=True),
+    "log_every": _int(1, 10**9, 50),
+    "channels_last": Field(bool, False),
+    "compile": Field(bool, False),
+    "models": Field(dict, _REQUIRED, lambda v: len(v) >= 1, "a mapping of one or more models"),
+    "evaluation": Field((dict, type(None)), None),
+    "data": Field((dict, type(None)), None),
+    "experiments": Field((dict, type(None)), None),
+    "sweeps": Field((dict, type(None)), None),
+    "budget": Field((dict, str, type(None)), None),  # equal compute: {images: N} | {flops: F} | {seconds: S}
+    "seeds": Field((list, type(None)), None, lambda v: v is None or (1 <= len(v) <= 1000 and all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED for x in v)),
+        "a list of distinct integer seeds >= 0"),
+}
+MODEL = {
+    "kind": _choice(tuple(MODEL_KINDS), noun="model kind"),
+    "params": Field((dict, type(None)), None),
+    "optimizer": Field(dict),
+    "epochs": _int(1, MAX_EPOCHS),
+    "batch_size": _int(1, MAX_SAMPLES, None),  # these four default to the study-wide value
+    "precision": _choice(("bf16", "fp32"), None),
+    "log_every": _int(1, 10**9, None),
+    "channels_last": Field(bool, None),
+    "compile": Field(bool, None),
+    "ema_decay": _float(0, 1, None, hi_open=True, null=True),
+    "divergence": Field((dict, type(None)), None),
+    "conditional": Field(bool, False),  # a VAE conditioned on the class (num_classes from the dataset)
+    # --- sampling settings (sampler, steps, guidance_scale, eta): another change fills this in (ModelConfig
+    # --- .sampling); here it is only required to be a mapping and is stored as given.
+    "sampling": Field((dict, type(None)), None),
+}
+OPTIMIZER = {
+    "lr": _float(0, 1, _REQUIRED, lo_open=True, hi_open=True),
+    "betas": _num_list(0, 1, hi_open=True, default=[0.9, 0.999], length=2),
+    "fused": Field(bool, True),
+    "schedule": _choice(("constant", "cosine"), "constant", "schedule"),
+}
+DIVERGENCE = {"max_retries": _int(0, 100, DIVERGENCE_DEFAULTS["max_retries"]),
+              "lr_factor": _float(0, 1, DIVERGENCE_DEFAULTS["lr_factor"], lo_open=True, hi_open=True)}
+EVALUATION = {
+    "n_samples": _int(20, MAX_SAMPLES, 2000),
+    "n_inception": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),
+    "resize": _choice(("tf1_bilinear", "torch_bilinear"), "tf1_bilinear", "resize policy"),
+    "inception_precision": _choice(("bf16", "fp32"), "bf16"),
+    "classifier_epochs": _int(1, 1000, 3),
+    "classifier_min_accuracy": _float(0, 1, 0.99),
+    "is_splits": _int(1, 1000, 10),
+    "fid_bootstrap": _int(0, 1000, 5),
+    "n_manifold": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 1000),
+    "n_memorisation": _int(1, MAX_SAMPLES, 500),
+    "cas_steps": _int(1, 10**7, 300),
+    "sample_batch": _int(1, MAX_SAMPLES, 100),
+    "iwae_k": _int(1, 100_000, 100),
+    "n_eval": _int(1, MAX_SAMPLES, 1000),
+}
+DATA = {  # options of the dataset loaders (genbench.data.registry.load_dataset)
+    "data_dir": Field((str, type(None)), None),
+    "classes": Field(list, None, lambda v: 1 <= len(v) <= 1000 and all(isinstance(c, str) and c for c in v)
+                     and len(set(v)) == len(v), "a list of distinct class names"),
+    "train_per_class": _int(1, MAX_SAMPLES, 4000),
+    "test_per_class": _int(1, MAX_SAMPLES, 1000),
+    "seed": _int(0, MAX_SEED, 0),
+}
+DATA_OPTIONS = {"mnist": (), "fashion_mnist": ("data_dir",), "cifar10": ("data_dir",),
+                "quickdraw": ("data_dir", "classes", "train_per_class", "test_per_class", "seed")}
+SELECT = {"model": Field(str, None), "models": Field(list, None, lambda v: all(isinstance(x, str) for x in v),
+                                                   "a list of model names")}
+EXPERIMENT_OPTIONS = {
+    "reconstructions": {"n": _int(1, 1000, 10), **SELECT},
+    "samples": {"n": _int(1, 10_000, 64), **SELECT},
+    "interpolations": {"pairs": _int(1, 1000, 6), "steps": _int(2, 1000, 10), **SELECT},
+    "beta_sweep": {"betas": _num_list(0, 1e6, default=[0.1, 0.5, 1.0]), "latent_dim": _int(1, MAX_WIDTH, 2),
+                   "classes": _int_list(None, 0, 100_000, [0, 1, 7]), "epochs": _int(1, MAX_EPOCHS, None, null=True),
+                   "n_points": _int(1, MAX_SAMPLES, 1000), **SELECT},
+    "frozen_latent": {"sigmas": _num_list(0, 1e6, default=[0.1, 0.5, 1.0]), **SELECT},
+    "linear_probe": {"n_train": _int(2, MAX_SAMPLES, 10000), "C": _float(0, 1e12, 1.0, lo_open=True),
+                     "max_iter": _int(1, 10**7, 1000), **SELECT},
+    "encoder_comparison": {**SELECT},
+    "per_class": {"n_per_class": _int(1, MAX_SAMPLES, 100), **SELECT},
+}
+SWEEPS = {  # the keys of genbench.studies.sweeps.parse_sweeps, which checks their values
+    k: Field(object, None) for k in ("model", "in_study", "samplers", "reference", "tolerance", "tolerance_metric",
+                                     "guidance_scales", "guidance_sampler", "eta")}
+SWEEPS.update({"n": _int(2, MAX_SAMPLES, None, null=True), "n_inception": _int(2, MAX_SAMPLES, None, null=True),
+               "batch": _int(1, MAX_SAMPLES, None, null=True)})
+PARAMS = {  # type and range of the common model parameters (the constructor decides which a kind takes)
+    **{k: _int(1, MAX_WIDTH) for k in ("latent_dim", "hidden", "z_dim", "ngf", "ndf", "label_dim", "rnn_hidden",
+                                       "channels")},
+    "num_classes": _int(0, 100_000), "image_size": _int(4, 1024), "kl_anneal_steps": _int(0, 10**9),
+    "timesteps": _int(1, 100_000), "sampler_steps": _int(1, 100_000),
+    "beta": _float(0, 1e6), "gaussian_std": _float(0, 1e6, lo_open=True),
+    "dropout": _float(0, 1, hi_open=True), "p_uncond": _float(0, 1), "real_label": _float(0, 1, lo_open=True),
+    "guidance_scale": _float(0, 1e3), "beta_start": _float(0, 1, lo_open=True, hi_open=True),
+    "beta_end": _float(0, 1, lo_open=True, hi_open=True),
+    "widths": _int_list(3, 1, MAX_WIDTH), "g_widths": _int_list(None, 1, MAX_WIDTH),
+    "d_widths": _int_list(None, 1, MAX_WIDTH), "image_shape": _int_list(3, 1, 1024),
+    "attention": Field(bool), "batchnorm": Field(bool),
+    "encoder": _choice(ENCODERS, noun="encoder"), "likelihood": _choice(LIKELIHOODS, noun="likelihood"),
+    "sampler": _choice(SAMPLERS, noun="sampler"),
+    "prediction_type": _choice(("epsilon", "v_prediction")),
+    "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Profiles and the size bound
+
+
+def resolve_profile(obj: Any, profile: str) -> Any:
+    """Replace every ``{smoke: a, quick: b, full: c}`` mapping by the value for ``profile``."""
+    if isinstance(obj, dict):
+        if obj and all(isinstance(k, str) for k in obj) and set(obj) <= set(PROFILES):
+            if profile not in obj:
+                raise GenbenchError(f"a per-profile value {short(obj)} has no entry for profile {profile!r}")
+            return resolve_profile(obj[profile], profile)
+        return {k: resolve_profile(v, profile) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [resolve_profile(v, profile) for v in obj]
+    return obj
+
+
+def check_size(raw: Any, where: str) -> None:
+    """Refuse a study mapping with more than :data:`MAX_STUDY_NODES` nodes or deeper than
+    :data:`MAX_STUDY_DEPTH`, counting through YAML aliases (a shared node counts once per reference, as
+    resolving profiles would copy it). Stops counting at the bound, so a billion-node alias bomb costs
+    microseconds.
+
+    Raises:
+        GenbenchError: one line with the bound that was passed.
+    """
+    stack, n = [(raw, 1)], 0
+    while stack:
+        obj, depth = stack.pop()
+        n += 1
+        if n > MAX_STUDY_NODES:
+            raise GenbenchError(f"{where}: more than {MAX_STUDY_NODES:,} values (YAML aliases counted once per "
+                                f"use); a study file is a few hundred; remove the repeated aliases")
+        if depth > MAX_STUDY_DEPTH:
+            raise GenbenchError(f"{where}: nested more than {MAX_STUDY_DEPTH} levels deep (or a YAML alias refers "
+                                f"to itself); flatten the file")
+        if isinstance(obj, dict):
+            stack.extend((v, depth + 1) for v in obj.values())
+            n += len(obj)  # the keys
+        elif isinstance(obj, (list, tuple)):
+            stack.extend((v, depth + 1) for v in obj)
