@@ -103,3 +103,98 @@ def test_kid_equals_torchmetrics_on_the_same_random_subsets():
     mean, std = kid(gen, real, subset_indices=draws)
     assert mean == pytest.approx(ref_mean, rel=1e-9)
     assert std == pytest.approx(ref_std, rel=1e-7)
+
+
+# -- reference subsets ---------------------------------------------------------------------------------------
+def test_reference_order_is_seeded_nested_and_class_stratified():
+    from genbench.metrics.reference import indices_sha256, reference_order
+
+    y = np.repeat(np.arange(10), np.arange(100, 200, 10))  # 1,450 labels, sorted by class like an ordered split
+    o = reference_order(y, len(y), seed=3)
+    assert sorted(o.tolist()) == list(range(len(y)))  # a permutation
+    np.testing.assert_array_equal(o, reference_order(y, len(y), seed=3))  # seeded
+    assert indices_sha256(o) != indices_sha256(reference_order(y, len(y), seed=4))
+    share = np.bincount(y) / len(y)
+    for n in (20, 100, 400, 1000):  # every prefix holds each class's share to within one image
+        counts = np.bincount(y[o[:n]], minlength=10)
+        assert np.all(np.abs(counts - n * share) <= 1.0 + 1e-9), (n, counts, n * share)
+    assert o[:400].max() > 1000  # not the first images
+    u = reference_order(None, 50, seed=3)  # unlabelled: a plain seeded permutation
+    assert sorted(u.tolist()) == list(range(50)) and not np.array_equal(u, np.arange(50))
+
+
+def test_evaluation_context_saves_the_orders_and_keys_the_subset(tmp_path):
+    from types import SimpleNamespace
+
+    from genbench.data.registry import Dataset
+    from genbench.metrics.evaluate import EvalContext
+    from genbench.metrics.reference import indices_sha256
+
+    g = torch.Generator().manual_seed(0)
+    test = Dataset(torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8, generator=g),
+                   torch.arange(300) // 30, 10, "toy")
+    hold = Dataset(test.x[:100], torch.arange(100) % 10, 10, "toy")
+    ctx = EvalContext(test=test, train=test, classifier=None, classifier_info={}, eval_cfg=SimpleNamespace(),
+                      seed=11, out_dir=tmp_path)
+    idx = ctx.reference_indices(50)
+    np.testing.assert_array_equal(np.load(tmp_path / "reference_indices.npy")[:50], idx)
+    assert np.bincount(test.y[torch.as_tensor(idx)].numpy(), minlength=10).tolist() == [5] * 10
+    rec = ctx.reference_record(50)
+    assert rec["indices_sha256"] == indices_sha256(idx) and rec["seed"] == 11 and rec["n"] == 50
+    h = ctx.heldout_indices(hold, 40)
+    np.testing.assert_array_equal(np.load(tmp_path / "heldout_indices.npy")[:40], h)
+    assert np.bincount(hold.y[torch.as_tensor(h)].numpy(), minlength=10).tolist() == [4] * 10
+
+
+# -- Frechet distance to a fixed reference, bootstrap spread, FID-infinity -----------------------------------
+@pytest.mark.parametrize("n,d", [(40, 64), (300, 64)])
+def test_frechet_distance_to_equals_the_covariance_route(n, d):
+    from genbench.metrics.scores import feature_stats, frechet_distance, frechet_distance_to
+
+    rng = np.random.default_rng(n)
+    mu, sigma = feature_stats(rng.normal(size=(1000, d)))
+    gen = rng.normal(size=(n, d)) * 1.2 + 0.1
+    # rel 1e-7: at n < d the covariance route takes square roots of d - n + 1 rounding-noise eigenvalues
+    # (~1e-15 each -> ~3e-8 each); the n x n route has none of them
+    assert frechet_distance_to(gen, mu, sigma) == pytest.approx(frechet_distance(*feature_stats(gen), mu, sigma),
+                                                                rel=1e-7)
+
+
+def test_fid_infinity_removes_the_finite_n_bias_of_a_known_gaussian_pair():
+    """Reference N(0, I) known exactly; generated N(delta, I) in d = 64: the true FID is ||delta||^2 = 1. FID at
+    N = 2,000 is biased upwards (~1.53); the intercept of the 1/N fit (Chong & Forsyth sec. 3) lands near 1."""
+    from genbench.metrics.scores import bootstrap_fid, fid_infinity, frechet_distance_to
+
+    d = 64
+    rng = np.random.default_rng(0)
+    delta = np.zeros(d)
+    delta[0] = 1.0
+    gen = rng.normal(size=(2000, d)) + delta
+    mu, sigma = np.zeros(d), np.eye(d)
+    fid_n = frechet_distance_to(gen, mu, sigma)
+    fi = fid_infinity(gen, mu, sigma, seed=0)
+    assert len(fi["ns"]) == 8 and fi["ns"][-1] == 2000 and fi["fids"][-1] == pytest.approx(fid_n)
+    assert fid_n > 1.4 and fi["slope"] > 0
+    assert abs(fi["value"] - 1.0) < 0.3 * (fid_n - 1.0)
+    s = bootstrap_fid(gen, (mu, sigma), n_boot=20, seed=0)
+    assert 0.01 < s < 0.2, s
+
+
+# -- OpenVINO backend: the 0.5% FID rule on real MNIST --------------------------------------------------------
+N_OPENVINO = 150  # per set: torch fp32 extracts 300 images in ~30 s here (2 cores); FID ~35 at this N
+
+
+def test_openvino_fid_within_half_a_percent_of_torch_fp32(mnist):
+    pytest.importorskip("openvino")
+    from genbench.metrics.inception import InceptionFeatures
+    from genbench.metrics.reference import reference_subset
+    from genbench.metrics.scores import fid_from_features
+
+    a = mnist["test"].x[torch.as_tensor(reference_subset(mnist["test"], N_OPENVINO, 0))]
+    b = mnist["holdout"].x[torch.as_tensor(reference_subset(mnist["holdout"], N_OPENVINO, 0))]
+    ref = InceptionFeatures(backend="torch", precision="fp32")
+    ov = InceptionFeatures(backend="openvino", precision="bf16")
+    assert ov.key()["backend"] == "openvino" and ref.key()["backend"] == "torch"
+    fid_ref = fid_from_features(ref(a), ref(b))
+    fid_ov = fid_from_features(ov(a), ov(b))
+    assert abs(fid_ov / fid_ref - 1) < 0.005, (fid_ov, fid_ref)

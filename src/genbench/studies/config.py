@@ -125,6 +125,7 @@ class EvalConfig:
     n_inception: int  # images per model for Inception FID (<= n_samples)
     resize: str = "tf1_bilinear"
     inception_precision: str = "bf16"
+    inception_backend: str = "auto"  # auto | torch | openvino (genbench.metrics.inception: auto = openvino on CPU)
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
     is_splits: int = 10
@@ -226,6 +227,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         n_inception=_get(e, "n_inception", int, we, 500, lambda v: v >= 2),
         resize=_get(e, "resize", str, we, "tf1_bilinear", lambda v: v in ("tf1_bilinear", "torch_bilinear")),
         inception_precision=_get(e, "inception_precision", str, we, "bf16", lambda v: v in ("bf16", "fp32")),
+        inception_backend=_get(e, "inception_backend", str, we, "auto", lambda v: v in ("auto", "torch", "openvino")),
         classifier_epochs=_get(e, "classifier_epochs", int, we, 3, lambda v: v >= 1),
         classifier_min_accuracy=_get(e, "classifier_min_accuracy", float, we, 0.99, lambda v: 0 <= v <= 1),
         is_splits=_get(e, "is_splits", int, we, 10, lambda v: v >= 1),

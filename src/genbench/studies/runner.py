@@ -127,11 +127,13 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
     n = min(study.evaluation.n_samples, len(hold))
     if n < study.evaluation.n_samples:
         log(f"[evaluate] warning: holdout has {len(hold)} images < n_samples; the real floor uses N={n}")
-    metrics = evaluate_images(ctx, hold.x[:n], hold.y[:n], what="real (held-out train slice)")
+    idx = torch.as_tensor(ctx.heldout_indices(hold, n))  # seeded stratified random subset, not the first n
+    metrics = evaluate_images(ctx, hold.x[idx], hold.y[idx], what="real (held-out train slice)")
     if metrics is None:
         return None
     return {"model": "real", "kind": "real", "family": "real", "conditional": True, "metrics": metrics,
-            "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on"}}
+            "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on",
+                            "subset": ctx.heldout_record(idx.numpy())}}
 
 
 def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records: list[dict], **timings) -> dict:
@@ -225,6 +227,7 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
         raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
                             f"rates in the study file and rerun with --overwrite")
     ctx = make_context(study, splits, dist)
+    ctx.out_dir = study_dir  # reference_indices.npy / heldout_indices.npy go into the study folder
     records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
     records.append(evaluate_real(study, splits, ctx))
     if not main:
