@@ -218,9 +218,10 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
                             "spread": f"std over {n_boot} bootstrap resamples of the generated features, reference "
                                       f"statistics fixed" if n_boot else "none (fid_bootstrap: 0)",
                             "resamples": n_boot, "n_generated": m, "n_reference": m,
-                            "reference": "test split, seeded class-stratified random subset", "reference_subset": ref_inc,
+                            "reference": "test split, seeded class-stratified random subset",
+                            "reference_subset": ref_inc,
                             **ctx.inception.key(), "direction": "lower is better",
-                            "note": f"FID at N={m} is biased upwards; compare only values at the same N, or FID-infinity"}
+                            "note": f"FID at N={m} is biased upwards; compare values at the same N, or FID-infinity"}
     if m >= 8:
         fi = fid_infinity(feats_i, mu, sigma, seed=ctx.seed)
         out["fid_inf_inception"] = {**fi, "n_generated": m, "n_reference": m, "reference_subset": ref_inc,
