@@ -223,13 +223,15 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
                             **ctx.inception.key(), "direction": "lower is better",
                             "note": f"FID at N={m} is biased upwards; compare values at the same N, or FID-infinity"}
     if m >= 8:
-        fi = fid_infinity(feats_i, mu, sigma, seed=ctx.seed)
+        fi = fid_infinity(feats_i, ref_i, seed=ctx.seed)
         out["fid_inf_inception"] = {**fi, "n_generated": m, "n_reference": m, "reference_subset": ref_inc,
                                     **ctx.inception.key(), "direction": "lower is better",
-                                    "method": "Chong & Forsyth 2020: FID on nested random subsets of the generated "
-                                              "set at the sizes ns, least-squares line in 1/N, intercept at 1/N = 0",
-                                    "note": "extrapolates the generated set only; the reference's own finite-N bias "
-                                            f"(n_reference={m}) remains; comparable across generated N"}
+                                    "method": "Chong & Forsyth 2020: FID of nested random subsets of the generated and "
+                                              "reference sets (N vs N) at the sizes ns, least-squares line in 1/N, "
+                                              "intercept at 1/N = 0",
+                                    "note": "less biased than FID at N, but FID_N is linear in 1/N only for N >> 2048: "
+                                            "below that compare FID-infinity only at the same N (real vs real MNIST: "
+                                            "15.3 / 7.2 / 3.8 at N = 400 / 1,000 / 2,000)"}
     _manifold(out, "inception", feats_i, ref_i, ctx.seed, ctx.reference_record)
     out["eval_seconds"] = time.perf_counter() - t0
     return out
