@@ -212,7 +212,7 @@ def test_fid_infinity_removes_the_finite_n_bias_of_a_known_gaussian_pair():
 
 # -- OpenVINO backend: the 0.5% FID rule on real MNIST --------------------------------------------------------
 N_OPENVINO = 150  # per set: torch fp32 extracts 300 images in ~30 s on a quiet 2-core machine (10.7 img/s), the test
-# ~40 s in all; measured 209 s with load average 8. Both backends see the same images; 150 stays near the 200 of MEASURED.md
+# ~40 s in all; measured 209 s at load average 8. Both backends see the same images (MEASURED.md used 200)
 
 
 def test_openvino_fid_within_half_a_percent_of_torch_fp32(mnist):
