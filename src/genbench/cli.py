@@ -303,6 +303,7 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
             raise GenbenchError(f"{r} is not a model of study {cfg.name} ({', '.join(by_name)})")
     splits = prepare_data(cfg)
     ctx = make_context(cfg, splits, dist)
+    ctx.out_dir = study_dir  # reference_indices.npy / heldout_indices.npy go into the study folder
     t0 = time.perf_counter()
     records = [evaluate_run(Path(r).resolve(), cfg, ctx, by_name[Path(r).resolve().name]) for r in runs]
     records.append(evaluate_real(cfg, splits, ctx))

@@ -9,34 +9,46 @@ Feature extraction (classifier predictions, Inception features, the reference st
 ranks and all-gathered (:class:`~genbench.runtime.distributed.Dist`); rank 0 then computes every metric from
 the full feature sets (the values equal a single process's) and writes the reference-statistics cache, the
 other ranks get ``None`` back.
+
+Reference subsets: every comparison with real data uses a seeded, class-stratified random subset of the split
+(:mod:`genbench.metrics.reference`), the same for every row of a study (seed = the study seed), never the first
+N images; with ``out_dir`` set the orders are saved there (``reference_indices.npy`` for the test split,
+``heldout_indices.npy`` for the real-data row) and each metric records the seed and the sha256 of its indices.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
-from genbench.io import atomic_savez
+from genbench.io import atomic_savez, atomic_write_bytes
 from genbench.metrics.classifier import classification_accuracy_score, predict
 from genbench.metrics.manifold import kid, nearest_train_distance, prdc_with_spread
 from genbench.metrics.inception import InceptionFeatures
+from genbench.metrics.reference import indices_sha256, reference_order, subset_record
 from genbench.metrics.scores import (
-    bootstrap_fid, conditional_accuracy, feature_stats, frechet_distance, inception_score, mean_pairwise_l2,
-    mode_coverage)
+    bootstrap_fid, conditional_accuracy, feature_stats, fid_infinity, frechet_distance, frechet_distance_to,
+    inception_score, mean_pairwise_l2, mode_coverage)
 from genbench.runtime.distributed import Dist
+
+MIN_FID_RESAMPLES = 20  # bootstrap resamples behind every Inception FID spread (the study's fid_bootstrap, at least)
+REFERENCE_FILE, HELDOUT_FILE = "reference_indices.npy", "heldout_indices.npy"
 
 
 @dataclass
 class EvalContext:
     """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`;
-    ``dist`` the data-parallel context the feature extraction is sharded over (single process by default)."""
+    ``dist`` the data-parallel context the feature extraction is sharded over (single process by default);
+    ``out_dir`` the study folder the subset orders are saved into (None: not saved)."""
 
     test: Dataset
     train: Dataset
@@ -46,8 +58,43 @@ class EvalContext:
     seed: int = 42
     log: object = print
     dist: Dist = field(default_factory=Dist)
+    out_dir: Path | None = None
     _inception: InceptionFeatures | None = None
     _cache: dict = field(default_factory=dict)
+
+    # -- reference subsets ----------------------------------------------------------------------------------
+    def _order(self, name: str, split: Dataset, file: str) -> np.ndarray:
+        """The seeded stratified order of ``split`` (:func:`~genbench.metrics.reference.reference_order`),
+        computed once and saved as ``out_dir/file`` (rank 0, atomically) when ``out_dir`` is set."""
+        if name not in self._cache:
+            order = reference_order(split.y.numpy() if split.y is not None else None, len(split), self.seed)
+            self._cache[name] = order
+            if self.out_dir is not None and self.dist.main:
+                buf = io.BytesIO()
+                np.save(buf, order)
+                atomic_write_bytes(Path(self.out_dir) / file, buf.getvalue())
+        return self._cache[name]
+
+    def reference_indices(self, n: int) -> np.ndarray:
+        """int64 (n,) indices into the test split: a seeded class-stratified random subset (the first n of the
+        saved order), the reference of every Inception and classifier-manifold metric."""
+        if n > len(self.test):
+            raise ValueError(f"a reference of {n} images from a test split of {len(self.test)}: lower "
+                             f"evaluation.n_inception / n_manifold")
+        return self._order("test_order", self.test, REFERENCE_FILE)[:n]
+
+    def heldout_indices(self, holdout: Dataset, n: int) -> np.ndarray:
+        """int64 (n,) indices into the held-out split for the real-data row, chosen like the reference
+        (seeded, class-stratified, saved as ``heldout_indices.npy``); its first m rows are a stratified m-subset,
+        so the row's Inception metrics (on its first ``n_inception`` images) are random too."""
+        return self._order("heldout_order", holdout, HELDOUT_FILE)[:n]
+
+    def heldout_record(self, indices: np.ndarray) -> dict:
+        """The real-data row's subset provenance (for its ``sample_bank`` record)."""
+        return subset_record("holdout", indices, self.seed, stratified=True, file=HELDOUT_FILE)
+
+    def reference_record(self, n: int) -> dict:
+        return subset_record("test", self.reference_indices(n), self.seed, stratified=True, file=REFERENCE_FILE)
 
     # -- reference statistics -------------------------------------------------------------------------------
     def classifier_reference(self) -> tuple[np.ndarray, np.ndarray]:
@@ -60,15 +107,16 @@ class EvalContext:
         return self._cache["clf_ref"]
 
     def classifier_reference_features(self, n: int) -> np.ndarray:
-        """Classifier features of the first ``n`` test images (for KID / precision / recall at equal N)."""
+        """Classifier features of the ``n``-image reference subset (for KID / precision / recall at equal N)."""
         self.classifier_reference()
-        return self._cache["clf_feats"][:n]
+        return self._cache["clf_feats"][self.reference_indices(min(n, len(self.test)))]
 
     @property
     def inception(self) -> InceptionFeatures:
         if self._inception is None:
             self._inception = InceptionFeatures(resize_policy=self.eval_cfg.resize,
-                                                precision=self.eval_cfg.inception_precision)
+                                                precision=self.eval_cfg.inception_precision,
+                                                backend=getattr(self.eval_cfg, "inception_backend", "auto"))
         return self._inception
 
     def _read_reference(self, path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -89,22 +137,23 @@ class EvalContext:
         return mu, sigma, feats
 
     def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Inception (mu (2048,), sigma (2048, 2048), features (n, 2048)), float64, of the first ``n`` test
-        images, cached on disk under a complete key (dataset, split, N, resolution, extractor, resize policy,
-        precision, preprocessing version).
+        """Inception (mu (2048,), sigma (2048, 2048), features (n, 2048)), float64, of the ``n``-image reference
+        subset (:meth:`reference_indices`), cached on disk under a complete key (dataset, split, N, the subset's
+        seed and indices sha256, resolution, extractor, backend, resize policy, precision, preprocessing version).
 
         Under DDP every rank must call it: rank 0 decides whether the cache holds the statistics; if not, the
         features are extracted sharded and rank 0 writes the cache. Only rank 0 gets the tuple, the other
         ranks get None (their own caches, possibly on other nodes, are neither read nor written)."""
+        idx = self.reference_indices(n)
         key = {"dataset": self.test.name, "split": "test", "n": n, "resolution": list(self.test.shape),
-               **self.inception.key()}
+               "subset_seed": self.seed, "subset_sha256": indices_sha256(idx), **self.inception.key()}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = cache_home() / "stats" / f"{self.test.name}-test-{n}-{digest}.npz"
         got = self._read_reference(path, n) if self.dist.main else None
         if self.dist.broadcast(got is not None):
             return got if self.dist.main else None
-        self.log(f"[evaluate] Inception reference statistics: {n} test images (cached after this run)")
-        feats = self.inception(self.test.x[:n], log=self.log, dist=self.dist)
+        self.log(f"[evaluate] Inception reference statistics: {n} random test images (cached after this run)")
+        feats = self.inception(self.test.x[torch.as_tensor(idx)], log=self.log, dist=self.dist)
         if not self.dist.main:
             return None
         mu, sigma = feature_stats(feats)
@@ -175,30 +224,49 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
                                "direction": "near 0 = copies of training images (memorisation)",
                                "stat": "median over samples of the L2 distance (pixels in [0, 1]) to the nearest "
                                        "training image; p01 = 1st percentile"}
-    _manifold(out, "classifier", feats[:ev.n_manifold], ref_manifold, ctx.seed)
-    out["fid_inception"] = {"value": frechet_distance(*feature_stats(feats_i), mu, sigma),
-                            "std": bootstrap_fid(feats_i, (mu, sigma), n_boot=ev.fid_bootstrap, seed=ctx.seed)
-                            if ev.fid_bootstrap > 1 else None, "spread": f"bootstrap std, {ev.fid_bootstrap}",
-                            "n_generated": m, "n_reference": m, "reference": "test split (first N)",
+    _manifold(out, "classifier", feats[:ev.n_manifold], ref_manifold, ctx.seed, ctx.reference_record)
+    ref_inc = ctx.reference_record(m)
+    n_boot = max(ev.fid_bootstrap, MIN_FID_RESAMPLES) if ev.fid_bootstrap > 0 else 0
+    out["fid_inception"] = {"value": frechet_distance_to(feats_i, mu, sigma),
+                            "std": bootstrap_fid(feats_i, (mu, sigma), n_boot=n_boot, seed=ctx.seed)
+                            if n_boot else None,
+                            "spread": f"std over {n_boot} bootstrap resamples of the generated features, reference "
+                                      f"statistics fixed" if n_boot else "none (fid_bootstrap: 0)",
+                            "resamples": n_boot, "n_generated": m, "n_reference": m,
+                            "reference": "test split, seeded class-stratified random subset",
+                            "reference_subset": ref_inc,
                             **ctx.inception.key(), "direction": "lower is better",
-                            "note": f"FID at N={m} is biased upwards; compare only values at the same N"}
-    _manifold(out, "inception", feats_i, ref_i, ctx.seed)
+                            "note": f"FID at N={m} is biased upwards; compare values at the same N, or FID-infinity"}
+    if m >= 8:
+        fi = fid_infinity(feats_i, ref_i, seed=ctx.seed)
+        out["fid_inf_inception"] = {**fi, "n_generated": m, "n_reference": m, "reference_subset": ref_inc,
+                                    **ctx.inception.key(), "direction": "lower is better",
+                                    "method": "Chong & Forsyth 2020: FID of nested random subsets of the generated and "
+                                              "reference sets (N vs N) at the sizes ns, least-squares line in 1/N, "
+                                              "intercept at 1/N = 0",
+                                    "note": "less biased than FID at N, but FID_N is linear in 1/N only for N >> 2048: "
+                                            "below that compare FID-infinity only at the same N (real vs real MNIST: "
+                                            "15.3 / 7.2 / 3.8 at N = 400 / 1,000 / 2,000)"}
+    _manifold(out, "inception", feats_i, ref_i, ctx.seed, ctx.reference_record)
     out["eval_seconds"] = time.perf_counter() - t0
     return out
 
 
-def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int) -> None:
-    """KID, precision/recall (k=3), density/coverage (k=5) on one feature set, at equal N."""
+def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int, ref_record) -> None:
+    """KID, precision/recall (k=3), density/coverage (k=5) on one feature set, at equal N. ``real`` holds the
+    reference subset in its saved order, so its first n rows are the n-subset ``ref_record(n)`` describes."""
     n = min(len(gen), len(real))
     gen, real = gen[:n], real[:n]
     size = max(2, min(1000, n // 2))  # subsets smaller than N, or the spread over subsets would be 0
     km, ks = kid(gen, real, subsets=100, subset_size=size, seed=seed)
     out[f"kid_{name}"] = {"value": km, "std": ks, "n_generated": n, "n_reference": n, "subsets": 100,
                           "subset_size": size, "kernel": "cubic polynomial (x.y/d + 1)^3",
-                          "direction": "lower is better", "spread": "std over subsets"}
+                          "direction": "lower is better", "spread": "std over subsets",
+                          "reference_subset": ref_record(n)}
     prdc = prdc_with_spread(gen, real, k_pr=3, k_dc=5, n_boot=10, seed=seed)
     out[f"prdc_{name}"] = {**prdc, "k_pr": 3, "k_dc": 5, "n_generated": n, "n_reference": n,
-                           "spread": "bootstrap std of the generated set, 10", "direction": "higher is better"}
+                           "spread": "bootstrap std of the generated set, 10", "direction": "higher is better",
+                           "reference_subset": ref_record(n)}
 
 
 def _binomial_se(p: float, n: int) -> float:

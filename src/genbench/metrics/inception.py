@@ -11,6 +11,18 @@ resize to 299 x 299 by a named policy -> (u - 128) / 128. Policies:
 
 Precision ``bf16`` runs the network under bf16 autocast with channels_last (about 2x faster on this CPU; FID
 moved -0.28% vs fp32 in shared/MEASURED.md); ``fp32`` runs it as loaded.
+
+Backends (``evaluation.inception_backend``):
+
+- ``torch``: the TorchScript module as loaded (CPU or GPU); the fallback and the GPU path.
+- ``openvino``: the same TorchScript module converted by ``openvino.convert_model`` (about 1.3 s, in memory)
+  and compiled for the CPU with ``INFERENCE_PRECISION_HINT`` bf16 (``precision: bf16``) or f32, with as many
+  inference threads as torch uses. On the 2-core AMX machine 1.8-2x the images/s of torch bf16 +
+  channels_last (benchmarks/README.md), FID within 0.5% of torch fp32 (tests/test_known_answers.py).
+- ``auto`` (default): ``openvino`` where the package is installed and the device is the CPU, else ``torch``.
+
+The backend (and the OpenVINO version) is part of :meth:`InceptionFeatures.key`, which keys the
+reference-statistics cache and is recorded beside every Inception metric.
 """
 
 from __future__ import annotations
@@ -27,7 +39,37 @@ from genbench.errors import GenbenchError
 from genbench.runtime.distributed import Dist
 
 RESIZE_POLICIES = ("tf1_bilinear", "torch_bilinear")
+BACKENDS = ("auto", "torch", "openvino")
 PREPROCESS_VERSION = 1
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The backend ``backend`` means on ``device``: ``auto`` -> ``openvino`` on the CPU where it is installed,
+    else ``torch``.
+
+    Raises:
+        GenbenchError: unknown backend; ``openvino`` asked for but not installed, or on a non-CPU device.
+    """
+    if backend not in BACKENDS:
+        raise GenbenchError(f"unknown Inception backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "openvino" if device.type == "cpu" and _openvino() is not None else "torch"
+    if backend == "openvino":
+        if _openvino() is None:
+            raise GenbenchError("evaluation.inception_backend: openvino is not installed; `pip install openvino` "
+                                "or set inception_backend: torch")
+        if device.type != "cpu":
+            raise GenbenchError(f"evaluation.inception_backend: openvino runs on the CPU here, the device is "
+                                f"{device.type}; set inception_backend: torch (or auto)")
+    return backend
 
 
 def _tf1_axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -63,20 +105,36 @@ class InceptionFeatures:
     name = "inception_v3_tf_2015_12_05_pool3"
     num_features = 2048
 
-    def __init__(self, *, resize_policy: str = "tf1_bilinear", precision: str = "bf16", batch: int = 50):
+    def __init__(self, *, resize_policy: str = "tf1_bilinear", precision: str = "bf16", batch: int = 50,
+                 backend: str = "auto"):
         if resize_policy not in RESIZE_POLICIES:
             raise GenbenchError(f"unknown resize policy {resize_policy!r}; choose one of {RESIZE_POLICIES}")
+        if precision not in ("bf16", "fp32"):
+            raise GenbenchError(f"unknown Inception precision {precision!r}; choose bf16 or fp32")
         self.resize_policy, self.precision, self.batch = resize_policy, precision, batch
         self.device = get_device()
-        self.net = torch.jit.load(str(fetch_asset("inception")), map_location="cpu").eval().to(self.device)
-        if precision == "bf16":
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.backend = resolve_backend(backend, self.device)
+        self.net = torch.jit.load(str(fetch_asset("inception")), map_location="cpu").eval()
+        if self.backend == "openvino":
+            ov = _openvino()
+            self._ov_version = ov.get_version().split("-")[0]
+            model = ov.convert_model(self.net, example_input=torch.zeros(1, 3, 299, 299))
+            hint = {"bf16": "bf16", "fp32": "f32"}[precision]
+            self.net = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                              "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+        else:
+            self.net = self.net.to(self.device)
+            if precision == "bf16":
+                self.net = self.net.to(memory_format=torch.channels_last)
         self.seconds = 0.0
         self.images = 0
 
     def key(self) -> dict:
-        return {"extractor": self.name, "resize": self.resize_policy, "precision": self.precision,
-                "preprocess_version": PREPROCESS_VERSION}
+        key = {"extractor": self.name, "resize": self.resize_policy, "precision": self.precision,
+               "backend": self.backend, "preprocess_version": PREPROCESS_VERSION}
+        if self.backend == "openvino":
+            key["openvino"] = self._ov_version
+        return key
 
     @torch.no_grad()
     def __call__(self, x_uint8: torch.Tensor, log=None, dist: Dist | None = None) -> np.ndarray:
@@ -109,7 +167,9 @@ class InceptionFeatures:
             if x.shape[1] == 1:
                 x = x.repeat(1, 3, 1, 1)
             x = (resize(x, 299, self.resize_policy) - 128) / 128
-            if self.precision == "bf16":
+            if self.backend == "openvino":
+                f = torch.from_numpy(self.net(x.numpy())[0])
+            elif self.precision == "bf16":
                 with torch.autocast(self.device.type, dtype=torch.bfloat16):
                     f = self.net(x.contiguous(memory_format=torch.channels_last))
             else:

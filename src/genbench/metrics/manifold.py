@@ -1,32 +1,80 @@
 """Sample-set metrics beyond FID, on features (generated, real), float64 where it matters.
 
-- KID (Binkowski et al. 2018, eq. 2-3): unbiased MMD^2 with the cubic polynomial kernel
-  k(x, y) = (x.y / d + 1)^3, averaged over seeded random subsets; the kernel arithmetic is torchmetrics'
-  ``poly_mmd``. Range: about 0 for equal distributions (can be slightly negative), lower is better.
+- KID (Binkowski et al. 2018, eq. 2-3 with the polynomial kernel of sec. 3): unbiased MMD^2 with the cubic
+  kernel k(x, y) = (x.y / d + 1)^3, float64, averaged over seeded random subsets (std with ddof 0). Range: about 0
+  for equal distributions (can be slightly negative), lower is better. Checked against torchmetrics'
+  ``KernelInceptionDistance`` on the same features and the same subsets (tests/test_known_answers.py).
 - Improved precision and recall (Kynkaenniemi et al. 2019, eq. 1-2) with k = 3: precision = fraction of
-  generated samples inside the union of real k-NN balls; recall = the converse. Range [0, 1], higher is better.
-- Density and coverage (Naeem et al. 2020, eq. 3-4) with k = 5. Density is unbounded above (1 ~ matched),
-  coverage in [0, 1]; higher is better.
+  generated samples inside the union of real k-NN balls (closed balls, ``<=``, as eq. 1 and the authors' code);
+  recall = the converse. Range [0, 1], higher is better.
+- Density and coverage (Naeem et al. 2020, eq. 3-4) with k = 5, open balls (``<``) as the authors' reference
+  code, PyPI ``prdc``. Density is unbounded above (1 ~ matched), coverage in [0, 1]; higher is better.
+
+Known answers: on the same features the four values equal ``prdc.compute_prdc`` (precision/recall exactly
+where no generated-real distance ties a k-NN radius, which is every continuous feature set; with ties the
+closed ball of Kynkaenniemi's eq. 1 counts the boundary and ``prdc`` does not).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torchmetrics.image.kid import poly_mmd
 
 
-def kid(gen: np.ndarray, real: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
-        ) -> tuple[float, float]:
-    """KID mean and std over ``subsets`` seeded subsets of size ``min(subset_size, len(gen), len(real))``."""
+def mmd2_unbiased(gen: np.ndarray, real: np.ndarray) -> float:
+    """Unbiased MMD^2 (Binkowski et al. 2018, eq. 3; Gretton et al. 2012, eq. 3) between two equal-size sets with
+    the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, in float64:
+
+        1/(m(m-1)) sum_{i!=j} [k(g_i, g_j) + k(r_i, r_j)] - 2/m^2 sum_{i,j} k(g_i, r_j)
+
+    Args:
+        gen, real: (m, d) features, m >= 2 each (the same m).
+
+    Returns:
+        MMD^2 estimate (float); 0 in expectation for equal distributions, can be slightly negative.
+    """
+    g, r = np.asarray(gen, np.float64), np.asarray(real, np.float64)
+    m, d = g.shape
+    if r.shape != (m, d) or m < 2:
+        raise ValueError(f"mmd2_unbiased takes two (m >= 2, d) sets of one shape, got {g.shape} and {r.shape}")
+    k_gg = (g @ g.T / d + 1) ** 3
+    k_rr = (r @ r.T / d + 1) ** 3
+    k_gr = (g @ r.T / d + 1) ** 3
+    within = (k_gg.sum() - np.trace(k_gg) + k_rr.sum() - np.trace(k_rr)) / (m * (m - 1))
+    return float(within - 2 * k_gr.sum() / m**2)
+
+
+def kid_subsets(n_gen: int, n_real: int, *, subsets: int, subset_size: int, seed: int
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The seeded subsets KID averages over: ``subsets`` pairs (gen indices, real indices), each drawn without
+    replacement, of size ``min(subset_size, n_gen, n_real)``."""
     rng = np.random.default_rng(seed)
-    g = torch.as_tensor(np.asarray(gen, np.float64))
-    r = torch.as_tensor(np.asarray(real, np.float64))
-    m = min(subset_size, len(g), len(r))
-    if m < 2:
+    m = min(subset_size, n_gen, n_real)
+    return [(rng.choice(n_gen, m, replace=False), rng.choice(n_real, m, replace=False)) for _ in range(subsets)]
+
+
+def kid(gen: np.ndarray, real: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
+        subset_indices: list[tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): mean and std (ddof 0, as torchmetrics) of :func:`mmd2_unbiased` over seeded
+    subsets of size ``min(subset_size, len(gen), len(real))``.
+
+    Args:
+        gen, real: (N_g, d), (N_r, d) features.
+        subsets, subset_size, seed: the subsets drawn by :func:`kid_subsets`.
+        subset_indices: explicit (gen indices, real indices) pairs instead (e.g. to reproduce another
+            implementation's draws).
+
+    Returns:
+        (mean, std) over subsets. Range about 0 for equal distributions, lower is better.
+
+    Raises:
+        ValueError: fewer than 2 samples in either set.
+    """
+    g, r = np.asarray(gen, np.float64), np.asarray(real, np.float64)
+    if min(len(g), len(r)) < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(g)} and {len(r)}")
-    vals = [float(poly_mmd(r[rng.choice(len(r), m, replace=False)], g[rng.choice(len(g), m, replace=False)]))
-            for _ in range(subsets)]
+    if subset_indices is None:
+        subset_indices = kid_subsets(len(g), len(r), subsets=subsets, subset_size=subset_size, seed=seed)
+    vals = [mmd2_unbiased(g[ig], r[ir]) for ig, ir in subset_indices]
     return float(np.mean(vals)), float(np.std(vals))
 
 
@@ -52,12 +100,15 @@ def precision_recall(gen: np.ndarray, real: np.ndarray, k: int = 3) -> dict[str,
 
 
 def density_coverage(gen: np.ndarray, real: np.ndarray, k: int = 5) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020, eq. 3-4): open k-NN balls (``<``) around the real samples, as
+    the authors' ``prdc`` package (closed balls counted ties as inside: on duplicated features, e.g. copies of
+    one image, density came out up to ~5x the reference's). gen (G, d), real (R, d)."""
     g, r = np.asarray(gen, np.float64), np.asarray(real, np.float64)
     rr = _knn_radii(r, k)
     d = _sqdist(g, r)  # (G, R)
-    inside = d <= rr[None]
+    inside = d < rr[None]
     density = float(inside.sum() / (k * len(g)))
-    coverage = float((d.min(0) <= rr).mean())
+    coverage = float((d.min(0) < rr).mean())
     return {"density": density, "coverage": coverage, "k": k}
 
 

@@ -101,13 +101,148 @@ def mean_pairwise_l2(x: np.ndarray, max_n: int = 1000, seed: int = 0) -> float:
     return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean())
 
 
-def bootstrap_fid(gen: np.ndarray, real_stats: tuple[np.ndarray, np.ndarray], n_boot: int = 10,
-                  seed: int = 0) -> float:
-    """Std of the Frechet distance over ``n_boot`` bootstrap resamples of the generated features (seeded):
-    the spread due to the finite sample."""
+def frechet_distance_to(gen: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray) -> float:
+    """Frechet distance (Heusel et al. 2017, eq. 6) of the Gaussian fit to features ``gen`` (n, D) from a fixed
+    reference N(mu_r, sigma_r), without forming the generated covariance when n <= D.
+
+    With A the centred features, S1 = A^T A / (n - 1) (``np.cov``), Tr(S1) = ||A||_F^2 / (n - 1) and the nonzero
+    eigenvalues of S2^{1/2} S1 S2^{1/2} = B^T B / (n - 1) (B = A S2^{1/2}) are those of B B^T / (n - 1) =
+    A S2 A^T / (n - 1), an n x n matrix: no matrix square root at all, and at n = 400, D = 2048 about 20x
+    cheaper than :func:`frechet_distance` (used when n > D). Equal to it within float64 rounding (tests).
+
+    Args:
+        gen: (n >= 2, D) features.
+        mu_r, sigma_r: reference mean (D,) and covariance (D, D).
+
+    Returns:
+        FID, range [0, inf), lower is better.
+    """
+    g = np.asarray(gen, np.float64)
+    n, d = g.shape
+    if n < 2 or mu_r.shape != (d,) or sigma_r.shape != (d, d):
+        raise ValueError(f"frechet_distance_to: features {g.shape}, reference mu {mu_r.shape} sigma {sigma_r.shape}")
+    if n > d:
+        return frechet_distance(*feature_stats(g), mu_r, sigma_r)
+    mu = g.mean(0)
+    a = g - mu
+    m = a @ sigma_r @ a.T / (n - 1)  # (n, n)
+    ev = np.linalg.eigvalsh((m + m.T) / 2)
+    diff = mu - mu_r
+    tr1 = float((a * a).sum()) / (n - 1)
+    return float(max(diff.dot(diff) + tr1 + np.trace(sigma_r) - 2 * np.sqrt(np.clip(ev, 0, None)).sum(), 0.0))
+
+
+def bootstrap_fid_values(gen: np.ndarray, real_stats: tuple[np.ndarray, np.ndarray], n_boot: int = 20,
+                         seed: int = 0) -> np.ndarray:
+    """FID of ``n_boot`` seeded bootstrap resamples (n draws with replacement) of the generated features against
+    fixed reference statistics (float64 (n_boot,)).
+
+    For n <= D each resample is the multiset {x_i with count w_i}; its covariance is
+    sum_i w_i (x_i - mu_w)(x_i - mu_w)^T / (n - 1), so, as in :func:`frechet_distance_to`, the trace term needs the
+    eigenvalues of D_w (Y - 1 delta^T) S2 (Y - 1 delta^T)^T D_w over the distinct rows (D_w = diag(sqrt(w / (n-1))),
+    Y = X - c, delta = mu_w - c). K = Y S2 Y^T and P = Y S2 are computed once; a resample then costs
+    one eigendecomposition of about 0.63 n x 0.63 n. Equal to resampling and calling :func:`frechet_distance_to`
+    (tests)."""
     rng = np.random.default_rng(seed)
     mu_r, sigma_r = real_stats
-    root = _sqrtm_psd((sigma_r + sigma_r.T) / 2)
-    vals = [frechet_distance(*feature_stats(gen[rng.integers(0, len(gen), len(gen))]), mu_r, sigma_r,
-                             sqrt_sigma2=root) for _ in range(n_boot)]
-    return float(np.std(vals))
+    x = np.asarray(gen, np.float64)
+    n, d = x.shape
+    draws = [rng.integers(0, n, n) for _ in range(n_boot)]
+    if n > d:
+        return np.array([frechet_distance_to(x[idx], mu_r, sigma_r) for idx in draws])
+    c = x.mean(0)
+    y = x - c
+    p = y @ sigma_r  # (n, D)
+    k = p @ y.T  # (n, n)
+    yy = (y * y).sum(1)
+    tr_r = np.trace(sigma_r)
+    out = []
+    for idx in draws:
+        w = np.bincount(idx, minlength=n).astype(np.float64)
+        u_idx = np.flatnonzero(w)
+        wu = w[u_idx]
+        delta = wu @ y[u_idx] / n  # mu_w - c
+        u = p[u_idx] @ delta
+        sq = delta @ sigma_r @ delta
+        m = k[np.ix_(u_idx, u_idx)] - u[:, None] - u[None, :] + sq
+        dw = np.sqrt(wu / (n - 1))
+        m = dw[:, None] * m * dw[None, :]
+        ev = np.linalg.eigvalsh((m + m.T) / 2)
+        tr1 = (wu @ yy[u_idx] - n * delta @ delta) / (n - 1)  # sum w ||y - delta||^2 / (n - 1)
+        diff = c + delta - mu_r
+        out.append(max(diff @ diff + tr1 + tr_r - 2 * np.sqrt(np.clip(ev, 0, None)).sum(), 0.0))
+    return np.array(out)
+
+
+def bootstrap_fid(gen: np.ndarray, real_stats: tuple[np.ndarray, np.ndarray], n_boot: int = 20,
+                  seed: int = 0) -> float:
+    """Std (ddof 0) of the Frechet distance over ``n_boot`` bootstrap resamples (n draws with replacement) of the
+    generated features, seeded, against the fixed reference statistics: the spread due to the finite generated
+    sample (Efron 1979). The reference's own sampling error is not included (it is shared by every row).
+    See :func:`bootstrap_fid_values`."""
+    return float(np.std(bootstrap_fid_values(gen, real_stats, n_boot, seed)))
+
+
+def fid_between(gen: np.ndarray, real: np.ndarray) -> float:
+    """FID (Heusel et al. 2017, eq. 6) between two feature sets, exact, without a D x D matrix square root.
+
+    With centred features A (n1, D), B (n2, D) and S1 = A^T A / (n1 - 1), S2 = B^T B / (n2 - 1):
+    Tr((S1 S2)^{1/2}) = ||A B^T||_* / sqrt((n1 - 1)(n2 - 1)) (nuclear norm: the singular values of A B^T are the
+    square roots of the eigenvalues of A S2' A^T, S2' = B^T B), so the trace term is one symmetric eigendecomposition
+    of an min(n1, n2)-square matrix.
+    Used when both sets are no larger than D (else :func:`frechet_distance` on the statistics). Range [0, inf),
+    lower is better."""
+    g, r = np.asarray(gen, np.float64), np.asarray(real, np.float64)
+    (n1, d), n2 = g.shape, len(r)
+    if n1 < 2 or n2 < 2 or r.shape[1] != d:
+        raise ValueError(f"fid_between: features {g.shape} and {r.shape}")
+    if max(n1, n2) > d:
+        return frechet_distance(*feature_stats(g), *feature_stats(r))
+    a, b = g - g.mean(0), r - r.mean(0)
+    diff = g.mean(0) - r.mean(0)
+    cross = a @ b.T  # (n1, n2); its singular values are the square roots of the eigenvalues of cross cross^T
+    gram = cross @ cross.T if n1 <= n2 else cross.T @ cross
+    nuclear = np.sqrt(np.clip(np.linalg.eigvalsh((gram + gram.T) / 2), 0, None)).sum()  # ~3x faster than svd
+    tr = float((a * a).sum()) / (n1 - 1) + float((b * b).sum()) / (n2 - 1)
+    return float(max(diff.dot(diff) + tr - 2 * nuclear / np.sqrt((n1 - 1) * (n2 - 1)), 0.0))
+
+
+def fid_infinity(gen: np.ndarray, real: np.ndarray, *, points: int = 8, min_fraction: float = 0.25,
+                 seed: int = 0) -> dict:
+    """FID-infinity (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception Score and where to find them",
+    sec. 3.1): FID_N is close to linear in 1/N, FID_N = FID_inf + slope / N, so FID is computed at ``points``
+    sizes N evenly spaced in [min_fraction * n, n], a least-squares line is fitted in 1/N, and its intercept
+    (1/N = 0) is FID_inf.
+
+    The paper extrapolates the generated set against reference statistics of 50k images. Here the reference has
+    as few images as the generated set, so both are subsampled together (nested seeded random prefixes of each,
+    size N against size N): the fit then removes the finite-N bias of both sides to first order.
+
+    Measured limit (real held-out vs real test MNIST, Inception, where the true FID is near 0): the fit is only
+    linear over N >> D = 2048; at N = 400 / 1,000 / 2,000 it gave 15.3 / 7.2 / 3.8 (FID_N 22.8 / 12.4 / 7.2), so
+    below a few thousand images FID_inf is less biased than FID_N but still NOT comparable across N.
+
+    Args:
+        gen: (n, D) generated features, n >= 8.
+        real: (n_r, D) reference features; the sizes run up to min(n, n_r).
+        points: number of sizes.
+        min_fraction: the smallest size as a fraction of the largest.
+        seed: seed of the subset orders.
+
+    Returns:
+        dict: ``value`` (the intercept, FID_inf; can be negative), ``slope`` (FID x images), ``intercept``,
+        ``ns`` (sizes), ``fids`` (FID at each size), ``residual_std`` (of the fit, FID units).
+    """
+    g, r = np.asarray(gen, np.float64), np.asarray(real, np.float64)
+    n = min(len(g), len(r))
+    if n < 8:
+        raise ValueError(f"FID-infinity needs at least 8 samples per set, got {len(g)} and {len(r)}")
+    ns = np.unique(np.linspace(max(2, int(round(min_fraction * n))), n, points).round().astype(int))
+    rng = np.random.default_rng(seed)
+    og, orr = rng.permutation(len(g)), rng.permutation(len(r))
+    fids = np.array([fid_between(g[og[:k]], r[orr[:k]]) for k in ns])
+    slope, intercept = np.polyfit(1.0 / ns, fids, 1)
+    resid = fids - (intercept + slope / ns)
+    return {"value": float(intercept), "intercept": float(intercept), "slope": float(slope),
+            "ns": ns.tolist(), "fids": fids.tolist(), "residual_std": float(np.std(resid)),
+            "subsets": "generated and reference subsampled together, N vs N"}

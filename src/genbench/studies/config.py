@@ -109,6 +109,7 @@ class EvalConfig:
     n_inception: int  # images per model for Inception FID (<= n_samples)
     resize: str = "tf1_bilinear"
     inception_precision: str = "bf16"
+    inception_backend: str = "auto"  # auto | torch | openvino (genbench.metrics.inception: auto = openvino on CPU)
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
     is_splits: int = 10

@@ -187,12 +187,14 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
     n = min(study.evaluation.n_samples, len(hold))
     if n < study.evaluation.n_samples:
         log(f"[evaluate] warning: holdout has {len(hold)} images < n_samples; the real floor uses N={n}")
-    metrics = evaluate_images(ctx, hold.x[:n], hold.y[:n], what="real (held-out train slice)")
+    idx = torch.as_tensor(ctx.heldout_indices(hold, n))  # seeded stratified random subset, not the first n
+    metrics = evaluate_images(ctx, hold.x[idx], hold.y[idx], what="real (held-out train slice)")
     if metrics is None:
         return None
     return {"model": "real", "kind": "real", "family": "real", "conditional": True, "metrics": metrics,
             "family_metrics": [],
-            "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on"}}
+            "sample_bank": {"n": n, "source": f"last {len(hold)} images of the training split, never trained on",
+                            "subset": ctx.heldout_record(idx.numpy())}}
 
 
 def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records: list[dict], *,
@@ -349,6 +351,7 @@ def _run_locked(study, study_dir, *, overwrite, only, t_start, report) -> None:
         raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
                             f"rates in the study file and rerun with --overwrite")
     ctx = make_context(study, splits, dist)
+    ctx.out_dir = study_dir  # reference_indices.npy / heldout_indices.npy go into the study folder
     t_eval = time.perf_counter()
     records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
     records.append(evaluate_real(study, splits, ctx))

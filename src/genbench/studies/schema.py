@@ -212,6 +212,7 @@ EVALUATION = {
     "n_inception": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),
     "resize": _choice(("tf1_bilinear", "torch_bilinear"), "tf1_bilinear", "resize policy"),
     "inception_precision": _choice(("bf16", "fp32"), "bf16"),
+    "inception_backend": _choice(("auto", "torch", "openvino"), "auto", "Inception backend"),
     "classifier_epochs": _int(1, 1000, 3),
     "classifier_min_accuracy": _float(0, 1, 0.99),
     "is_splits": _int(1, 1000, 10),
