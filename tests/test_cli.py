@@ -1,6 +1,7 @@
 """The CLI end to end: the smoke study on a small slice of real MNIST, report-only, and one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,14 @@ def test_smoke_study_writes_runs_metrics_and_report(smoke_study):
     html = (d / "report" / "index.html").read_text()
     for fig in ("comparison.png", "training_curves.png", "grid_cgan.png", "radar.png", "fid.png"):
         assert (d / "report" / "figures" / fig).exists() and fig in html
-    assert "<script" not in html.split("<iframe")[0]  # no external JS on the main page
+    assert not [t for t in re.findall(r"<script[^>]*>", html) if "src=" in t]  # offline: plotly.js inlined
+    # the one schema: family metrics on the VAE and the GANs, experiments on the VAE, FID-infinity with its fit
+    recs = {r["model"]: r for r in summary["models"]}
+    assert summary["schema_version"] == 2 and {"elbo", "iwae_nll", "active_units"} <= set(recs["vae"]["metrics"])
+    assert "d_diagnostics" in recs["gan"]["metrics"] and "elbo" not in recs["ddpm"]["metrics"]
+    assert set(summary["experiments"]) == {"reconstructions", "interpolations", "linear_probe"}
+    assert "fid_inf_inception" in recs["real"]["metrics"] and "fid_infinity.png" in html
+    assert (d / "reference_indices.npy").exists() and (d / "heldout_indices.npy").exists()
 
 
 def test_report_only_and_evaluate_only(smoke_study):

@@ -11,6 +11,7 @@
 import contextlib
 import dataclasses
 import json
+import re
 import math
 import os
 import random

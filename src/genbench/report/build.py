@@ -84,7 +84,7 @@ def comparison_table(models: list[dict], real: dict, scores: dict) -> tuple[list
     m0 = real["metrics"]
     n_fid = _v(m0.get("fid_inception"), "n_generated")
     n_clf = _v(m0.get("fd_classifier"), "n_generated")
-    header = ["model", "family", f"FID↓ Inception (N={n_fid})", f"KID↓ Inception (N={n_fid})",
+    header = ["model", "family", f"FID↓ Inception (N={n_fid})", "FID-inf↓ (fit)", f"KID↓ Inception (N={n_fid})",
               f"FD↓ classifier (N={n_clf})", f"IS↑ classifier (N={n_clf})", "precision↑ Inception",
               "recall↑ Inception", "cond. acc↑", "CAS↑", "modes", "stability cv↓", "train s", "gen s / 1,000", "NFE"] \
         + [f"{c} (0-1)" for c in CRITERIA]
@@ -95,12 +95,13 @@ def comparison_table(models: list[dict], real: dict, scores: dict) -> tuple[list
         pr = m.get("prdc_inception") or {}
         s = scores.get(r["model"])
         row = [r["model"] + (" (floor)" if r["model"] == "real" else ""), r["family"], _pm(m.get("fid_inception")),
+               _pm(m.get("fid_inf_inception")),
                _pm(m.get("kid_inception"), 3), _pm(m.get("fd_classifier")), _pm(m.get("is"), 3),
                _pm(pr, 3, "precision", "precision_std"), _pm(pr, 3, "recall", "recall_std"),
                _pm(m.get("conditional_accuracy"), 3), _pm(m.get("cas"), 3),
                _v(m.get("mode_coverage")), _v(m.get("stability"), "cv"), eff.get("train_seconds"),
                eff.get("gen_seconds_per_1000"), eff.get("nfe")] + ([s[c] for c in CRITERIA] if s else [None] * 4)
-        val = [None, None, _v(m.get("fid_inception")), _v(m.get("kid_inception")), _v(m.get("fd_classifier")),
+        val = [None, None, _v(m.get("fid_inception")), _v(m.get("fid_inf_inception")), _v(m.get("kid_inception")), _v(m.get("fd_classifier")),
                _v(m.get("is")), pr.get("precision"), pr.get("recall"), _v(m.get("conditional_accuracy")),
                _v(m.get("cas")), _v(m.get("mode_coverage")), _v(m.get("stability"), "cv"), eff.get("train_seconds"),
                eff.get("gen_seconds_per_1000"), eff.get("nfe")] + ([s[c] for c in CRITERIA] if s else [None] * 4)
@@ -232,6 +233,13 @@ def build_report(study_dir: Path) -> Path:
                                    fig / "fid.png")),
                         f"FID on Inception pool3 ({fid[0].get('resize')}), N={fid[0]['n_generated']} against "
                         f"{fid[0].get('reference', 'the test split')}, ± {fid[0].get('spread', 'spread')}; lower is better"))
+    fits = {r["model"]: r["metrics"]["fid_inf_inception"] for r in recs_all
+            if (r["metrics"].get("fid_inf_inception") or {}).get("ns")}
+    if fits:
+        q.append(figure(rel(F.fid_infinity_fits(fits, fig / "fid_infinity.png")),
+                        "FID-infinity (Chong & Forsyth 2020): FID of nested random subsets at several N against 1/N, "
+                        "the fitted line and its intercept at 1/N = 0 (diamonds). Below N of a few thousand the fit "
+                        "is not exactly linear, so compare FID-infinity at the same N too"))
     fd = [r["metrics"]["fd_classifier"] for r in recs_all]
     q.append(figure(rel(F.bars(bar_names, [m["value"] for m in fd], [m.get("std") for m in fd], "FD", "",
                                fig / "fd_classifier.png")),

@@ -206,6 +206,25 @@ def precision_recall_scatter(points: dict[str, dict[str, tuple[float, float]]], 
     return save(fig, path)
 
 
+def fid_infinity_fits(fits: dict[str, dict], path: Path) -> Path:
+    """FID-infinity (Chong & Forsyth 2020): each set's FID at several N against 1/N, its least-squares line, and
+    the intercept at 1/N = 0 (the extrapolated value) as a marker on the y axis."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, f) in enumerate(fits.items()):
+        x = 1.0 / np.asarray(f["ns"], float)
+        c = COLORS[i % len(COLORS)]
+        ax.plot(x, f["fids"], "o", color=c, ms=4, label=f"{name}: FID-inf {f['value']:.1f}")
+        xx = np.linspace(0, x.max(), 20)
+        ax.plot(xx, f["intercept"] + f["slope"] * xx, "-", color=c, lw=1)
+        ax.plot([0], [f["intercept"]], "D", color=c, ms=5)
+    ax.set_xlabel("1 / N")
+    ax.set_ylabel("FID (Inception)")
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
 def sweep_nfe(sw: dict, path: Path) -> Path:
     """Sampler sweep: FID (Inception), FD (classifier) and conditional accuracy vs NFE and vs seconds per 1,000
     images, one line per sampler; the reference setting as a star, the tolerance limit as a dashed line."""
