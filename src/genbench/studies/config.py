@@ -100,6 +100,7 @@ class ModelConfig:
     divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
     channels_last: bool = False  # convolution weights (and so activations) in NHWC memory format
     compile: bool = False  # torch.compile the model's sub-networks for training (inductor)
+    sampling: dict = field(default_factory=dict)  # diffusion-family sampler settings (see _sampling_field)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
@@ -107,7 +108,7 @@ class ModelConfig:
                 "optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
                 "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
                 "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence,
-                "channels_last": self.channels_last, "compile": self.compile}
+                "channels_last": self.channels_last, "compile": self.compile, "sampling": self.sampling}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -116,7 +117,38 @@ class ModelConfig:
                    precision=d["precision"], dataset=d["dataset"], ema_decay=d.get("ema_decay"),
                    log_every=d.get("log_every", 50), train_subset=d.get("train_subset"),
                    divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS),
-                   channels_last=d.get("channels_last", False), compile=d.get("compile", False))
+                   channels_last=d.get("channels_last", False), compile=d.get("compile", False),
+                   sampling=d.get("sampling") or {})
+
+
+# --- model-level `sampling:` (issue 14) -------------------------------------------------------------------------
+# Sampler settings are not model parameters: diffusion-family models know no sampler. The field is validated by
+# the sampling layer (genbench.sampling.draw.check_settings) and resolved to {sampler, steps, guidance_scale, eta}.
+_LEGACY_SAMPLER_PARAMS = ("sampler", "sampler_steps", "guidance_scale")
+
+
+def _sampling_field(m: dict, kind: str, params: dict, w: str) -> dict:
+    """The resolved ``sampling`` of model mapping ``m`` ({} for one-pass models).
+
+    Raises:
+        GenbenchError: sampler settings left in ``params`` (moved), given to a one-pass model, or invalid.
+    """
+    from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings
+
+    family = MODEL_KINDS[kind][1]
+    legacy = [k for k in _LEGACY_SAMPLER_PARAMS if k in params] if family in FAMILY_SAMPLERS else []
+    if legacy:
+        raise GenbenchError(f"{w}.params: {', '.join(legacy)} moved to the model's `sampling:` field "
+                            f"(sampler, steps, guidance_scale, eta), e.g. sampling: {{sampler: ddim, steps: 20}}")
+    raw = m.get("sampling")
+    if family not in FAMILY_SAMPLERS:
+        if raw is not None:
+            raise GenbenchError(f"{w}.sampling: {kind!r} draws in one pass; sampler settings apply to "
+                                f"diffusion and flow models only")
+        return {}
+    T = params.get("timesteps", 1000)
+    return check_settings(raw, family, timesteps=T if isinstance(T, int) and T >= 1 else 1000, where=f"{w}.sampling")
+# --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -190,11 +222,12 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         if kind not in MODEL_KINDS:
             raise GenbenchError(f"{w}.kind: unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
         params = dict(_get(m, "params", dict, w, {}))
+        sampling = _sampling_field(m, kind, params, w)
         bad = _unknown_params(kind, params)
         if bad:
             raise GenbenchError(f"{w}.params: {kind!r} takes no parameter(s) {', '.join(map(repr, bad))}; "
                                 f"it takes {', '.join(_param_names(kind))}")
-        if kind in ("gan", "cgan", "ddpm"):
+        if kind in ("gan", "cgan", "ddpm", "flow"):
             params.setdefault("image_shape", list(info["image_shape"]))
         if kind == "cgan":
             params.setdefault("num_classes", info["num_classes"])
@@ -218,7 +251,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
             log_every=_get(m, "log_every", int, w, log_every, lambda v: v > 0), train_subset=train_subset,
             threads=threads, divergence=div,
             channels_last=_get(m, "channels_last", bool, w, channels_last),
-            compile=_get(m, "compile", bool, w, compile_)))
+            compile=_get(m, "compile", bool, w, compile_), sampling=sampling))
     e = _get(r, "evaluation", dict, where, {})
     we = f"{where}.evaluation"
     ev = EvalConfig(
