@@ -149,3 +149,36 @@ def test_deterministic_samplers_converge_to_the_exact_ode_solution():
     assert err["ddim", 100] < 0.07 and err["dpm_solver", 100] < 0.005
     for k in (20, 50, 100):  # the second-order multistep solver is the more accurate one at equal NFE
         assert err["dpm_solver", k] < err["ddim", k]
+
+
+def _study_with(**ddpm):
+    from genbench.studies.config import load_study, parse_study
+
+    raw = dict(load_study("mnist_four", "smoke").raw)
+    raw["models"] = {**raw["models"], "ddpm": {**raw["models"]["ddpm"], **ddpm}}
+    return parse_study(raw, "smoke", "mnist_four.yaml")
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"sampling": {"sampler": "euler"}}, "models.ddpm.sampling.sampler: 'euler' is not a diffusion sampler"),
+    ({"sampling": {"steps": 0}}, "models.ddpm.sampling.steps: expected an integer >= 1"),
+    ({"sampling": {"sampler": "ddim", "steps": 30}}, "DDIM with 30 steps needs a divisor of T=1000"),
+    ({"sampling": {"guidance_scale": -1}}, "models.ddpm.sampling.guidance_scale: expected a number >= 0"),
+    ({"sampling": {"eta": 1.5}}, "models.ddpm.sampling.eta: expected a number in [0, 1]"),
+    ({"sampling": {"stepz": 5}}, "models.ddpm.sampling: unknown key(s) stepz"),
+    ({"params": {"widths": [8, 16, 16], "sampler_steps": 20}}, "params: sampler_steps moved to the model's `sampling:`"),
+])
+def test_study_sampling_field_is_validated_in_one_line(change, needle):
+    from genbench.errors import GenbenchError
+
+    with pytest.raises(GenbenchError) as e:
+        _study_with(**change)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_study_sampling_field_resolves_per_profile_and_defaults():
+    s = _study_with(sampling={"sampler": "dpm_solver", "steps": {"smoke": 7, "quick": 20, "full": 100}})
+    assert next(m for m in s.models if m.name == "ddpm").sampling == {"sampler": "dpm_solver", "steps": 7,
+                                                                       "guidance_scale": 1.0, "eta": 0.0}
+    assert _study_with(sampling={"sampler": "ddpm"}).models[3].sampling["steps"] == 1000  # ancestral: all T
+    assert all(m.sampling == {} for m in s.models if m.kind in ("vae", "gan", "cgan"))
