@@ -166,7 +166,8 @@ def _study_with(**ddpm):
     ({"sampling": {"guidance_scale": -1}}, "models.ddpm.sampling.guidance_scale: expected a number >= 0"),
     ({"sampling": {"eta": 1.5}}, "models.ddpm.sampling.eta: expected a number in [0, 1]"),
     ({"sampling": {"stepz": 5}}, "models.ddpm.sampling: unknown key(s) stepz"),
-    ({"params": {"widths": [8, 16, 16], "sampler_steps": 20}}, "params: sampler_steps moved to the model's `sampling:`"),
+    ({"params": {"widths": [8, 16, 16], "sampler_steps": 20}},
+     "params: sampler_steps moved to the model's `sampling:`"),
 ])
 def test_study_sampling_field_is_validated_in_one_line(change, needle):
     from genbench.errors import GenbenchError
@@ -182,3 +183,24 @@ def test_study_sampling_field_resolves_per_profile_and_defaults():
                                                                        "guidance_scale": 1.0, "eta": 0.0}
     assert _study_with(sampling={"sampler": "ddpm"}).models[3].sampling["steps"] == 1000  # ancestral: all T
     assert all(m.sampling == {} for m in s.models if m.kind in ("vae", "gan", "cgan"))
+
+
+def test_a_run_folder_study_yaml_from_before_issue_14_is_upgraded(tmp_path):
+    """`genbench sweep/evaluate` on an old run folder: its study.yaml held the DDPM's sampler settings in params;
+    load_study_dir moves them into `sampling` (a study file a user edits gets the one-line error instead)."""
+    import yaml
+
+    from genbench.studies.config import load_study
+    from genbench.studies.runner import load_study_dir
+
+    raw = dict(load_study("mnist_four", "quick").raw)
+    ddpm = dict(raw["models"]["ddpm"])
+    ddpm.pop("sampling")
+    ddpm["params"] = {**ddpm["params"], "sampler": "ddim", "sampler_steps": 20, "guidance_scale": 1.5}
+    raw["models"] = {k: v for k, v in raw["models"].items() if k != "flow"} | {"ddpm": ddpm}
+    raw["sweeps"] = {**raw["sweeps"], "models": ["ddpm"], "reference": {"sampler": "ddpm", "steps": 1000}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"profile": "quick", **raw}))
+    s = load_study_dir(tmp_path)
+    m = next(m for m in s.models if m.name == "ddpm")
+    assert m.sampling == {"sampler": "ddim", "steps": 20, "guidance_scale": 1.5, "eta": 0.0}
+    assert "sampler" not in m.params and "guidance_scale" not in m.params

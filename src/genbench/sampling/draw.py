@@ -15,6 +15,8 @@ validated by :func:`check_settings`. :func:`draw` runs the family's loop (:mod:`
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from genbench.errors import GenbenchError
@@ -39,7 +41,8 @@ def family_of(model) -> str | None:
 
 
 def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool, NaN or inf)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_settings(raw: dict | None, family: str, *, timesteps: int = 1000, where: str = "sampling") -> dict:

@@ -148,6 +148,24 @@ def _sampling_field(m: dict, kind: str, params: dict, w: str) -> dict:
         return {}
     T = params.get("timesteps", 1000)
     return check_settings(raw, family, timesteps=T if isinstance(T, int) and T >= 1 else 1000, where=f"{w}.sampling")
+
+
+def upgrade_legacy_sampling(raw: dict) -> dict:
+    """A copy of a study mapping written before issue 14 (a run folder's ``study.yaml``) with each DDPM's
+    ``params.sampler`` / ``sampler_steps`` / ``guidance_scale`` moved into its ``sampling`` field; study files
+    a user edits are not upgraded silently (:func:`_sampling_field` names the move)."""
+    models = raw.get("models") if isinstance(raw, dict) else None
+    if not isinstance(models, dict):
+        return raw
+    out = {}
+    for name, m in models.items():
+        params = m.get("params") if isinstance(m, dict) else None
+        if isinstance(m, dict) and m.get("kind") == "ddpm" and isinstance(params, dict) and "sampling" not in m:
+            moved = {"sampler": "sampler", "sampler_steps": "steps", "guidance_scale": "guidance_scale"}
+            sampling = {new: params[old] for old, new in moved.items() if old in params}
+            m = {**m, "params": {k: v for k, v in params.items() if k not in moved}, "sampling": sampling}
+        out[name] = m
+    return {**raw, "models": out}
 # --------------------------------------------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.runtime.provenance import provenance, to_yaml
-from genbench.studies.config import StudyConfig, parse_study
+from genbench.studies.config import StudyConfig, parse_study, upgrade_legacy_sampling
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.training.loop import load_trained, train
@@ -162,7 +162,7 @@ def load_study_dir(study_dir: Path, profile: str | None = None) -> StudyConfig:
     spath = Path(study_dir) / "study.yaml"
     if not spath.exists():
         raise GenbenchError(f"{spath} not found: give a study folder written by `genbench run` (runs/<study>)")
-    raw = yaml.safe_load(spath.read_text())
+    raw = upgrade_legacy_sampling(yaml.safe_load(spath.read_text()))  # a run folder from before issue 14
     prof = raw.pop("profile", "quick")
     return parse_study(raw, profile or prof, str(spath))
 

@@ -122,6 +122,8 @@ def parse_sweeps(study) -> SweepConfig | None:
         raise GenbenchError(f"{w}: expected a mapping")
     names = {m.name: MODEL_KINDS[m.kind][1] for m in study.models}
     eligible = [n for n, f in names.items() if f in FAMILY_SAMPLERS]
+    if "models" in raw and "model" in raw:
+        raise GenbenchError(f"{w}: give `models` (a list of model names) or `model` (one), not both")
     key = "models" if "models" in raw else "model"
     chosen = raw.get(key)
     chosen = chosen if isinstance(chosen, list) else [chosen]
