@@ -95,7 +95,7 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
 
 
 @app.command("train")
-def train_cmd(model: str = typer.Argument(..., help="a model name of the study: vae, gan, cgan, ddpm"),
+def train_cmd(model: str = typer.Argument(..., help="a model name of the study: vae, gan, cgan, ddpm, flow"),
               study: str = typer.Option("mnist_four", help="study file supplying the model's settings"),
               profile: str = typer.Option("quick"), out: Optional[Path] = typer.Option(None),
               epochs: Optional[int] = typer.Option(None), resume: bool = typer.Option(False),
