@@ -31,6 +31,7 @@ from genbench.metrics.scores import feature_stats, frechet_distance
 from genbench.models import build_model
 from genbench.models.classifier import Classifier
 from genbench.sampling.bank import generate
+from genbench.sampling.draw import nfe
 from genbench.studies.config import load_study
 
 
@@ -84,19 +85,21 @@ def main() -> None:
         model, _ = build_model(m.kind, m.params)
         model.eval()
         if m.kind != "ddpm":
-            labels = torch.arange(1000) % 10 if m.kind == "cgan" else None
-            _, s = generate(model, 1000, seed=0, labels=labels)
-            print(f"sample {m.name:5}: {s:8.3f} s per 1,000 images (1 NFE)")
+            labels = torch.arange(1000) % 10 if m.kind in ("cgan", "flow") else None
+            _, s = generate(model, 1000, seed=0, labels=labels, settings=m.sampling or None)
+            print(f"sample {m.name:5}: {s:8.3f} s per 1,000 images ({nfe(model, m.sampling or None)} NFE)")
             continue
         settings = [("ddim", 10), ("ddim", 25), ("ddim", 50), ("dpm_solver", 10), ("dpm_solver", 20)]
         if args.ancestral:
             settings.append(("ddpm", 1000))
         labels = torch.arange(args.ddpm_n) % 10
-        generate(model, 8, seed=0, labels=torch.arange(8) % 10, sample_kwargs={"sampler": "ddim", "steps": 5})
+        w = m.sampling["guidance_scale"]
+        generate(model, 8, seed=0, labels=torch.arange(8) % 10, settings={"sampler": "ddim", "steps": 5,
+                                                                          "guidance_scale": w})
         for sampler, steps in settings:
-            kw = {"sampler": sampler, "steps": steps}
-            _, s = generate(model, args.ddpm_n, seed=0, labels=labels, warmup=False, sample_kwargs=kw)
-            print(f"sample ddpm {sampler}-{steps} (w={model.guidance_scale:g}, {model.nfe(sampler, steps)} NFE): "
+            kw = {"sampler": sampler, "steps": steps, "guidance_scale": w}
+            _, s = generate(model, args.ddpm_n, seed=0, labels=labels, warmup=False, settings=kw)
+            print(f"sample ddpm {sampler}-{steps} (w={w:g}, {nfe(model, kw)} NFE): "
                   f"{s:8.1f} s per 1,000 images (N={args.ddpm_n})", flush=True)
 
 

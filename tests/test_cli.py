@@ -19,18 +19,21 @@ def test_smoke_study_writes_runs_metrics_and_report(smoke_study):
     d = smoke_study
     summary = json.loads((d / "metrics.json").read_text())
     names = [r["model"] for r in summary["models"]]
-    assert names == ["vae", "gan", "cgan", "ddpm", "real"]
+    assert names == ["vae", "gan", "cgan", "ddpm", "flow", "real"]
     for r in summary["models"]:
         m = r["metrics"]
         assert m["fid_inception"]["n_generated"] == 20 and m["fid_inception"]["resize"] == "tf1_bilinear"
         assert 1.0 <= m["is"]["value"] <= 10.0
     cond = {r["model"] for r in summary["models"] if "conditional_accuracy" in r["metrics"]}
-    assert {"cgan", "ddpm", "real"} <= cond and "gan" not in cond
-    for name in ("vae", "gan", "cgan", "ddpm"):
+    assert {"cgan", "ddpm", "flow", "real"} <= cond and "gan" not in cond
+    for name in ("vae", "gan", "cgan", "ddpm", "flow"):
         assert (d / name / "checkpoints" / "last.pt").exists()
         assert (d / name / "samples" / "bank.npz").exists()
         man = json.loads((d / name / "samples" / "manifest.json").read_text())
         assert man["n"] == 100 and man["seed"] == 42
+    eff = {r["model"]: r["metrics"]["efficiency"] for r in summary["models"] if r["model"] != "real"}
+    assert (eff["ddpm"]["sampler"], eff["ddpm"]["sampler_steps"], eff["ddpm"]["nfe"]) == ("ddim", 5, 10)
+    assert (eff["flow"]["sampler"], eff["flow"]["sampler_steps"], eff["flow"]["nfe"]) == ("heun", 3, 12)
     html = (d / "report" / "index.html").read_text()
     for fig in ("comparison.png", "training_curves.png", "grid_cgan.png", "radar.png", "fid.png"):
         assert (d / "report" / "figures" / fig).exists() and fig in html
@@ -65,6 +68,15 @@ def test_sample_command(smoke_study, tmp_path):
     p = _run("sample", str(smoke_study / "cgan"), "--n", "10", "--label", "7", "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert out.read_bytes()[:4] == b"\x89PNG"
+    for run, extra in (("ddpm", ["--sampler", "dpm_solver", "--steps", "3"]), ("flow", ["--sampler", "euler"]),
+                       ("ddpm", [])):
+        p = _run("sample", str(smoke_study / run), "--n", "4", "--label", "3", "--out", str(out), *extra)
+        assert p.returncode == 0 and "4 images" in p.stdout, p.stderr
+    for run, extra, needle in (("ddpm", ["--sampler", "heun"], "'heun' is not a diffusion sampler"),
+                               ("ddpm", ["--sampler", "ddim", "--steps", "7"], "DDIM with 7 steps"),
+                               ("gan", ["--steps", "5"], "apply to diffusion and flow models only")):
+        p = _run("sample", str(smoke_study / run), "--n", "2", "--out", str(out), *extra)
+        assert p.returncode == 2 and needle in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -5,6 +5,8 @@ import torch
 
 from genbench.models import build_model
 from genbench.models.vae import gaussian_kl
+from genbench.sampling.diffusion import guided
+from genbench.sampling.draw import draw
 from genbench.training.ema import EMA
 
 CASES = [
@@ -12,10 +14,14 @@ CASES = [
     ("vae", {"latent_dim": 4, "num_classes": 10}),
     ("gan", {"z_dim": 8, "g_widths": [16, 16], "d_widths": [16]}),
     ("cgan", {"z_dim": 8, "g_widths": [16, 16], "d_widths": [16], "num_classes": 10}),
-    ("ddpm", {"widths": [8, 16, 16], "sampler": "ddim", "sampler_steps": 4}),
-    ("ddpm", {"widths": [8, 16, 16], "num_classes": 10, "guidance_scale": 2.0, "sampler": "ddim",
-              "sampler_steps": 4}),
+    ("ddpm", {"widths": [8, 16, 16]}),
+    ("ddpm", {"widths": [8, 16, 16], "num_classes": 10}),
+    ("flow", {"widths": [8, 16, 16]}),
+    ("flow", {"widths": [8, 16, 16], "num_classes": 10}),
 ]
+# how the diffusion-family cases draw (sampler settings belong to the sampling layer, not to the models)
+SETTINGS = {"ddpm": {"sampler": "ddim", "steps": 4, "guidance_scale": 2.0},
+            "flow": {"sampler": "heun", "steps": 3, "guidance_scale": 2.0}}
 
 
 @pytest.mark.parametrize("kind,params", CASES)
@@ -24,14 +30,15 @@ def test_sample_shape_range_and_determinism(kind, params):
     model, _ = build_model(kind, params)
     model.eval()
     y = torch.arange(6) % 10 if params.get("num_classes") else None
-    a = model.sample(6, y=y, generator=torch.Generator().manual_seed(3))
-    b = model.sample(6, y=y, generator=torch.Generator().manual_seed(3))
+    st = SETTINGS.get(kind)
+    a = draw(model, 6, y=y, generator=torch.Generator().manual_seed(3), settings=st)
+    b = draw(model, 6, y=y, generator=torch.Generator().manual_seed(3), settings=st)
     assert a.shape == (6, 1, 28, 28) and a.dtype == torch.float32
     assert a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kind,params", [c for c in CASES if c[0] in ("vae", "ddpm")])
+@pytest.mark.parametrize("kind,params", [c for c in CASES if c[0] in ("vae", "ddpm", "flow")])
 def test_training_losses_are_finite_scalars(kind, params):
     model, _ = build_model(kind, params)
     x = torch.rand(4, 1, 28, 28) * 2 - 1
@@ -72,9 +79,46 @@ def test_guidance_scale_one_and_zero_reduce_to_conditional_and_unconditional():
     with torch.no_grad():
         cond = model.unet(x, t, y)
         unc = model.unet(x, t, torch.full_like(y, 10))
-        assert torch.allclose(model.guided_output(x, t, y, 1.0), cond)
-        assert torch.allclose(model.guided_output(x, t, y, 0.0), unc)
-        assert torch.allclose(model.guided_output(x, t, y, 3.0), unc + 3 * (cond - unc), atol=1e-5)
+        assert torch.allclose(guided(model, x, t, y, 1.0), cond)
+        assert torch.allclose(guided(model, x, t, y, 0.0), unc)
+        assert torch.allclose(guided(model, x, t, y, 3.0), unc + 3 * (cond - unc), atol=1e-5)
+
+
+def test_models_know_no_sampler():
+    """Diffusion-family models are network + schedule/path + loss: no sampler method, setting or import."""
+    import inspect
+
+    import genbench.models.ddpm as ddpm_mod
+    import genbench.models.flow as flow_mod
+
+    for kind in ("ddpm", "flow"):
+        model, _ = build_model(kind, {"widths": [8, 16, 16]})
+        assert not hasattr(model, "sample") and not hasattr(model, "sampler")
+    for mod in (ddpm_mod, flow_mod):
+        src = inspect.getsource(mod)
+        assert "from genbench.sampling" not in src and "import genbench.sampling" not in src
+
+
+def test_flow_loss_regresses_the_straight_path_velocity():
+    """With a network that returns the exact conditional velocity x_1 - x_0 (known here because the test draws
+    the same t and x_0 as the loss), the flow-matching loss is zero; with a zero network it is E||x_1 - x_0||^2."""
+    torch.manual_seed(0)
+    model, _ = build_model("flow", {"widths": [8, 16, 16], "num_classes": 10, "p_uncond": 0.0})
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    g = torch.Generator().manual_seed(7)
+    t = torch.rand((5,), generator=g)
+    x0 = torch.randn(x.shape, generator=g)
+    x_t = (1 - t.view(5, 1, 1, 1)) * x0 + t.view(5, 1, 1, 1) * x
+
+    def exact(xt, tt, y):
+        assert torch.allclose(xt, x_t) and torch.allclose(tt, t)
+        return x - x0
+    model.forward = exact
+    loss = model.training_losses(x, torch.arange(5), generator=torch.Generator().manual_seed(7))["loss"]
+    assert loss.item() < 1e-10
+    model.forward = lambda xt, tt, y: torch.zeros_like(xt)
+    loss = model.training_losses(x, torch.arange(5), generator=torch.Generator().manual_seed(7))["loss"]
+    assert loss.item() == pytest.approx(((x - x0) ** 2).mean().item(), rel=1e-5)
 
 
 def test_ema_update_arithmetic():

@@ -28,6 +28,16 @@ def test_smoke_study_writes_sweeps_and_report(smoke_study):
     assert c[sw["tolerance_metric"]] <= st[0][sw["tolerance_metric"]] * (1 + sw["tolerance"]) + 1e-9
     ok = [r for r in st if r[sw["tolerance_metric"]] <= sw["limit"]]
     assert c["seconds_per_1000"] == min(r["seconds_per_1000"] for r in ok)
+    # the flow model's block: its own samplers and reference (Heun-4), every row names its model
+    fl = sw["models"]["flow"]
+    assert sw["models"]["ddpm"]["settings"] == st and fl["family"] == "flow"
+    ref = fl["settings"][0]
+    assert ref["is_reference"] and (ref["sampler"], ref["steps"]) == ("heun", 4)
+    assert {(r["sampler"], r["steps"]) for r in fl["settings"][1:]} == {("euler", 2), ("euler", 4), ("heun", 2)}
+    assert all(r["model"] == "flow" for r in fl["settings"] + fl["guidance"])
+    assert all(r["model"] == "ddpm" for r in st + sw["guidance"])
+    assert all(r["nfe"] == r["steps"] * (2 if r["sampler"] == "heun" else 1) * 2 for r in fl["settings"])  # w=1.5
+    assert [r["nfe"] for r in fl["guidance"]] == [4, 4, 8]  # heun-2: 4 NFE, x2 under guidance w=2
     html = (smoke_study / "report" / "index.html").read_text()
     assert "sweep_nfe.png" in html and "sweep_guidance.png" in html and "Diffusion sampler sweeps" in html
     assert (smoke_study / "report" / "figures" / "sweep_nfe.png").read_bytes()[:4] == b"\x89PNG"
@@ -52,8 +62,12 @@ def _raw(**sweeps):
 
 
 @pytest.mark.parametrize("bad,needle", [
-    ({"model": "vae"}, "sweeps.model"),
-    ({"samplers": {"euler": [10]}}, "unknown sampler 'euler'"),
+    ({"models": ["vae"]}, "sweeps.models: 'vae' is not a diffusion or flow model"),
+    ({"models": ["ddpm", "ddpm"]}, "sweeps.models: expected distinct model names"),
+    ({"model": "ddpm"}, "mnist_four.yaml.sweeps: give `models`"),
+    ({"reference": {"sampler": "ddpm", "steps": 1000}}, "sweeps.reference: none for flow model 'flow'"),
+    ({"samplers": {"ddim": [10]}}, "sweeps.samplers: none for flow model 'flow'"),
+    ({"samplers": {"lms": [10]}}, "unknown sampler 'lms'"),
     ({"samplers": {"ddim": [0]}}, "sweeps.samplers.ddim"),
     ({"n": 1}, "sweeps.n"),
     ({"tolerance": -1}, "sweeps.tolerance"),

@@ -28,10 +28,11 @@ def _strip(hist):
     ("cgan", {"z_dim": 8, "g_widths": [32, 32], "d_widths": [32], "num_classes": 10, "image_shape": [1, 28, 28],
               "real_label": 0.9}, None),
     ("ddpm", {"widths": [8, 16, 16], "num_classes": 10}, 0.9),
+    ("flow", {"widths": [8, 16, 16], "num_classes": 10}, 0.9),
 ])
 def test_resume_equals_uninterrupted(tmp_path, mnist, kind, params, ema):
     data = mnist["train"].subset(slice(0, 512))
-    cfg = _cfg(kind, params, ema_decay=ema, epochs=2 if kind == "ddpm" else 3)
+    cfg = _cfg(kind, params, ema_decay=ema, epochs=2 if kind in ("ddpm", "flow") else 3)
     full = tmp_path / "full"
     train(cfg, data, full)
     part = tmp_path / "part"
@@ -132,3 +133,34 @@ def test_speed_switches_keep_the_loss_curve(tmp_path, mnist, switch):
     assert len(hist["base"]) == len(hist["switch"]) == 16
     for i, (a, b) in enumerate(zip(hist["switch"], hist["base"])):
         assert abs(a - b) <= 0.02 * abs(b), (i, a, b)
+
+
+def test_format1_ddpm_checkpoint_loads_with_its_sampler_settings_moved(tmp_path, mnist):
+    """Checkpoints written before issue 14 (format 1) kept the DDPM's sampler settings in its params; loading
+    moves them into config.sampling, so the run samples, resumes and evaluates as before."""
+    from genbench.io import atomic_torch_save
+    from genbench.training.loop import load_trained
+
+    data = mnist["train"].subset(slice(0, 128))
+    params = {"widths": [8, 16, 16], "num_classes": 10, "timesteps": 50}
+    cfg = _cfg("ddpm", params, epochs=1, sampling={"sampler": "ddim", "steps": 10, "guidance_scale": 1.5,
+                                                    "eta": 0.0})
+    train(cfg, data, tmp_path / "run")
+    ck_path = tmp_path / "run" / "checkpoints" / "last.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    assert ck["format_version"] == 2 and ck["config"]["sampling"]["steps"] == 10
+    old = dict(ck, format_version=1)  # what a format-1 checkpoint held
+    old["config"] = {k: v for k, v in ck["config"].items() if k != "sampling"}
+    old["config"]["model"] = {"kind": "ddpm", "resolved_params": {**params, "sampler": "ddim",
+                                                                   "sampler_steps": 10, "guidance_scale": 1.5}}
+    atomic_torch_save(ck_path, old)
+    got = load_checkpoint(ck_path, expect_kind="ddpm")
+    assert got["config"]["model"]["resolved_params"] == params
+    assert got["config"]["sampling"] == {"sampler": "ddim", "steps": 10, "guidance_scale": 1.5, "eta": 0.0}
+    model, ck2 = load_trained(tmp_path / "run")
+    assert not hasattr(model, "sampler") and ck2["config"]["sampling"]["guidance_scale"] == 1.5
+    assert train(cfg, data, tmp_path / "run", resume=True)["epochs"] == 1  # the finished run is recognised
+    old["config"]["model"]["resolved_params"] = dict(params)  # format 1 without sampler params: old defaults
+    atomic_torch_save(ck_path, old)
+    assert load_checkpoint(ck_path)["config"]["sampling"] == {"sampler": "ddim", "steps": 50,
+                                                              "guidance_scale": 1.0, "eta": 0.0}

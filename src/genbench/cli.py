@@ -182,7 +182,7 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
 
 
 @app.command("train")
-def train_cmd(model: str = typer.Argument(..., help="a model name of the study: vae, gan, cgan, ddpm"),
+def train_cmd(model: str = typer.Argument(..., help="a model name of the study: vae, gan, cgan, ddpm, flow"),
               study: str = typer.Option("mnist_four", help="study file supplying the model's settings"),
               profile: str = typer.Option("quick"), out: Optional[Path] = typer.Option(None),
               epochs: Optional[int] = typer.Option(None), resume: bool = typer.Option(False),
@@ -222,7 +222,8 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
 def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of images (-n under torchrun, "
                                                  "whose own options make --n ambiguous)"),
            label: Optional[int] = typer.Option(None, help="class label for conditional models"),
-           sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver (diffusion only)"),
+           sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver (diffusion), euler | heun "
+                                                 "(flow); default: the run's `sampling:` settings"),
            steps: Optional[int] = typer.Option(None), seed: int = typer.Option(42),
            batch: Optional[int] = typer.Option(None, help="images per batch, each seeded from (seed, batch index); "
                                                 "default: all n in one batch"),
@@ -238,6 +239,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     from genbench.io import atomic_write_bytes
     from genbench.report.figures import tile
     from genbench.sampling.bank import generate
+    from genbench.sampling.draw import family_of, resolve
     from genbench.runtime.distributed import context
     from genbench.training.loop import load_trained
 
@@ -248,12 +250,16 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
             raise GenbenchError(f"--out {out} is a folder; give the path of a .png file")
         check_writable_dir(Path(out).parent, "--out")
     dist = context()
-    model, _ = load_trained(run_dir)
-    kw = {}
+    model, ck = load_trained(run_dir)
+    settings = dict(ck["config"].get("sampling") or {})  # the run's own settings (its study's `sampling:`)
     if sampler or steps:
-        if not hasattr(model, "nfe"):
-            raise GenbenchError("--sampler/--steps apply to diffusion models only")
-        kw = {"sampler": sampler, "steps": steps}
+        if not settings and family_of(model) is None:
+            raise GenbenchError("--sampler/--steps apply to diffusion and flow models only")
+        if sampler:
+            settings["sampler"] = sampler
+        if steps:
+            settings["steps"] = steps
+    settings = resolve(model, settings)  # validated (one line on a bad sampler or step count)
     y = None
     if label is not None:
         k = getattr(model, "num_classes", 0)
@@ -266,7 +272,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
         raise GenbenchError("--batch must be >= 1")
     # fp32, no warm-up: batch 0 draws from `seed` itself, so the default (one batch) is the grid of earlier versions
     x, s1000 = generate(model, n, seed=seed, precision="fp32", batch=batch or n, labels=y, warmup=False,
-                        sample_kwargs=kw, dist=dist)
+                        settings=settings, dist=dist)
     secs = s1000 * n / 1000
     if not dist.main:
         return  # rank 0 writes the grid and prints the line

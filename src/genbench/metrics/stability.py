@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MAIN_LOSSES = {"vae": ("loss",), "diffusion": ("loss",), "gan": ("loss_g", "loss_d")}
+MAIN_LOSSES = {"vae": ("loss",), "diffusion": ("loss",), "flow": ("loss",), "gan": ("loss_g", "loss_d")}
 
 
 def series_stats(values) -> dict:

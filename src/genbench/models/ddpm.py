@@ -2,7 +2,9 @@
 
 The schedule (betas, alphas_cumprod, ``add_noise``) comes from diffusers' ``DDPMScheduler`` (linear
 1e-4 -> 0.02 over T = 1000 by default, Ho et al. 2020 sec. 4). genbench owns the model, the loss and the
-classifier-free guidance (Ho & Salimans 2022); the samplers live in :mod:`genbench.sampling.diffusion`.
+label dropout for classifier-free guidance (Ho & Salimans 2022). It knows no sampler: the sampling loops, the guided
+combination of the network's outputs and the sampler settings (a study's model-level ``sampling:`` field) live
+in :mod:`genbench.sampling`.
 """
 
 from __future__ import annotations
@@ -26,19 +28,19 @@ class DDPM(nn.Module):
         beta_start, beta_end, beta_schedule: noise schedule (diffusers names: "linear", "squaredcos_cap_v2").
         prediction_type: "epsilon" (Ho et al. 2020, eq. 14) or "v_prediction" (Salimans & Ho 2022).
         p_uncond: probability of replacing a label by the null label in training (Ho & Salimans 2022).
-        guidance_scale: w in eps = eps_u + w (eps_c - eps_u); 1 = plain conditional, 0 = unconditional.
-        sampler, sampler_steps: default sampler for :meth:`sample` ("ddpm", "ddim", "dpm_solver").
+        image_shape: (C, H, W).
+
+    Forward: the network, x_t float32 (B, C, H, W), t int64 (B,) in [0, T), y int64 (B,) or None (index
+    ``num_classes`` = null label) -> eps or v, float32 (B, C, H, W).
     """
 
     def __init__(self, *, widths=(32, 64, 64), attention: bool = True, dropout: float = 0.0,
                  num_classes: int = 0, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
                  beta_schedule: str = "linear", prediction_type: str = "epsilon", p_uncond: float = 0.1,
-                 guidance_scale: float = 1.0, sampler: str = "ddim", sampler_steps: int = 50,
                  image_shape: tuple[int, int, int] = (1, 28, 28)):
         super().__init__()
         self.num_classes, self.image_shape = num_classes, tuple(image_shape)
-        self.p_uncond, self.guidance_scale = p_uncond, guidance_scale
-        self.sampler, self.sampler_steps = sampler, sampler_steps
+        self.p_uncond = p_uncond
         self.schedule_config = dict(num_train_timesteps=timesteps, beta_start=beta_start, beta_end=beta_end,
                                     beta_schedule=beta_schedule, prediction_type=prediction_type)
         self.scheduler = DDPMScheduler(**self.schedule_config)
@@ -50,7 +52,7 @@ class DDPM(nn.Module):
         return self.schedule_config["num_train_timesteps"]
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.unet(x_t, t, y)
+        return self.unet(x_t, t, y).float()
 
     def training_losses(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -73,42 +75,3 @@ class DDPM(nn.Module):
             target = noise
         pred = self.unet(x_t, t, y)
         return {"loss": F.mse_loss(pred.float(), target)}
-
-    def guided_output(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
-                      guidance_scale: float) -> torch.Tensor:
-        """Model output with classifier-free guidance: out_u + w (out_c - out_u) (Ho & Salimans 2022, eq. 6).
-
-        w = 1 (or an unconditional model, or y None) costs one network evaluation; otherwise two, batched.
-        """
-        if not self.num_classes or y is None or guidance_scale == 1.0:
-            return self.unet(x_t, t, y if self.num_classes else None)
-        if guidance_scale == 0.0:
-            return self.unet(x_t, t, torch.full_like(y, self.num_classes))
-        null = torch.full_like(y, self.num_classes)
-        out = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
-        out_c, out_u = out.chunk(2)
-        return out_u + guidance_scale * (out_c - out_u)
-
-    @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None, *,
-               sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None,
-               eta: float = 0.0) -> torch.Tensor:
-        """Draw n images, float32 (n, C, H, W) in [-1, 1]. Conditional models draw uniform labels when y is
-        None. See :func:`genbench.sampling.diffusion.sample_diffusion`."""
-        from genbench.sampling.diffusion import sample_diffusion
-
-        if self.num_classes and y is None:
-            y = torch.randint(0, self.num_classes, (n,), generator=generator)
-        if y is not None:
-            y = y.to(next(self.parameters()).device)
-        return sample_diffusion(self, n, y=y, generator=generator, sampler=sampler or self.sampler,
-                                steps=steps or self.sampler_steps,
-                                guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
-                                eta=eta)
-
-    def nfe(self, sampler: str | None = None, steps: int | None = None, guidance_scale: float | None = None) -> int:
-        """Network evaluations per image for a sampler setting (x2 with classifier-free guidance)."""
-        sampler = sampler or self.sampler
-        steps = self.timesteps if sampler == "ddpm" else (steps or self.sampler_steps)
-        w = self.guidance_scale if guidance_scale is None else guidance_scale
-        return steps * (2 if self.num_classes and w not in (0.0, 1.0) else 1)

@@ -7,6 +7,7 @@ from torch import nn
 from genbench.errors import GenbenchError
 from genbench.models.dcgan import DCGAN
 from genbench.models.ddpm import DDPM
+from genbench.models.flow import FlowMatching
 from genbench.models.gan import MLPGAN
 from genbench.models.vae import ConvVAE
 
@@ -17,6 +18,7 @@ MODEL_KINDS: dict[str, tuple[type[nn.Module], str]] = {
     "cgan": (MLPGAN, "gan"),
     "ddpm": (DDPM, "diffusion"),
     "dcgan": (DCGAN, "gan"),
+    "flow": (FlowMatching, "flow"),
 }
 
 

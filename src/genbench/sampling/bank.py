@@ -28,18 +28,9 @@ from genbench.data.registry import to_uint8
 from genbench.runtime.device import autocast
 from genbench.io import atomic_savez, atomic_write_json, sha256_file
 from genbench.runtime.distributed import Dist
+from genbench.sampling.draw import draw, sampler_info  # noqa: F401 - sampler_info re-exported for the runner
 
 SEEDING = "per batch: batch 0 from seed, batch b > 0 from numpy SeedSequence([seed, b])"
-
-
-def sampler_info(model) -> dict:
-    """Sampler name, steps and network evaluations per image for a model's default sampling."""
-    if hasattr(model, "nfe"):
-        steps = model.timesteps if model.sampler == "ddpm" else model.sampler_steps
-        return {"sampler": model.sampler, "steps": steps, "nfe": model.nfe(),
-                "guidance_scale": model.guidance_scale if model.num_classes else None}
-    kind = "decoder" if hasattr(model, "latent_dim") else "generator"
-    return {"sampler": f"single {kind} pass", "steps": 1, "nfe": 1, "guidance_scale": None}
 
 
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor | None:
@@ -64,11 +55,12 @@ def batch_generator(seed: int, b: int) -> torch.Generator:
 
 def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 500,
              labels: torch.Tensor | None = None, warmup: bool = True,
-             sample_kwargs: dict | None = None, dist: Dist | None = None) -> tuple[torch.Tensor, float]:
+             settings: dict | None = None, dist: Dist | None = None) -> tuple[torch.Tensor, float]:
     """Generate n images in batches under inference mode, optionally sharded over data-parallel ranks.
 
     Args:
-        model: any genbench generative model (its ``sample`` method), on this rank's device.
+        model: any genbench generative model, on this rank's device (drawn through
+            :func:`genbench.sampling.draw.draw`).
         n: number of images (>= 1).
         seed: with the batch index, seeds each batch's generator (:func:`batch_generator`), which draws every
             random number of that batch's sampling.
@@ -76,8 +68,8 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
         batch: images per forward batch (>= 1); part of the images' identity (it sets the batch boundaries).
         labels: int64 (n,) conditioning labels, or None.
         warmup: run an untimed warm-up batch of 16 images first (set False when the caller warmed up).
-        sample_kwargs: extra keyword arguments of ``model.sample`` (diffusion: sampler, steps,
-            guidance_scale, eta).
+        settings: sampler settings of a diffusion-family model (sampler, steps, guidance_scale, eta; see
+            :func:`genbench.sampling.draw.check_settings`); None for one-pass models (or the defaults).
         dist: data-parallel context. When active (world > 1) every rank must call this with the same
             arguments; each generates its contiguous run of batches (:meth:`Dist.batch_starts`) and the
             images are all-gathered, so every rank returns the full bank, equal to a single process's.
@@ -93,20 +85,20 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
     """
     dist = dist or Dist()
     device = next(model.parameters()).device
-    kw = sample_kwargs or {}
     starts = dist.batch_starts(n, batch)
     model.eval()
     with torch.inference_mode(), autocast(device, precision):
         if warmup:
             wl = labels[:16] if labels is not None else None
-            model.sample(min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999), **kw)
+            draw(model, min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999), settings=settings)
         out = []
         dist.barrier()  # the timed part starts together on every rank
         t0 = time.perf_counter()
         for i in starts:
             m = min(batch, n - i)
             y = labels[i:i + m] if labels is not None else None
-            out.append(to_uint8(model.sample(m, y=y, generator=batch_generator(seed, i // batch), **kw)).cpu())
+            out.append(to_uint8(draw(model, m, y=y, generator=batch_generator(seed, i // batch),
+                                     settings=settings)).cpu())
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0
@@ -150,18 +142,22 @@ def load_images(npz: Path, manifest_path: Path, want: dict) -> tuple[torch.Tenso
 
 
 def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
-               precision: str, gen_seconds_per_1000: float, batch: int | None = None, ranks: int = 1) -> dict:
+               precision: str, gen_seconds_per_1000: float, batch: int | None = None, ranks: int = 1,
+               settings: dict | None = None) -> dict:
     """Save ``samples/bank.npz`` and ``samples/manifest.json`` (atomically) and return the manifest.
 
     Args:
         images: uint8 (N, C, H, W) from :func:`generate`; labels: int64 (N,) or None (unconditional).
         seed, precision, gen_seconds_per_1000, batch: what :func:`generate` was called with and measured.
         ranks: how many data-parallel processes generated the bank (``gen_ranks``; the time is their wall time).
+        settings: the sampler settings the bank was drawn with (diffusion-family models), kept in the manifest
+            as ``sampling`` so that :func:`read_bank` reuses a bank only for the same settings.
 
     Call it on one process only (rank 0 under DDP).
     """
     run_dir = Path(run_dir)
-    manifest = {"n": len(images), "seed": seed, **sampler_info(model), "precision": precision,
+    manifest = {"n": len(images), "seed": seed, **sampler_info(model, settings), "sampling": settings or None,
+                "precision": precision,
                 "gen_seconds_per_1000": gen_seconds_per_1000, "batch": batch, "gen_ranks": ranks,
                 "seeding": SEEDING, "labels": "balanced 0..K-1" if labels is not None
                 else "none (unconditional)",
@@ -170,9 +166,11 @@ def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor 
                        seed=seed, manifest=manifest)
 
 
-def read_bank(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
-    """(images uint8, labels int64, manifest) or None if no bank matches the current checkpoint."""
+def read_bank(run_dir: Path, settings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
+    """(images uint8, labels int64, manifest) or None if no bank matches the current checkpoint and the sampler
+    ``settings`` (None for one-pass models)."""
     run_dir = Path(run_dir)
     ck = run_dir / "checkpoints" / "last.pt"
     want = {"checkpoint_sha256": sha256_file(ck)} if ck.exists() else {}
+    want["sampling"] = settings or None
     return load_images(run_dir / "samples" / "bank.npz", run_dir / "samples" / "manifest.json", want)

@@ -79,9 +79,7 @@ class ModelConfig:
     channels_last: bool = False  # convolution weights (and so activations) in NHWC memory format
     compile: bool = False  # torch.compile the model's sub-networks for training (inductor)
     conditional: bool = False  # a VAE conditioned on the class (its params hold num_classes from the dataset)
-    # --- sampling settings (``sampling: {sampler, steps, guidance_scale, eta}`` in the study file): stored as
-    # --- given here, a mapping or None; the sampling change validates it and adds it to to_dict/from_dict.
-    sampling: dict | None = None
+    sampling: dict = field(default_factory=dict)  # diffusion-family sampler settings (see _sampling_field)
     budget: dict | None = None  # equal-compute training: {"kind": images|flops|seconds, "value": N}; epochs ignored
 
     def to_dict(self) -> dict:
@@ -90,7 +88,8 @@ class ModelConfig:
                 "optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
                 "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
                 "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence,
-                "channels_last": self.channels_last, "compile": self.compile, "budget": self.budget}
+                "channels_last": self.channels_last, "compile": self.compile, "sampling": self.sampling,
+                "budget": self.budget}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -100,7 +99,55 @@ class ModelConfig:
                    log_every=d.get("log_every", 50), train_subset=d.get("train_subset"),
                    divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS),
                    channels_last=d.get("channels_last", False), compile=d.get("compile", False),
-                   budget=d.get("budget"))
+                   sampling=d.get("sampling") or {}, budget=d.get("budget"))
+
+
+# --- model-level `sampling:` (issue 14) -------------------------------------------------------------------------
+# Sampler settings are not model parameters: diffusion-family models know no sampler. The field is validated by
+# the sampling layer (genbench.sampling.draw.check_settings) and resolved to {sampler, steps, guidance_scale, eta}.
+_LEGACY_SAMPLER_PARAMS = ("sampler", "sampler_steps", "guidance_scale")
+
+
+def _sampling_field(m: dict, kind: str, params: dict, w: str) -> dict:
+    """The resolved ``sampling`` of model mapping ``m`` ({} for one-pass models).
+
+    Raises:
+        GenbenchError: sampler settings left in ``params`` (moved), given to a one-pass model, or invalid.
+    """
+    from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings
+
+    family = MODEL_KINDS[kind][1]
+    legacy = [k for k in _LEGACY_SAMPLER_PARAMS if k in params] if family in FAMILY_SAMPLERS else []
+    if legacy:
+        raise GenbenchError(f"{w}.params: {', '.join(legacy)} moved to the model's `sampling:` field "
+                            f"(sampler, steps, guidance_scale, eta), e.g. sampling: {{sampler: ddim, steps: 20}}")
+    raw = m.get("sampling")
+    if family not in FAMILY_SAMPLERS:
+        if raw is not None:
+            raise GenbenchError(f"{w}.sampling: {kind!r} draws in one pass; sampler settings apply to "
+                                f"diffusion and flow models only")
+        return {}
+    T = params.get("timesteps", 1000)
+    return check_settings(raw, family, timesteps=T if isinstance(T, int) and T >= 1 else 1000, where=f"{w}.sampling")
+
+
+def upgrade_legacy_sampling(raw: dict) -> dict:
+    """A copy of a study mapping written before issue 14 (a run folder's ``study.yaml``) with each DDPM's
+    ``params.sampler`` / ``sampler_steps`` / ``guidance_scale`` moved into its ``sampling`` field; study files
+    a user edits are not upgraded silently (:func:`_sampling_field` names the move)."""
+    models = raw.get("models") if isinstance(raw, dict) else None
+    if not isinstance(models, dict):
+        return raw
+    out = {}
+    for name, m in models.items():
+        params = m.get("params") if isinstance(m, dict) else None
+        if isinstance(m, dict) and m.get("kind") == "ddpm" and isinstance(params, dict) and "sampling" not in m:
+            moved = {"sampler": "sampler", "sampler_steps": "steps", "guidance_scale": "guidance_scale"}
+            sampling = {new: params[old] for old, new in moved.items() if old in params}
+            m = {**m, "params": {k: v for k, v in params.items() if k not in moved}, "sampling": sampling}
+        out[name] = m
+    return {**raw, "models": out}
+# --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -188,10 +235,6 @@ def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:
     if k and info.num_classes and k != info.num_classes:
         raise GenbenchError(f"{w}.params.num_classes: {k}, but {info.name} has {info.num_classes} classes; "
                             f"give {info.num_classes} or 0 (unconditional)")
-    if kind == "ddpm" and p.get("sampler", "ddim") == "ddim":
-        t, s = p.get("timesteps", 1000), p.get("sampler_steps", 50)
-        if s > t:
-            raise GenbenchError(f"{w}.params.sampler_steps: {s} is more than timesteps={t}; give at most {t}")
     return p
 
 
@@ -202,21 +245,20 @@ def _model(mname, m, w: str, top: dict, info) -> ModelConfig:
     if m["conditional"] and m["kind"] != "vae":
         raise GenbenchError(f"{w}.conditional: applies to VAEs; a {m['kind']} is conditioned by "
                             f"params.num_classes")
+    sampling = _sampling_field(m, m["kind"], dict(m["params"] or {}), w)  # before _params: names moved fields
     params = _params(m["kind"], dict(m["params"] or {}), w, info, m["conditional"])
     opt = validate(m["optimizer"], OPTIMIZER, f"{w}.optimizer")
     opt = {**m["optimizer"], **{k: v for k, v in opt.items() if k in m["optimizer"] or k == "fused"}}
     if "lr" in opt:
         opt["lr"] = float(opt["lr"])
     div = validate(m["divergence"] or {}, DIVERGENCE, f"{w}.divergence")
-    if m["sampling"] is not None and not isinstance(m["sampling"], dict):
-        raise GenbenchError(f"{w}.sampling: expected a mapping")
     pick = lambda k: top[k] if m[k] is None else m[k]  # noqa: E731 - a model's value or the study-wide one
     return ModelConfig(
         name=mname, kind=m["kind"], params=params, optimizer=opt, epochs=m["epochs"], batch_size=pick("batch_size"),
         seed=top["seed"], precision=pick("precision"), dataset=top["dataset"], ema_decay=m["ema_decay"],
         log_every=pick("log_every"), train_subset=top["train_subset"], threads=top["threads"], divergence=div,
         channels_last=pick("channels_last"), compile=pick("compile"), conditional=m["conditional"],
-        sampling=dict(m["sampling"]) if m["sampling"] is not None else None)
+        sampling=sampling)
 
 
 def _experiments(exps: dict, where: str, models: tuple[ModelConfig, ...], info) -> dict:
@@ -269,7 +311,9 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     data = {k: v for k, v in data.items() if k in (top["data"] or {})}  # the loader keeps its own defaults
     info = dataset_info(top["dataset"], classes=data.get("classes"))
     models = tuple(_model(n, m, f"{where}.models.{n}" if isinstance(n, str) else f"{where}.models", top, info)
-                   for n, m in top["models"].items())
+                   for n, m in top["models"].items() if not (isinstance(m, dict) and m.get("enabled") is False))
+    if not models:
+        raise GenbenchError(f"{where}.models: every model has `enabled: false` in profile {profile}; enable one")
     we = f"{where}.evaluation"
     ev = EvalConfig(**validate(top["evaluation"] or {}, EVALUATION, we))
     if ev.n_inception > ev.n_samples:
@@ -370,6 +414,7 @@ def load_run_study(spath: Path, profile: str | None = None) -> StudyConfig:
         raw = read_study_yaml(spath)
         if not isinstance(raw, dict):
             raise GenbenchError(f"a {type(raw).__name__}, not a mapping")
+        raw = upgrade_legacy_sampling(raw)  # a run folder written before sampler settings left the DDPM's params
         prof = raw.pop("profile", "quick")
         if prof not in PROFILES:
             raise GenbenchError(f"profile {short(prof)}")

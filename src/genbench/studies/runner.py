@@ -97,10 +97,10 @@ def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | No
                        eval_cfg=ev, seed=study.seed, log=log, dist=dist or Dist())
 
 
-def sample_bank(run_dir: Path, study: StudyConfig, precision: str,
-                dist: Dist | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
-    """The generate stage of one model: reuse the run's bank if it matches the checkpoint and size, else
-    generate and save one (``samples/bank.npz`` + ``manifest.json``).
+def sample_bank(run_dir: Path, study: StudyConfig, precision: str, dist: Dist | None = None,
+                settings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
+    """Reuse the run's bank if it matches the checkpoint, size and sampler ``settings`` (the model's resolved
+    ``sampling`` field; empty for one-pass models), else generate and save one.
 
     Returns (uint8 (N, C, H, W), int64 (N,) labels or None, the bank's manifest). Under DDP (``dist`` active)
     every rank calls it and gets the full images and labels: rank 0 decides whether its bank is reused (and
@@ -109,22 +109,24 @@ def sample_bank(run_dir: Path, study: StudyConfig, precision: str,
     """
     dist = dist or Dist()
     n = study.evaluation.n_samples
-    got = read_bank(run_dir) if dist.main else None
+    settings = settings or None
+    got = read_bank(run_dir, settings) if dist.main else None
     reuse = got is not None and got[2]["n"] == n and got[2]["seed"] == study.seed
     if dist.broadcast(reuse):
         images, labels, manifest = dist.broadcast(got)  # ranks > 0 need the images for their shard of features
         return images, (labels if (labels >= 0).all() else None), manifest if dist.main else None
     model, _ = load_trained(run_dir)
     labels = balanced_labels(n, getattr(model, "num_classes", 0))
-    info = sampler_info(model)
+    info = sampler_info(model, settings)
     log(f"[sample] {run_dir.name}: {n} images, {info['sampler']} ({info['nfe']} NFE)"
         + (f", sharded over {dist.world} ranks" if dist.active else ""))
     batch = study.evaluation.sample_batch
-    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels, batch=batch, dist=dist)
+    images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels, batch=batch, dist=dist,
+                            settings=settings)
     manifest = None
     if dist.main:
         manifest = write_bank(run_dir, model, images, labels, seed=study.seed, precision=precision,
-                              gen_seconds_per_1000=secs, batch=batch, ranks=dist.world)
+                              gen_seconds_per_1000=secs, batch=batch, ranks=dist.world, settings=settings)
     dist.barrier()
     return images, labels, manifest
 
@@ -134,7 +136,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     every family metric declared for its family (:data:`genbench.metrics.family.FAMILY_METRICS`); writes
     ``<run>/metrics.json``. Under DDP every rank calls it (sharded generation and features); rank 0 writes and
     returns the record, the others None."""
-    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist)
+    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist, mcfg.sampling)
     metrics = evaluate_images(ctx, images, labels, what=run_dir.name)
     if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
         return None
@@ -285,13 +287,7 @@ def check_study(study: StudyConfig) -> None:
     Raises:
         GenbenchError: one line naming the field.
     """
-    parse_sweeps(study)
-    for m in study.models:
-        if m.kind == "ddpm" and m.params.get("sampler", "ddim") == "ddim":
-            T, k = m.params.get("timesteps", 1000), m.params.get("sampler_steps", 50)
-            if T % k:
-                raise GenbenchError(f"models.{m.name}.params.sampler_steps: DDIM with {k} steps needs a divisor of "
-                                    f"timesteps={T} (the step would leave the timestep list); e.g. 10, 20, 25, 50")
+    parse_sweeps(study)  # sampler settings (DDIM steps dividing T, ...) were checked with the study's schema
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,

@@ -195,6 +195,7 @@ MODEL = {
     "ema_decay": _float(0, 1, None, hi_open=True, null=True),
     "divergence": Field((dict, type(None)), None),
     "conditional": Field(bool, False),  # a VAE conditioned on the class (num_classes from the dataset)
+    "enabled": Field(bool, True),  # False (e.g. per profile) leaves the model out of the study
     # --- sampling settings (sampler, steps, guidance_scale, eta): another change fills this in (ModelConfig
     # --- .sampling); here it is only required to be a mapping and is stored as given.
     "sampling": Field((dict, type(None)), None),
@@ -250,7 +251,7 @@ EXPERIMENT_OPTIONS = {
     "per_class": {"n_per_class": _int(1, MAX_SAMPLES, 100), **SELECT},
 }
 SWEEPS = {  # the keys of genbench.studies.sweeps.parse_sweeps, which checks their values
-    k: Field(object, None) for k in ("model", "in_study", "samplers", "reference", "tolerance", "tolerance_metric",
+    k: Field(object, None) for k in ("model", "models", "in_study", "samplers", "reference", "tolerance", "tolerance_metric",
                                      "guidance_scales", "guidance_sampler", "eta")}
 SWEEPS.update({"n": _int(2, MAX_SAMPLES, None, null=True), "n_inception": _int(2, MAX_SAMPLES, None, null=True),
                "batch": _int(1, MAX_SAMPLES, None, null=True)})

@@ -1,29 +1,34 @@
-"""Diffusion sampler sweeps: quality vs network evaluations (NFE) and vs guidance scale.
+"""Diffusion-family sampler sweeps: quality vs network evaluations (NFE) and vs guidance scale, for every
+diffusion (DDPM) and flow-matching model the sweep names.
 
 A study file may hold a ``sweeps`` section (values per profile like everywhere else)::
 
     sweeps:
-      model: ddpm                     # a diffusion model of the study
+      models: [ddpm, flow]            # diffusion-family models of the study (or `model: ddpm` for one)
       in_study: {smoke: true, quick: false, full: true}   # run inside `genbench run` (else `genbench sweep`)
       n: {smoke: 8, quick: 200, full: 1000}               # images per setting (the same N for every setting)
       n_inception: {smoke: 8, quick: 200, full: 1000}     # of those, how many get Inception features
-      samplers: {ddim: [10, 20, 50, 100], dpm_solver: [10, 20, 50, 100]}
-      reference: {sampler: ddpm, steps: 1000}             # 1,000-step ancestral sampling
+      samplers: {ddim: [10, 20, 50, 100], dpm_solver: [10, 20, 50, 100], euler: [5, 10, 20, 50], heun: [5, 10, 25]}
+      reference: [{sampler: ddpm, steps: 1000}, {sampler: heun, steps: 100}]   # one per family (or one mapping)
       tolerance: 0.10                 # a fast setting is acceptable if its metric <= (1 + tol) * reference
       tolerance_metric: fid_inception # or fd_classifier
       guidance_scales: [0, 1, 1.5, 2, 3, 4]
-      guidance_sampler: {sampler: ddim, steps: 25}
+      guidance_sampler: [{sampler: ddim, steps: 25}, {sampler: heun, steps: 10}]   # default: the model's sampling
       eta: 0.0                        # DDIM stochasticity
 
-Every setting samples N images with balanced labels 0..K-1 from the same seed (so the same x_T: a paired
-comparison), times the generation after one shared warm-up, and caches the images as a sample bank under
-``<study>/<model>/sweeps/`` keyed by the checkpoint's sha256, so the expensive 1,000-step reference runs once.
-Scores: FD on the in-domain classifier's features and Inception FID (each against the test split, at the
-setting's N), conditional accuracy (classifier on real data), IS (classifier, one split over the N images),
-seconds per 1,000 images and NFE (x2 per step under classifier-free guidance). The result is ``<study>/sweeps.json``; the report draws it.
+Each model takes the samplers, reference and guidance sampler of its family (diffusion: ddpm, ddim,
+dpm_solver; flow: euler, heun). Every setting samples N images with balanced labels 0..K-1 from the same seed
+(so the same x_T: a paired comparison), times the generation after one shared warm-up, and caches the images as
+a sample bank under ``<study>/<model>/sweeps/`` keyed by the checkpoint's sha256, so the expensive 1,000-step
+reference runs once. Scores: FD on the in-domain classifier's features and Inception FID (each against the test
+split, at the setting's N), conditional accuracy (classifier on real data), IS (classifier, one split over the N
+images), seconds per 1,000 images and NFE (per step 1, 2 for Heun; x2 under classifier-free guidance).
 
-The chosen setting is the fastest (measured seconds per 1,000 images) whose ``tolerance_metric`` stays within
-``tolerance`` of the reference; the report's efficiency criterion for the model uses it.
+The result is ``<study>/sweeps.json``: ``models`` holds one block per model (settings, guidance rows, reference,
+chosen setting; every row names its ``model``); the top level repeats the first model's block as before, for
+readers of a single-model sweep (the report). The chosen setting is the fastest (measured seconds per 1,000
+images) whose ``tolerance_metric`` stays within ``tolerance`` of that model's reference; the report's
+efficiency criterion uses it.
 """
 
 from __future__ import annotations
@@ -38,15 +43,25 @@ from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, inception_score
+from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
-from genbench.sampling.diffusion import SAMPLERS, make_scheduler
+from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings, draw, nfe
 
 METRICS = ("fid_inception", "fd_classifier")
+ALL_SAMPLERS = tuple(s for names in FAMILY_SAMPLERS.values() for s in names)
+DEFAULT_SAMPLERS = {"ddim": [10, 20, 50, 100], "dpm_solver": [10, 20, 50, 100], "euler": [5, 10, 20, 50],
+                    "heun": [5, 10, 25]}
+DEFAULT_REFERENCE = {"diffusion": ("ddpm", 1000), "flow": ("heun", 100)}
+
+
+def _family(sampler: str) -> str:
+    return next(f for f, names in FAMILY_SAMPLERS.items() if sampler in names)
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A resolved ``sweeps`` section. Step counts are inference steps; NFE is derived per setting."""
+    """A resolved ``sweeps`` section. Step counts are inference steps; NFE is derived per setting.
+    ``model`` is the first of ``models`` (the one the top level of ``sweeps.json`` repeats)."""
 
     model: str
     in_study: bool
@@ -60,16 +75,37 @@ class SweepConfig:
     guidance_sampler: tuple[str, int] | None
     eta: float
     batch: int
+    models: tuple[str, ...] = ()
+    families: tuple[tuple[str, str], ...] = ()  # (model, family)
+    references: tuple[tuple[str, int], ...] = ()  # one per family present
+    guidance_samplers: tuple[tuple[str, int], ...] = ()
+
+    def family(self, model: str) -> str:
+        return dict(self.families)[model]
+
+    def for_family(self, settings: tuple, family: str):
+        return next((s for s in settings if _family(s[0]) == family), None)
 
 
 def _setting(d, where: str) -> tuple[str, int]:
     if not isinstance(d, dict) or not isinstance(d.get("sampler"), str) or not isinstance(d.get("steps"), int):
         raise GenbenchError(f"{where}: expected a mapping {{sampler: <name>, steps: <int>}}, got {d!r}")
-    if d["sampler"] not in SAMPLERS:
-        raise GenbenchError(f"{where}.sampler: unknown sampler {d['sampler']!r}; choose one of {', '.join(SAMPLERS)}")
+    if d["sampler"] not in ALL_SAMPLERS:
+        raise GenbenchError(f"{where}.sampler: unknown sampler {d['sampler']!r}; choose one of "
+                            f"{', '.join(ALL_SAMPLERS)}")
     if d["steps"] < 1:
         raise GenbenchError(f"{where}.steps: must be >= 1, got {d['steps']}")
     return d["sampler"], d["steps"]
+
+
+def _settings(v, where: str) -> tuple[tuple[str, int], ...]:
+    """One setting mapping or a list of them (one per family)."""
+    items = v if isinstance(v, list) else [v]
+    out = tuple(_setting(d, f"{where}[{i}]" if isinstance(v, list) else where) for i, d in enumerate(items))
+    fams = [_family(s) for s, _ in out]
+    if len(set(fams)) != len(fams):
+        raise GenbenchError(f"{where}: give at most one setting per family ({', '.join(FAMILY_SAMPLERS)})")
+    return out
 
 
 def parse_sweeps(study) -> SweepConfig | None:
@@ -84,11 +120,20 @@ def parse_sweeps(study) -> SweepConfig | None:
     w = f"{Path(study.source).name}.sweeps"
     if not isinstance(raw, dict):
         raise GenbenchError(f"{w}: expected a mapping")
-    names = {m.name: m for m in study.models}
-    model = raw.get("model")
-    if model not in names or names[model].kind != "ddpm":
-        raise GenbenchError(f"{w}.model: {model!r} is not a diffusion model of this study "
-                            f"({', '.join(n for n, m in names.items() if m.kind == 'ddpm') or 'none'})")
+    names = {m.name: MODEL_KINDS[m.kind][1] for m in study.models}
+    eligible = [n for n, f in names.items() if f in FAMILY_SAMPLERS]
+    if "models" in raw and "model" in raw:
+        raise GenbenchError(f"{w}: give `models` (a list of model names) or `model` (one), not both")
+    key = "models" if "models" in raw else "model"
+    chosen = raw.get(key)
+    chosen = chosen if isinstance(chosen, list) else [chosen]
+    for model in chosen:
+        if model not in eligible:
+            raise GenbenchError(f"{w}.{key}: {model!r} is not a diffusion or flow model of this study "
+                                f"({', '.join(eligible) or 'none'})")
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise GenbenchError(f"{w}.{key}: expected distinct model names, got {raw.get(key)!r}")
+    fams = {names[m] for m in chosen}
 
     def num(key, typ, default, ok, what):
         v = raw.get(key, default)
@@ -100,32 +145,45 @@ def parse_sweeps(study) -> SweepConfig | None:
 
     n = num("n", int, 200, lambda v: v >= 2, "an integer >= 2")
     n_inc = num("n_inception", int, n, lambda v: 2 <= v <= n, f"an integer in [2, n={n}]")
-    samplers = raw.get("samplers", {"ddim": [10, 20, 50, 100], "dpm_solver": [10, 20, 50, 100]})
+    samplers = raw.get("samplers", {s: k for s, k in DEFAULT_SAMPLERS.items() if _family(s) in fams})
     if not isinstance(samplers, dict) or not samplers:
         raise GenbenchError(f"{w}.samplers: expected a mapping sampler -> list of steps")
     sam = []
     for s, steps in samplers.items():
-        if s not in SAMPLERS:
-            raise GenbenchError(f"{w}.samplers: unknown sampler {s!r}; choose among {', '.join(SAMPLERS)}")
+        if s not in ALL_SAMPLERS:
+            raise GenbenchError(f"{w}.samplers: unknown sampler {s!r}; choose among {', '.join(ALL_SAMPLERS)}")
         if not isinstance(steps, list) or not steps or not all(isinstance(k, int) and k >= 1 for k in steps):
             raise GenbenchError(f"{w}.samplers.{s}: expected a list of positive step counts, got {steps!r}")
         sam.append((s, tuple(steps)))
-    ref = _setting(raw.get("reference", {"sampler": "ddpm", "steps": 1000}), f"{w}.reference")
+    default_ref = [{"sampler": DEFAULT_REFERENCE[f][0], "steps": DEFAULT_REFERENCE[f][1]} for f in sorted(fams)]
+    refs = _settings(raw.get("reference", default_ref), f"{w}.reference")
+    gsam = raw.get("guidance_sampler")
+    gsams = _settings(gsam, f"{w}.guidance_sampler") if gsam is not None else ()
+    for m in chosen:
+        f = names[m]
+        if not any(_family(s) == f for s, _ in sam):
+            raise GenbenchError(f"{w}.samplers: none for {f} model {m!r}; add one of {', '.join(FAMILY_SAMPLERS[f])}")
+        if not any(_family(s) == f for s, _ in refs):
+            raise GenbenchError(f"{w}.reference: none for {f} model {m!r}; add {{sampler: <one of "
+                                f"{', '.join(FAMILY_SAMPLERS[f])}>, steps: <int>}}")
     gs = raw.get("guidance_scales", [0, 1, 1.5, 2, 3, 4])
     if not isinstance(gs, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
                                            for v in gs):
         raise GenbenchError(f"{w}.guidance_scales: expected a list of numbers >= 0, got {gs!r}")
-    gsam = raw.get("guidance_sampler")
     metric = raw.get("tolerance_metric", "fid_inception")
     if metric not in METRICS:
         raise GenbenchError(f"{w}.tolerance_metric: {metric!r}; choose one of {', '.join(METRICS)}")
+    first = names[chosen[0]]
     return SweepConfig(
-        model=model, in_study=bool(raw.get("in_study", False)), n=n, n_inception=n_inc, samplers=tuple(sam),
-        reference=ref, tolerance=num("tolerance", float, 0.10, lambda v: v >= 0, "a number >= 0"),
+        model=chosen[0], in_study=bool(raw.get("in_study", False)), n=n, n_inception=n_inc, samplers=tuple(sam),
+        reference=next(r for r in refs if _family(r[0]) == first),
+        tolerance=num("tolerance", float, 0.10, lambda v: v >= 0, "a number >= 0"),
         tolerance_metric=metric, guidance_scales=tuple(float(v) for v in gs),
-        guidance_sampler=_setting(gsam, f"{w}.guidance_sampler") if gsam is not None else None,
+        guidance_sampler=next((g for g in gsams if _family(g[0]) == first), None),
         eta=num("eta", float, 0.0, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-        batch=num("batch", int, study.evaluation.sample_batch, lambda v: v >= 1, "an integer >= 1"))
+        batch=num("batch", int, study.evaluation.sample_batch, lambda v: v >= 1, "an integer >= 1"),
+        models=tuple(chosen), families=tuple((m, names[m]) for m in chosen), references=refs,
+        guidance_samplers=gsams)
 
 
 def _bank(run_dir: Path, model, key: dict, n: int, seed: int, precision: str, batch: int, ck_sha: str,
@@ -140,11 +198,10 @@ def _bank(run_dir: Path, model, key: dict, n: int, seed: int, precision: str, ba
     if got is not None:
         return got[0], got[1], got[2]["seconds_per_1000"], True
     labels = balanced_labels(n, model.num_classes)
-    kw = {"sampler": key["sampler"], "steps": key["steps"], "guidance_scale": key["guidance_scale"],
-          "eta": key["eta"]}
-    log(f"[sweep] {name}: {n} images, {key['nfe']} NFE per image")
+    settings = {k: key[k] for k in ("sampler", "steps", "guidance_scale", "eta")}
+    log(f"[sweep] {run_dir.name} {name}: {n} images, {key['nfe']} NFE per image")
     images, secs = generate(model, n, seed=seed, precision=precision, batch=batch, labels=labels, warmup=False,
-                            sample_kwargs=kw)
+                            settings=settings)
     save_images(path, man_path, images, labels, seed=seed, manifest={**want, "seconds_per_1000": secs})
     return images, labels, secs, False
 
@@ -160,76 +217,90 @@ def _score(ctx, images: torch.Tensor, labels: torch.Tensor, n_inception: int) ->
             "conditional_accuracy": ca["overall"], "is": inception_score(probs, 1)[0]}  # one split: N is small
 
 
+def _sweep_one(study_dir: Path, study, ctx, cfg: SweepConfig, name: str, log) -> dict:
+    """The sweep block of one model (see the module notes)."""
+    from genbench.training.loop import load_trained
+
+    run_dir = Path(study_dir) / name
+    if not (run_dir / "checkpoints" / "last.pt").exists():
+        raise GenbenchError(f"no trained {name} in {run_dir}; run `genbench run` (or train {name}) first")
+    model, ck = load_trained(run_dir)
+    ck_sha = sha256_file(run_dir / "checkpoints" / "last.pt")  # once: every setting's cache is keyed on it
+    mcfg = next(m for m in study.models if m.name == name)
+    family, precision = cfg.family(name), mcfg.precision
+    T = getattr(model, "timesteps", 1000)
+    own = mcfg.sampling or check_settings(None, family, timesteps=T)
+    w0 = own["guidance_scale"]
+
+    def settings(sampler: str, steps: int, w: float) -> dict:  # validated: refuses e.g. DDIM steps not dividing T
+        return check_settings({"sampler": sampler, "steps": steps, "guidance_scale": w,
+                               "eta": cfg.eta if sampler == "ddim" else 0.0}, family, timesteps=T,
+                              where=f"sweeps ({name})")
+
+    nfe_settings = [(s, k) for s, steps in cfg.samplers if _family(s) == family for k in steps]
+    ref = cfg.for_family(cfg.references, family)
+    gsam = cfg.for_family(cfg.guidance_samplers, family) or (own["sampler"], own["steps"])
+    for s, k in nfe_settings + [ref, gsam]:  # check every setting before spending time on any of them
+        settings(s, k, w0)
+    with torch.inference_mode():  # one shared warm-up (not timed), so no setting pays first-call costs
+        draw(model, 4, y=torch.arange(4) % model.num_classes if model.num_classes else None,
+             generator=torch.Generator().manual_seed(0), settings=settings(*gsam, w0))
+
+    def one(sampler: str, steps: int, w: float) -> dict:
+        st = settings(sampler, steps, w)
+        key = {**st, "nfe": nfe(model, st)}
+        images, labels, secs, cached = _bank(run_dir, model, key, cfg.n, study.seed, precision, cfg.batch, ck_sha,
+                                             log)
+        rec = {"model": name, **key, "n": cfg.n, "n_inception": cfg.n_inception, "seconds_per_1000": secs,
+               "timing": "cached bank (measured when it was made)" if cached else "measured in this run",
+               **_score(ctx, images, labels, cfg.n_inception)}
+        log(f"[sweep] {name} {sampler}-{key['steps']} w={w:g}: FID {rec['fid_inception']:.2f} FD-clf "
+            f"{rec['fd_classifier']:.2f} acc {rec['conditional_accuracy']:.3f} {secs:.1f} s/1000")
+        return rec
+
+    reference = one(*ref, w0)
+    reference["is_reference"] = True
+    rest = [one(s, k, w0) for s, k in nfe_settings
+            if (s, settings(s, k, w0)["steps"]) != (reference["sampler"], reference["steps"])]
+    settings_rows = [reference] + rest
+    guidance = [one(*gsam, w) for w in cfg.guidance_scales]
+    limit = reference[cfg.tolerance_metric] * (1 + cfg.tolerance)
+    ok = [r for r in settings_rows if r[cfg.tolerance_metric] <= limit]
+    chosen = min(ok, key=lambda r: r["seconds_per_1000"])  # the reference itself always qualifies
+    log(f"[sweep] {name} chosen: {chosen['sampler']}-{chosen['steps']} ({chosen['nfe']} NFE, "
+        f"{chosen['seconds_per_1000']:.1f} s/1000) within {cfg.tolerance:.0%} of the reference "
+        f"{cfg.tolerance_metric}")
+    return {"model": name, "family": family, "precision": precision, "guidance_scale": w0,
+            "reference": {"sampler": reference["sampler"], "steps": reference["steps"]},
+            "limit": limit,
+            "chosen": {k: chosen[k] for k in ("sampler", "steps", "nfe", "guidance_scale", "eta",
+                                              "seconds_per_1000", cfg.tolerance_metric)},
+            "settings": settings_rows, "guidance": guidance,
+            "guidance_sampler": {"sampler": gsam[0], "steps": gsam[1]}, "checkpoint_epoch": ck["epoch"]}
+
+
 def run_sweeps(study_dir: Path, study, ctx, cfg: SweepConfig, log=print) -> dict:
-    """Run the NFE and guidance sweeps of ``cfg`` on the trained model in ``study_dir/<cfg.model>``.
+    """Run the NFE and guidance sweeps of ``cfg`` on each trained model it names (``study_dir/<model>``).
 
     Writes ``<study_dir>/sweeps.json`` (atomically) and returns its content.
 
     Raises:
-        GenbenchError: the model has not been trained, or a setting is invalid (e.g. DDIM steps not dividing T).
+        GenbenchError: a model has not been trained, or a setting is invalid (e.g. DDIM steps not dividing T).
     """
     from genbench.studies.config import provenance
-    from genbench.training.loop import load_trained
 
     t0 = time.perf_counter()
-    run_dir = Path(study_dir) / cfg.model
-    if not (run_dir / "checkpoints" / "last.pt").exists():
-        raise GenbenchError(f"no trained {cfg.model} in {run_dir}; run `genbench run` (or train {cfg.model}) first")
-    model, ck = load_trained(run_dir)
-    ck_sha = sha256_file(run_dir / "checkpoints" / "last.pt")  # once: every setting's cache is keyed on it
-    mcfg = next(m for m in study.models if m.name == cfg.model)
-    precision = mcfg.precision
-    # check every setting before spending time on any of them
-    nfe_settings = [(s, k) for s, steps in cfg.samplers for k in steps]
-    for s, k in nfe_settings + [cfg.reference]:
-        make_scheduler(model, s, k)
-    gsam = cfg.guidance_sampler or (model.sampler, model.sampler_steps)
-    make_scheduler(model, *gsam)
-    w0 = model.guidance_scale
-    # one shared warm-up (not timed), so no setting pays first-call costs
-    with torch.inference_mode():
-        model.sample(4, y=torch.arange(4) % max(model.num_classes, 1) if model.num_classes else None,
-                     generator=torch.Generator().manual_seed(0), sampler="ddim", steps=10)
-
-    def one(sampler: str, steps: int, w: float) -> dict:
-        key = {"sampler": sampler, "steps": model.timesteps if sampler == "ddpm" else steps,
-               "guidance_scale": float(w), "eta": cfg.eta if sampler == "ddim" else 0.0,
-               "nfe": model.nfe(sampler, steps, w)}
-        images, labels, secs, cached = _bank(run_dir, model, key, cfg.n, study.seed, precision, cfg.batch, ck_sha,
-                                             log)
-        rec = {**key, "n": cfg.n, "n_inception": cfg.n_inception, "seconds_per_1000": secs,
-               "timing": "cached bank (measured when it was made)" if cached else "measured in this run",
-               **_score(ctx, images, labels, cfg.n_inception)}
-        log(f"[sweep] {sampler}-{key['steps']} w={w:g}: FID {rec['fid_inception']:.2f} FD-clf "
-            f"{rec['fd_classifier']:.2f} acc {rec['conditional_accuracy']:.3f} {secs:.1f} s/1000")
-        return rec
-
-    reference = one(*cfg.reference, w0)
-    reference["is_reference"] = True
-    settings = [reference] + [one(s, k, w0) for s, k in nfe_settings
-                              if (s, model.timesteps if s == "ddpm" else k) != (reference["sampler"], reference["steps"])]
-    guidance = [one(*gsam, w) for w in cfg.guidance_scales]
-    limit = reference[cfg.tolerance_metric] * (1 + cfg.tolerance)
-    ok = [r for r in settings if r[cfg.tolerance_metric] <= limit]
-    chosen = min(ok, key=lambda r: r["seconds_per_1000"])  # the reference itself always qualifies
-    result = {
-        "model": cfg.model, "n": cfg.n, "n_inception": cfg.n_inception, "seed": study.seed,
-        "precision": precision, "guidance_scale": w0, "reference": {"sampler": reference["sampler"],
-                                                                      "steps": reference["steps"]},
-        "tolerance": cfg.tolerance, "tolerance_metric": cfg.tolerance_metric, "limit": limit,
-        "chosen": {k: chosen[k] for k in ("sampler", "steps", "nfe", "guidance_scale", "eta", "seconds_per_1000",
-                                          cfg.tolerance_metric)},
-        "settings": settings, "guidance": guidance,
-        "guidance_sampler": {"sampler": gsam[0], "steps": gsam[1]},
-        "extractors": {"fid_inception": ctx.inception.key(),
-                       "classifier": f"{ctx.test.name} classifier (test acc "
-                                     f"{ctx.classifier_info['test_accuracy']:.4f})"},
-        "notes": f"every setting: N={cfg.n} images, balanced labels, seed {study.seed} (same x_T); FID against the "
-                 f"first {cfg.n_inception} test images; FD-classifier against the whole test split; "
-                 "seconds per 1,000 images measured after a shared warm-up",
-        "checkpoint_epoch": ck["epoch"], "provenance": provenance(), "seconds": time.perf_counter() - t0}
+    models = cfg.models or (cfg.model,)
+    blocks = {name: _sweep_one(study_dir, study, ctx, cfg, name, log) for name in models}
+    common = {"n": cfg.n, "n_inception": cfg.n_inception, "seed": study.seed, "tolerance": cfg.tolerance,
+              "tolerance_metric": cfg.tolerance_metric,
+              "extractors": {"fid_inception": ctx.inception.key(),
+                             "classifier": f"{ctx.test.name} classifier (test acc "
+                                           f"{ctx.classifier_info['test_accuracy']:.4f})"},
+              "notes": f"every setting: N={cfg.n} images, balanced labels, seed {study.seed} (same x_T per model); "
+                       f"FID against the first {cfg.n_inception} test images; FD-classifier against the whole test "
+                       "split; seconds per 1,000 images measured after a shared warm-up"}
+    result = {**blocks[models[0]], **common, "models": {k: {**b, **common} for k, b in blocks.items()},
+              "provenance": provenance(), "seconds": time.perf_counter() - t0}
     atomic_write_json(Path(study_dir) / "sweeps.json", result)
-    log(f"[sweep] chosen: {chosen['sampler']}-{chosen['steps']} ({chosen['nfe']} NFE, "
-        f"{chosen['seconds_per_1000']:.1f} s/1000) within {cfg.tolerance:.0%} of the reference "
-        f"{cfg.tolerance_metric}")
     return result

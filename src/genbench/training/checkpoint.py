@@ -3,6 +3,12 @@
 A checkpoint holds the model, every optimizer, the EMA, epoch, step, images seen, accumulated training
 seconds, every RNG state, the resolved config and a format version. It is written to a temporary file and
 ``os.replace``d, and loaded with ``torch.load(weights_only=True)`` so a file cannot run code.
+
+Format versions: 2 (issue 14) moved a DDPM's sampler settings out of the model: ``config.sampling`` holds
+{sampler, steps, guidance_scale, eta}. Format-1 DDPM checkpoints kept ``sampler``, ``sampler_steps`` and
+``guidance_scale`` in ``config.model.resolved_params``; :func:`load_checkpoint` moves them into
+``config.sampling`` (with the defaults the old DDPM had: ddim, 50 steps, w = 1), so old runs load, sample and
+resume unchanged. The weights are the same in both formats.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import torch
 from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_V1_SAMPLER_PARAMS = {"sampler": ("sampler", "ddim"), "sampler_steps": ("steps", 50),
+                      "guidance_scale": ("guidance_scale", 1.0)}  # format-1 DDPM param -> (sampling key, default)
 _FIELDS = {"model": dict, "optimizers": dict, "rng": dict, "epoch": int, "step": int, "images_seen": int,
            "train_seconds": (int, float)}
 
@@ -54,7 +62,24 @@ def load_checkpoint(path: Path, *, expect_kind: str | None = None) -> dict:
     if bad:
         raise GenbenchError(f"{path} is a damaged genbench checkpoint (missing or wrong {', '.join(bad)}); "
                             f"retrain with --overwrite")
+    if version < 2:
+        _upgrade_v1(ckpt)
     if expect_kind is not None and kind != expect_kind:
         raise GenbenchError(f"{path} holds a {kind!r} model, not {expect_kind!r}; point at the right run "
                             f"folder or use --overwrite to start a new run")
     return ckpt
+
+
+def _upgrade_v1(ckpt: dict) -> None:
+    """Format 1 -> 2 in place: a DDPM's sampler settings move from ``resolved_params`` to ``config.sampling``."""
+    cfg = ckpt["config"]
+    if cfg["model"]["kind"] == "ddpm" and "sampling" not in cfg:
+        params = dict(cfg["model"].get("resolved_params") or {})
+        sampling = {new: params.pop(old, default) for old, (new, default) in _V1_SAMPLER_PARAMS.items()}
+        sampling["eta"] = 0.0
+        if sampling["sampler"] == "ddpm":
+            sampling["steps"] = params.get("timesteps", 1000)
+        sampling["guidance_scale"] = float(sampling["guidance_scale"])
+        cfg["model"] = {**cfg["model"], "resolved_params": params}
+        cfg["sampling"] = sampling
+    ckpt["format_version"] = FORMAT_VERSION

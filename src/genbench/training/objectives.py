@@ -1,6 +1,6 @@
 """One optimisation step per objective. Each returns a dict of floats to log.
 
-- ``likelihood`` (VAE, DDPM): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
+- ``likelihood`` (VAE, DDPM, flow matching): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
 - ``adversarial`` (GAN, cGAN): one discriminator step then one generator step per batch (Goodfellow et al.
   2014, Alg. 1 with k = 1), non-saturating generator loss.
 
@@ -120,4 +120,4 @@ def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dic
     return {"loss_d": dv["loss_d"], "loss_g": gv["loss_g"], "d_x": dv["d_x"], "d_g_z": dv["d_g_z"]}
 
 
-STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "gan": adversarial_step}
+STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "flow": likelihood_step, "gan": adversarial_step}
