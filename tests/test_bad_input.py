@@ -286,12 +286,12 @@ def test_alias_bomb_is_refused_fast(tmp_path):
     (("model", 0, (("optimizer", "betas"), 0.5)), "optimizer.betas: expected list, got float"),
     (("top", 0, (("seed",), 2**64)), "gen.yaml.seed: value 18446744073709551616 is out of range"),
     (("model", 1, (("params", "hidden"), -1)), "models.ddpm.params: 'ddpm' takes no parameter(s) 'hidden'"),
-    (("model", 3, (("params", "hidden"), -1)), "models.vae.params.hidden: value -1 is out of range"),
-    (("model", 3, (("params", "latent_dim"), 0)), "models.vae.params.latent_dim: value 0 is out of range"),
+    (("model", 4, (("params", "hidden"), -1)), "models.vae.params.hidden: value -1 is out of range"),
+    (("model", 4, (("params", "latent_dim"), 0)), "models.vae.params.latent_dim: value 0 is out of range"),
     (("top", 0, (("evaluation", "n_inception"), 4)), "evaluation.n_inception: value 4 is out of range; give an "
                                                      "integer in 10..1,000,000"),
     (("top", 0, (("evaluation", "n_samples"), 10**9)), "evaluation.n_samples: value 1000000000 is out of range"),
-    (("model", 3, (("params", "channels"), 3)), "models.vae.params.channels: 3 does not match the images of mnist"),
+    (("model", 4, (("params", "channels"), 3)), "models.vae.params.channels: 3 does not match the images of mnist"),
 ])
 def test_issue_examples_are_named(tmp_path, edit, needle):
     p = tmp_path / "gen.yaml"

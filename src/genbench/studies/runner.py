@@ -382,7 +382,7 @@ def run_experiment_stage(study, study_dir: Path, splits, ctx: EvalContext, summa
         if m.name not in records:
             continue
         models[m.name] = (load_trained(study_dir / m.name)[0], m)
-        got = read_bank(study_dir / m.name)
+        got = read_bank(study_dir / m.name, m.sampling or None)
         if got is None:
             raise GenbenchError(f"{study_dir / m.name / 'samples'} holds no bank of the current checkpoint; run "
                                 f"`genbench evaluate {study_dir / m.name}` first")
