@@ -318,6 +318,8 @@ def _run_locked(study, study_dir, *, overwrite, only, t_start, report) -> None:
     main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
     if main:
         (study_dir / "finished.json").unlink(missing_ok=True)
+        for tmp in study_dir.rglob(".*.tmp"):  # temp files of atomic writes killed halfway (we hold the lock)
+            tmp.unlink(missing_ok=True)
         atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
     sweeps = parse_sweeps(study)
     splits = prepare_data(study)
