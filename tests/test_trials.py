@@ -44,12 +44,14 @@ def test_budget_stops_at_the_first_step_past_it(mnist, tmp_path):
 
 
 def _tiny_study(tmp_path) -> Path:
-    """The MNIST study's VAE and GAN at the smoke profile, with small evaluation sizes and no sweep."""
+    """The MNIST study's VAE and GAN at the smoke profile, with small evaluation sizes and no sweep (each trial
+    is then a few seconds of training and mostly evaluation)."""
     raw = yaml.safe_load((ROOT / "studies" / "mnist_four.yaml").read_text())
     raw["models"] = {k: raw["models"][k] for k in ("vae", "gan")}
     raw.pop("sweeps")
     raw["experiments"] = {}
-    raw["evaluation"].update({"n_samples": 100, "n_inception": 20})
+    raw["evaluation"].update({"n_samples": 60, "n_inception": 20, "cas_steps": 2, "n_manifold": 20,
+                              "n_memorisation": 20})
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p

@@ -47,12 +47,13 @@ from genbench.data.info import dataset_info
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
+from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
     DATA, DATA_OPTIONS, DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
     MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
     PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, folder_name, resolve_profile, short, validate)
 from genbench.training.loop import DIVERGENCE_DEFAULTS
-STUDIES_DIR = Path(__file__).resolve().parent.parent.parent.parent / "studies"
+STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files), see studies/catalog.py
 
 # --------------------------------------------------------------------------------------------------------------
 # The resolved config
@@ -387,14 +388,7 @@ def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
         GenbenchError: the file is missing, unreadable, too large, not UTF-8, not YAML, or fails
             :func:`parse_study`.
     """
-    p = Path(path)
-    if not p.exists():
-        cand = STUDIES_DIR / f"{path}.yaml"
-        if cand.exists():
-            p = cand
-        else:
-            raise GenbenchError(f"study file {path} not found; give a path or one of: "
-                                f"{', '.join(sorted(q.stem for q in STUDIES_DIR.glob('*.yaml')))}")
+    p = resolve_study(path)  # a path, or a shipped study's name (one line listing them when neither)
     return parse_study(read_study_yaml(p), profile, str(p))
 
 

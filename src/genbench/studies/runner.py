@@ -309,12 +309,13 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
         raise GenbenchError(f"{study_dir} already holds a finished study; pass --resume to reuse its trained models "
                             f"and evaluate again, or --overwrite to retrain from scratch")
     check_study(study)
+    splits = prepare_data(study)  # before the study folder exists: a missing dataset leaves nothing behind
     with study_lock(study_dir):
-        _run_locked(study, study_dir, overwrite=overwrite, only=only, t_start=t_start, report=report)
+        _run_locked(study, study_dir, splits, overwrite=overwrite, only=only, t_start=t_start, report=report)
     return study_dir
 
 
-def _run_locked(study, study_dir, *, overwrite, only, t_start, report) -> None:
+def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report) -> None:
     main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
     if main:
         (study_dir / "finished.json").unlink(missing_ok=True)
@@ -322,7 +323,6 @@ def _run_locked(study, study_dir, *, overwrite, only, t_start, report) -> None:
             tmp.unlink(missing_ok=True)
         atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
     sweeps = parse_sweeps(study)
-    splits = prepare_data(study)
     log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
         f"test {len(splits['test'])} (profile {study.profile})")
     models = [m for m in study.models if not only or m.name in only]

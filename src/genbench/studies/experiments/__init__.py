@@ -99,7 +99,11 @@ def run_experiments(ctx: ExperimentContext) -> dict:
             continue
         ctx.log(f"[experiment] {name}")
         t0 = time.perf_counter()
-        result, arrays = fns[name](ctx, opts)
+        try:
+            result, arrays = fns[name](ctx, opts)
+        except latent_space.SkipExperiment as e:
+            ctx.log(f"[experiment] {name}: skipped, {e}")
+            continue
         secs = time.perf_counter() - t0
         save_result(ctx, name, {"experiment": name, "options": opts, "key": key, "seed": ctx.study.seed,
                                 "seconds": secs, **result}, arrays)

@@ -40,7 +40,7 @@ def exp_beta_sweep(ctx, opts):
     if env_world_size() > 1:
         raise GenbenchError("experiments.beta_sweep trains its own small models and runs in one process; rerun "
                             "`genbench run` on this study without torchrun / accelerate launch (trained models are kept)")
-    base_name = opts.get("model") or vaes(ctx, {})[0]
+    base_name = vaes(ctx, {"model": opts["model"]} if opts.get("model") else {})[0]
     base = ctx.models[base_name][1]
     betas = [float(b) for b in opts.get("betas", [0.1, 0.5, 1.0])]
     classes = [int(c) for c in opts.get("classes", [0, 1, 7])]

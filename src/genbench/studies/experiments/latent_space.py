@@ -19,6 +19,11 @@ from genbench.metrics.scores import feature_stats, frechet_distance, mean_pairwi
 from genbench.sampling.bank import balanced_labels, generate
 
 
+class SkipExperiment(Exception):
+    """The experiment's models are not in this run (a diverged model, ``--only``): it is skipped with a log
+    line, not failed (internal signal to :func:`genbench.studies.experiments.run_experiments`)."""
+
+
 def vaes(ctx, opts: dict) -> list[str]:
     """The models an experiment takes: ``model`` or ``models`` from its options, else every VAE of the study.
 
@@ -28,6 +33,11 @@ def vaes(ctx, opts: dict) -> list[str]:
     names = [opts["model"]] if "model" in opts else list(opts.get("models") or [])
     if not names:
         names = [n for n, (_, m) in ctx.models.items() if m.kind == "vae"]
+        if not names and any(m.kind == "vae" for m in ctx.study.models):
+            raise SkipExperiment("no VAE of the study was evaluated in this run (diverged, or left out by --only)")
+    missing = [n for n in names if n not in ctx.models]
+    if missing:
+        raise SkipExperiment(f"{', '.join(missing)} not evaluated in this run (diverged, or left out by --only)")
     bad = [n for n in names if ctx.models[n][1].kind != "vae"]
     if bad or not names:
         raise GenbenchError(f"this experiment needs VAE models (kind: vae); {', '.join(bad) or 'the study has none'}"
@@ -63,6 +73,8 @@ def exp_reconstructions(ctx, opts):
 def exp_samples(ctx, opts):
     res, arr, n = {}, {}, int(opts.get("n", 64))
     for name in opts.get("models") or list(ctx.models):
+        if name not in ctx.models:
+            raise SkipExperiment(f"{name} not evaluated in this run (diverged, or left out by --only)")
         images, labels = ctx.banks[name]
         k = ctx.models[name][0].num_classes if hasattr(ctx.models[name][0], "num_classes") else 0
         if k and labels is not None:  # the bank's labels are balanced 0..K-1: 8 per class, rows by class
@@ -112,7 +124,7 @@ def _fid(ctx, images: torch.Tensor) -> dict:
 
 
 def exp_frozen_latent(ctx, opts):
-    name = opts.get("model") or vaes(ctx, {})[0]
+    name = vaes(ctx, {"model": opts["model"]} if opts.get("model") else {})[0]
     model, _ = ctx.models[name]
     n = min(ctx.study.evaluation.n_inception, len(ctx.banks[name][0]))
     sigmas = [float(s) for s in opts.get("sigmas", [0.1, 0.5, 1.0])]
@@ -164,6 +176,8 @@ def exp_encoder_comparison(ctx, opts):
 
 def exp_per_class(ctx, opts):
     names = [opts["model"]] if "model" in opts else list(opts.get("models") or [])
+    if [n for n in names if n not in ctx.models]:
+        raise SkipExperiment(f"{', '.join(n for n in names if n not in ctx.models)} not evaluated in this run")
     names = names or [n for n, (mod, _) in ctx.models.items() if getattr(mod, "num_classes", 0)]
     names = [n for n in names if getattr(ctx.models[n][0], "num_classes", 0)]
     if not names:
