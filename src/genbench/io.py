@@ -7,6 +7,7 @@ the destination, so a crash leaves either the old file or the new one, never hal
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -154,3 +155,27 @@ def check_writable_dir(path: str | os.PathLike, what: str) -> Path:
         raise GenbenchError(f"{what} {p}: cannot write into {anc} ({e.strerror or type(e).__name__}); give a "
                             f"writable folder or fix its permissions") from None
     return p
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, busy: str):
+    """Hold an exclusive, non-blocking ``flock`` on ``path`` (created, with its folder) for the ``with`` block.
+
+    Raises:
+        GenbenchError: another process holds the lock; the message is ``busy``.
+    """
+    import fcntl
+
+    from genbench.errors import GenbenchError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise GenbenchError(busy) from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ import torch
 from genbench.data.info import dataset_info
 from genbench.data.registry import Dataset, load_dataset
 from genbench.errors import GenbenchError
-from genbench.io import atomic_write_json, atomic_write_text, read_jsonl
+from genbench.io import atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
 from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
@@ -263,17 +262,9 @@ def study_lock(study_dir: Path):
     if not is_main_process():
         yield
         return
-    study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".study.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise GenbenchError(f"another genbench process is running the study in {study_dir}; wait for it to "
-                                f"finish (or stop it), then run again") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive_lock(study_dir / ".study.lock", f"another genbench process is running the study in "
+                        f"{study_dir}; wait for it to finish (or stop it), then run again"):
+        yield
 
 
 def is_finished(study_dir: Path) -> bool:

@@ -36,7 +36,7 @@ from genbench.runtime.device import get_device
 from genbench.runtime.distributed import Dist, context, env_rank, shard_size, wrap
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.errors import GenbenchError
-from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
 from genbench.models import build_model
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.ema import EMA
@@ -128,19 +128,9 @@ def run_lock(out_dir: Path):
     Raises:
         GenbenchError: another process holds the lock.
     """
-    import fcntl
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise GenbenchError(f"another genbench process is writing {out_dir}; wait for it or use another "
-                                f"--out folder") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive_lock(out_dir / ".lock", f"another genbench process is writing {out_dir}; wait for it or use "
+                        f"another --out folder"):
+        yield
 
 
 def check_free_disk(path: Path, need_bytes: int) -> None:
