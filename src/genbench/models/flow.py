@@ -31,15 +31,21 @@ class FlowMatching(nn.Module):
         num_classes: 0 = unconditional; > 0 = class-conditional with label dropout ``p_uncond``.
         p_uncond: probability of replacing a label by the null label in training (Ho & Salimans 2022).
         time_scale: the U-Net's time embedding receives ``time_scale * t``.
+        time_sampling: how training draws t: "uniform" (t ~ U[0, 1], Lipman et al. 2023) or "logit_normal"
+            (t = sigmoid(u), u ~ N(0, 1): Esser et al. 2024, sec. 3.1, eq. 19 with m = 0, s = 1), which puts more
+            training on the middle of the path, where the velocity is hardest to predict.
         image_shape: (C, H, W).
     """
 
     def __init__(self, *, widths=(32, 64, 64), attention: bool = True, dropout: float = 0.0,
                  num_classes: int = 0, p_uncond: float = 0.1, time_scale: float = 1000.0,
-                 image_shape: tuple[int, int, int] = (1, 28, 28)):
+                 time_sampling: str = "uniform", image_shape: tuple[int, int, int] = (1, 28, 28)):
         super().__init__()
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
+        if time_sampling not in ("uniform", "logit_normal"):
+            raise ValueError(f"time_sampling must be uniform or logit_normal, got {time_sampling!r}")
+        self.time_sampling = time_sampling
         self.num_classes, self.image_shape = num_classes, tuple(image_shape)
         self.p_uncond, self.time_scale = p_uncond, float(time_scale)
         self.unet = UNet(channels=image_shape[0], widths=tuple(widths), num_classes=num_classes,
@@ -53,7 +59,7 @@ class FlowMatching(nn.Module):
     def training_losses(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Conditional flow-matching loss E_{t, x_0, x_1} ||v(x_t, t) - (x_1 - x_0)||^2 (Lipman et al. 2023,
-        eq. 23 with sigma_min = 0), t ~ U[0, 1].
+        eq. 23 with sigma_min = 0), t ~ U[0, 1] or logit-normal (``time_sampling``).
 
         Args:
             x: float32 (B, C, H, W) data in [-1, 1] (x_1).
@@ -64,7 +70,10 @@ class FlowMatching(nn.Module):
             {"loss": scalar float32} (mean squared error per pixel).
         """
         b = x.shape[0]
-        t = rand((b,), generator, x.device)
+        if self.time_sampling == "logit_normal":
+            t = torch.sigmoid(randn((b,), generator, x.device))
+        else:
+            t = rand((b,), generator, x.device)
         x0 = randn(x.shape, generator, x.device)
         tb = t.view(b, 1, 1, 1)
         x_t = (1 - tb) * x0 + tb * x  # shape (B, C, H, W)
