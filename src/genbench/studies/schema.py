@@ -224,6 +224,8 @@ EVALUATION = {
     "sample_batch": _int(1, MAX_SAMPLES, 100),
     "iwae_k": _int(1, 100_000, 100),
     "n_eval": _int(1, MAX_SAMPLES, 1000),
+    "curve_points": _int(0, 100, 4),  # quality-vs-compute snapshots per model (0 = no curve)
+    "curve_n": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),  # images per snapshot (at most n_samples are drawn)
 }
 DATA = {  # options of the dataset loaders (genbench.data.registry.load_dataset)
     "data_dir": Field((str, type(None)), None),
