@@ -215,7 +215,10 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
         out["conditional_accuracy"] = {"value": ca["overall"], "std": _binomial_se(ca["overall"], n),
                                        "spread": "binomial standard error", "per_class": ca["per_class"],
                                        "n_generated": n, "extractor": clf_name, "direction": "higher is better"}
-        cas = classification_accuracy_score(images, labels, ctx.test, steps=ev.cas_steps, seed=ctx.seed)
+        n_cas = getattr(ev, "cas_n_test", None)  # None: the whole test split; else its seeded stratified prefix
+        cas_test = ctx.test if not n_cas or n_cas >= len(ctx.test) else \
+            ctx.test.subset(torch.as_tensor(ctx.reference_indices(n_cas)))
+        cas = classification_accuracy_score(images, labels, cas_test, steps=ev.cas_steps, seed=ctx.seed)
         out["cas"] = {**cas, "std": _binomial_se(cas["value"], cas["n_test"]),
                       "spread": "binomial standard error on the test split"}
     nn_d = nearest_train_distance(images.numpy()[:ev.n_memorisation], ctx.train.x.numpy())

@@ -167,6 +167,7 @@ class EvalConfig:
     n_manifold: int = 1000  # samples for KID / precision / recall / density / coverage on classifier features
     n_memorisation: int = 500  # samples checked against the training set (nearest-neighbour distance)
     cas_steps: int = 300  # CAS classifier optimisation steps (batch 128)
+    cas_n_test: int | None = None  # CAS test images: None = the whole test split, else a seeded stratified subset
     sample_batch: int = 100  # images per generation batch of the sample bank (CPU: 100 is ~2x faster per
     #                          DDPM image than 500, benchmarks/README.md; a GPU wants larger)
     iwae_k: int = 100  # importance samples of the IWAE bound on the test NLL (VAEs)
