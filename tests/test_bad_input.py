@@ -130,6 +130,7 @@ _TOP_TARGETED = [
     (("evaluation", "n_sample"), 100), (("experiments", "recon"), {}), (("experiments", "samples", "n"), 0),
     (("experiments", "per_class", "model"), "nope"), (("data", "classes"), []), (("data", "clases"), ["a"]),
     (("data", "train_per_class"), 0), (("sweeps", "n"), 10**9), (("sweeps", "mdoel"), "ddpm"),
+    (("evaluation", "curve_points"), -1), (("evaluation", "curve_n"), 5), (("evaluation", "cas_n_test"), 0),
 ]
 _FOREIGN = ["learning_rate", "modles", "epoch", "n_sample", "lr_decay", "kind_", "Params", "evalution", "seeds",
             "experiment", "betas", "gpu", "data_dirs", "classes", "weight_decay", 1, None]

@@ -20,11 +20,13 @@ KILL_AFTER = {"generation": "[sample] ddpm", "evaluation": "[evaluate] ddpm: Inc
 
 
 def _study(tmp_path) -> Path:
-    """The MNIST study's VAE and DDPM at the smoke profile, small evaluation, the smoke sweep on the DDPM."""
+    """The MNIST study's VAE and DDPM at the smoke profile, the smallest evaluation the schema takes (CAS on 1,000
+    test images: scoring all 10,000 twice per run dominated the test), the smoke sweep on the DDPM."""
     raw = yaml.safe_load((ROOT / "studies" / "mnist_four.yaml").read_text())
     raw["models"] = {k: raw["models"][k] for k in ("vae", "ddpm")}
     raw["experiments"] = {"reconstructions": {"n": 4}}
-    raw["evaluation"].update({"n_samples": 60, "n_inception": 20, "cas_steps": 2})
+    raw["evaluation"].update({"n_samples": 20, "n_inception": 10, "cas_steps": 2, "n_manifold": 10,
+                              "n_memorisation": 10, "n_eval": 20, "iwae_k": 2, "cas_n_test": 1000})
     raw["sweeps"].update({"models": ["ddpm"], "samplers": {"ddim": [2]}, "reference": {"sampler": "ddim", "steps": 4},
                           "guidance_scales": [0], "guidance_sampler": {"sampler": "ddim", "steps": 2},
                           "n": 8, "n_inception": 8})
@@ -34,8 +36,9 @@ def _study(tmp_path) -> Path:
 
 
 def _numbers(d: Path) -> list:
-    """Every model's metrics without wall times, and the sweep's quality numbers."""
-    drop = {"eval_seconds", "gen_seconds_per_1000", "efficiency", "provenance", "seconds_per_1000"}
+    """Every model's metrics and quality-vs-compute curve without wall times, and the sweep's quality numbers."""
+    drop = {"eval_seconds", "gen_seconds_per_1000", "efficiency", "provenance", "seconds_per_1000", "seconds",
+            "save_seconds", "snapshot_save_seconds"}
 
     def strip(x):
         if isinstance(x, dict):
@@ -46,7 +49,7 @@ def _numbers(d: Path) -> list:
 
     m = json.loads((d / "metrics.json").read_text())
     sw = json.loads((d / "sweeps.json").read_text())
-    return [strip([r["metrics"] for r in m["models"]]),
+    return [strip([[r["metrics"], r.get("curve")] for r in m["models"]]),
             strip([[r.get("fid_inception"), r.get("fd_classifier")] for r in sw["settings"]])]
 
 

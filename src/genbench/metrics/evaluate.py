@@ -215,7 +215,10 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
         out["conditional_accuracy"] = {"value": ca["overall"], "std": _binomial_se(ca["overall"], n),
                                        "spread": "binomial standard error", "per_class": ca["per_class"],
                                        "n_generated": n, "extractor": clf_name, "direction": "higher is better"}
-        cas = classification_accuracy_score(images, labels, ctx.test, steps=ev.cas_steps, seed=ctx.seed)
+        n_cas = getattr(ev, "cas_n_test", None)  # None: the whole test split; else its seeded stratified prefix
+        cas_test = ctx.test if not n_cas or n_cas >= len(ctx.test) else \
+            ctx.test.subset(torch.as_tensor(ctx.reference_indices(n_cas)))
+        cas = classification_accuracy_score(images, labels, cas_test, steps=ev.cas_steps, seed=ctx.seed)
         out["cas"] = {**cas, "std": _binomial_se(cas["value"], cas["n_test"]),
                       "spread": "binomial standard error on the test split"}
     nn_d = nearest_train_distance(images.numpy()[:ev.n_memorisation], ctx.train.x.numpy())
@@ -250,6 +253,33 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
     _manifold(out, "inception", feats_i, ref_i, ctx.seed, ctx.reference_record)
     out["eval_seconds"] = time.perf_counter() - t0
     return out
+
+
+CURVE_BOOTSTRAP = 10  # bootstrap resamples behind the spread of each quality-vs-compute point
+
+
+def classifier_fd(ctx: EvalContext, images: torch.Tensor) -> dict | None:
+    """The in-domain classifier's Fréchet distance of ``images`` against the whole test split: the
+    ``fd_classifier`` of :func:`evaluate_images` (same extractor, same reference statistics), alone, for the
+    quality-vs-compute curve. Cheap: one classifier pass and a 128-d Fréchet distance.
+
+    Args:
+        ctx: evaluation context; under DDP (``ctx.dist`` active) every rank calls it with the same images.
+        images: uint8 (N, C, H, W), N >= 2.
+
+    Returns:
+        ``{"value", "std", "spread", "n_generated", "n_reference"}`` (FD in squared feature units, lower is better;
+        ``std`` over :data:`CURVE_BOOTSTRAP` bootstrap resamples of the generated features, reference fixed) on
+        rank 0; None on the other ranks. Formula: Heusel et al. 2017, eq. 6, on the classifier's features.
+    """
+    _, feats = predict(ctx.classifier, images, dist=ctx.dist)
+    ref = ctx.classifier_reference()
+    if not ctx.dist.main:
+        return None
+    return {"value": frechet_distance(*feature_stats(feats), *ref),
+            "std": bootstrap_fid(feats, ref, n_boot=CURVE_BOOTSTRAP, seed=ctx.seed),
+            "spread": f"bootstrap std, {CURVE_BOOTSTRAP} resamples of the generated set, reference fixed",
+            "n_generated": len(images), "n_reference": len(ctx.test)}
 
 
 def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int, ref_record) -> None:

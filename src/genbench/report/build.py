@@ -23,6 +23,7 @@ from genbench.errors import GenbenchError
 from genbench.io import atomic_write_text, read_jsonl
 from genbench.report import figures as F
 from genbench.report.analysis import analysis
+from genbench.report.curves import curve_sentences, curve_table, finite_curves, quality_curves
 from genbench.report.experiments import render_experiments
 from genbench.report.interactive import interactive_fragments, interactive_page
 from genbench.report.page import Page, e, figure, table
@@ -318,6 +319,17 @@ def build_report(study_dir: Path) -> Path:
         if sweeps.get("guidance"):
             ef.append(figure(rel(F.sweep_guidance(sweeps, fig / "sweep_guidance.png")),
                              f"{sweeps['model']}: conditional accuracy and FID vs classifier-free guidance scale"))
+
+    # --- quality vs compute ---------------------------------------------------------------------------------
+    curves = finite_curves(models)
+    if curves:
+        cv = page.section("curve", "Quality vs compute")
+        cv.append("<p>" + " ".join(e(t) for t in curve_sentences(curves)) + "</p>")
+        cv.append(figure(rel(quality_curves(curves, fig / "quality_curve.png")),
+                         "Classifier Fréchet distance of samples drawn from weights saved at k/K of each model's "
+                         "training compute, against images seen, training FLOPs and seconds (log axes); error bars: "
+                         "bootstrap std of the generated set. The dotted line marks the budget"))
+        cv.append(table(*curve_table(curves)))
 
     # --- experiments -----------------------------------------------------------------------------------------
     ex = page.section("experiments", "Experiments")

@@ -82,6 +82,7 @@ class ModelConfig:
     conditional: bool = False  # a VAE conditioned on the class (its params hold num_classes from the dataset)
     sampling: dict = field(default_factory=dict)  # diffusion-family sampler settings (see _sampling_field)
     budget: dict | None = None  # equal-compute training: {"kind": images|flops|seconds, "value": N}; epochs ignored
+    curve_points: int = 0  # snapshots for the quality-vs-compute curve (training/curve.py); 0 = none
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
@@ -90,7 +91,7 @@ class ModelConfig:
                 "seed": self.seed, "precision": self.precision, "ema_decay": self.ema_decay,
                 "log_every": self.log_every, "train_subset": self.train_subset, "divergence": self.divergence,
                 "channels_last": self.channels_last, "compile": self.compile, "sampling": self.sampling,
-                "budget": self.budget}
+                "budget": self.budget, "curve_points": self.curve_points}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -100,7 +101,8 @@ class ModelConfig:
                    log_every=d.get("log_every", 50), train_subset=d.get("train_subset"),
                    divergence=d.get("divergence") or dict(DIVERGENCE_DEFAULTS),
                    channels_last=d.get("channels_last", False), compile=d.get("compile", False),
-                   sampling=d.get("sampling") or {}, budget=d.get("budget"))
+                   sampling=d.get("sampling") or {}, budget=d.get("budget"),
+                   curve_points=d.get("curve_points", 0))
 
 
 # --- model-level `sampling:` (issue 14) -------------------------------------------------------------------------
@@ -165,10 +167,13 @@ class EvalConfig:
     n_manifold: int = 1000  # samples for KID / precision / recall / density / coverage on classifier features
     n_memorisation: int = 500  # samples checked against the training set (nearest-neighbour distance)
     cas_steps: int = 300  # CAS classifier optimisation steps (batch 128)
+    cas_n_test: int | None = None  # CAS test images: None = the whole test split, else a seeded stratified subset
     sample_batch: int = 100  # images per generation batch of the sample bank (CPU: 100 is ~2x faster per
     #                          DDPM image than 500, benchmarks/README.md; a GPU wants larger)
     iwae_k: int = 100  # importance samples of the IWAE bound on the test NLL (VAEs)
     n_eval: int = 1000  # test images for the ELBO terms, the IWAE bound and active units (VAEs)
+    curve_points: int = 4  # quality-vs-compute curve: snapshots at 1/K..K/K of each model's compute (0 = none)
+    curve_n: int = 500  # images sampled per snapshot for the curve's classifier FD (at most n_samples are used)
 
 
 @dataclass(frozen=True)
@@ -323,8 +328,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     if top["sweeps"] is not None:
         validate(top["sweeps"], SWEEPS, f"{where}.sweeps")
     budget = parse_budget(top["budget"], f"{where}.budget")
-    if budget is not None:
-        models = tuple(dataclasses.replace(m, budget=budget) for m in models)
+    models = tuple(dataclasses.replace(m, budget=budget, curve_points=ev.curve_points) for m in models)
     seeds = top["seeds"] or []
     if len(set(seeds)) != len(seeds):
         raise GenbenchError(f"{where}.seeds: the seeds must be distinct, got {seeds}")

@@ -36,7 +36,7 @@ from genbench.data.registry import Dataset, load_dataset
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
 from genbench.metrics.classifier import get_classifier
-from genbench.metrics.evaluate import EvalContext, evaluate_images
+from genbench.metrics.evaluate import EvalContext, classifier_fd, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
@@ -45,6 +45,9 @@ from genbench.runtime.provenance import provenance, to_yaml
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.studies.config import StudyConfig, check_split_sizes, load_run_study, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
+from genbench.runtime.device import get_device
+from genbench.training.checkpoint import load_checkpoint
+from genbench.training.curve import list_snapshots, load_snapshot, save_seconds
 from genbench.training.loop import load_trained, train
 
 SCHEMA_VERSION = 2
@@ -137,6 +140,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     returns the record, the others None."""
     images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist, mcfg.sampling)
     metrics = evaluate_images(ctx, images, labels, what=run_dir.name)
+    curve = evaluate_curve(run_dir, study, ctx, mcfg, images)
     if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
         return None
     model, ck = load_trained(run_dir)
@@ -170,8 +174,70 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
                   "checkpoint": f"{mcfg.name}/checkpoints/last.pt", "bank": f"{mcfg.name}/samples/bank.npz",
                   "manifest": f"{mcfg.name}/samples/manifest.json", "metrics": f"{mcfg.name}/metrics.json"},
         "provenance": provenance()}
+    if curve is not None:
+        record["curve"] = curve
     atomic_write_json(run_dir / "metrics.json", record)
     return record
+
+
+def evaluate_curve(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg, bank: torch.Tensor) -> dict | None:
+    """The quality-vs-compute curve of one run: the classifier Fréchet distance (:func:`classifier_fd`, against
+    the whole test split like the study's ``fd_classifier``) of ``n = min(curve_n, n_samples)`` images drawn from
+    each snapshot the training wrote (:mod:`genbench.training.curve`), with the model's own sampler settings, seed
+    and batches, in order of compute.
+
+    The snapshot at the checkpoint's own step holds the weights the bank was drawn from (EMA weights when the run
+    keeps one), and the bank's first n images are exactly what drawing n images from it gives (balanced labels and
+    per-batch seeds are prefixes), so that point reuses ``bank[:n]`` instead of sampling again.
+
+    Under DDP every rank calls it (sharded generation and features); rank 0 gets the record, the others None.
+    Returns None (with a log line) when the run wrote no snapshots (``evaluation.curve_points: 0`` or a run trained
+    before the curve existed).
+
+    Returns:
+        ``{"points": [{k, fraction, steps, epochs, images, flops, seconds, fd_classifier, fd_std, n, source}],
+        "target", "n", "weights", "extractor", "reference", "spread", "sampler", "eval_seconds",
+        "snapshot_save_seconds"}`` (seconds: training wall seconds at the snapshot, without snapshot writes).
+    """
+    t0 = time.perf_counter()
+    ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    points_k = int(ck["config"].get("curve_points") or 0)
+    files = list_snapshots(run_dir, points_k) if points_k else []
+    if not files:
+        if points_k:
+            log(f"[curve] {run_dir.name}: no snapshots in {run_dir / 'checkpoints'}; no quality-vs-compute curve")
+        return None
+    ev = study.evaluation
+    n = min(ev.curve_n, ev.n_samples)
+    points, meta = [], {}
+    for path in files:
+        model, meta = load_snapshot(path)
+        if meta["step"] == ck["step"] and len(bank) >= n:
+            images, source = bank[:n], "bank"
+        else:
+            model.to(get_device())
+            images, _ = generate(model, n, seed=study.seed, precision=mcfg.precision, warmup=False,
+                                 labels=balanced_labels(n, getattr(model, "num_classes", 0)), batch=ev.sample_batch,
+                                 dist=ctx.dist, settings=mcfg.sampling or None)
+            source = "snapshot"
+        fd = classifier_fd(ctx, images)
+        if fd is not None:
+            points.append({"k": meta["k"], "fraction": meta["fraction"], "steps": meta["step"],
+                           "epochs": meta["epoch"], "images": meta["images_seen"], "flops": meta["flops"],
+                           "seconds": meta["train_seconds"], "fd_classifier": fd["value"], "fd_std": fd["std"],
+                           "n": n, "source": source, "save_seconds": save_seconds(run_dir, meta["k"], meta["step"])})
+    if not ctx.dist.main:
+        return None
+    secs = time.perf_counter() - t0
+    log(f"[curve] {run_dir.name}: {len(points)} points, FD " + " -> ".join(f"{p['fd_classifier']:.3g}" for p in points)
+        + f" (N={n} each, {secs:.1f} s)")
+    return {"points": points, "target": meta["target"], "points_planned": points_k, "n": n,
+            "weights": meta["weights"], "extractor": f"{ctx.test.name} classifier penultimate (128-d)",
+            "reference": f"whole test split ({len(ctx.test)} images), as fd_classifier", "spread": fd["spread"],
+            "sampler": sampler_info(model, mcfg.sampling or None), "eval_seconds": secs,
+            "snapshot_save_seconds": sum(p["save_seconds"] or 0.0 for p in points),
+            "note": f"FD at N={n} is biased upwards against the study's fd_classifier at N={ev.n_samples}: compare "
+                    f"points of the curve with each other"}
 
 
 def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalContext) -> dict | None:

@@ -221,9 +221,12 @@ EVALUATION = {
     "n_manifold": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 1000),
     "n_memorisation": _int(1, MAX_SAMPLES, 500),
     "cas_steps": _int(1, 10**7, 300),
+    "cas_n_test": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, None, null=True),  # CAS scored on this many test images (null: all)
     "sample_batch": _int(1, MAX_SAMPLES, 100),
     "iwae_k": _int(1, 100_000, 100),
     "n_eval": _int(1, MAX_SAMPLES, 1000),
+    "curve_points": _int(0, 100, 4),  # quality-vs-compute snapshots per model (0 = no curve)
+    "curve_n": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),  # images per snapshot (at most n_samples are drawn)
 }
 DATA = {  # options of the dataset loaders (genbench.data.registry.load_dataset)
     "data_dir": Field((str, type(None)), None),

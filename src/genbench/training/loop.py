@@ -5,6 +5,8 @@ dataset's training split, writing into ``out_dir``::
 
     config.yaml           resolved config + package version + git commit
     checkpoints/last.pt   complete checkpoint at the start (epoch 0) and after every epoch (atomic)
+    checkpoints/curve_<k>.pt  weights-only snapshots at k/K of the run's compute (``cfg.curve_points`` = K > 0;
+                          :mod:`genbench.training.curve`), for the quality-vs-compute curve
     history.jsonl         per logging step and per epoch: step, epoch, images_seen, losses, seconds;
                           one ``{"kind": "divergence"}`` line per NaN/inf step that sent the run back
     status.json           only when the run stopped because it diverged: ``{"status": "diverged", ...}``
@@ -39,6 +41,7 @@ from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
 from genbench.models import build_model
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
+from genbench.training.curve import Snapshots, clear_snapshots
 from genbench.training.ema import EMA
 from genbench.training.objectives import STEPS, NonFiniteStep, make_optimizers, make_schedulers
 
@@ -301,6 +304,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     elif main:
         hist_path.unlink(missing_ok=True)
         status_path.unlink(missing_ok=True)
+        clear_snapshots(out_dir)  # a fresh run starts its quality-vs-compute curve again
 
     if main:
         atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
@@ -310,6 +314,9 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     autocast = _autocast_factory(cfg.precision, device)
     total = steps_per_epoch * cfg.epochs if budget is None else _budget_steps(budget, cfg.batch_size, steps_per_epoch)
     prog = Progress(cfg.name, total, step) if main else _Silent()
+    curve = Snapshots(getattr(cfg, "curve_points", 0), budget, steps_per_epoch * cfg.epochs, out_dir, main)
+    used_flops = lambda: flops["per_step"] * step if flops["per_step"] else None  # noqa: E731
+    curve.sync(step, images_seen, used_flops(), train_seconds)  # a resumed run keeps its snapshots
     done_this_call = 0
     model.train()
     if cfg.compile:
@@ -346,6 +353,12 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
                     append_jsonl(hist_path, {"kind": "step", "step": step, "epoch": step / steps_per_epoch,
                                              "images_seen": images_seen,
                                              "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
+                ks = curve.due(step, images_seen, used_flops(), train_seconds + time.perf_counter() - t_epoch)
+                if ks:  # quality-vs-compute snapshots (training/curve.py); their write time is not training time
+                    t_epoch += curve.save(ks, (ema.model if ema is not None else model).state_dict(), cfg.to_dict(),
+                                          step=step, epoch=step / steps_per_epoch, images_seen=images_seen,
+                                          flops=used_flops(), seconds=train_seconds + time.perf_counter() - t_epoch,
+                                          ema=ema is not None)
                 prog.step(logs)
                 done_this_call += 1
                 if stop_after_steps is not None and done_this_call >= stop_after_steps:
@@ -359,6 +372,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
             wasted = time.perf_counter() - t_epoch
             _on_divergence(cfg, div_cfg, e, step + 1, steps_per_epoch, ckpt_path, hist_path, status_path, dist)
             restore(load_checkpoint(ckpt_path))
+            curve.sync(step, images_seen, used_flops(), train_seconds)
             div = {"retries": div["retries"] + 1, "lr_scale": div["lr_scale"] * div_cfg["lr_factor"]}
             _scale_lr(opts, scheds, div_cfg["lr_factor"])
             train_seconds += wasted
