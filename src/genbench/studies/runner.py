@@ -375,10 +375,10 @@ def _stages(study, study_dir, splits, models, diverged, trackers, sweeps, *, ove
     if not main:
         return  # experiments, sweeps and the report are rank 0's alone
     ctx.dist = Dist(device=dist.device)  # from here on rank 0 works alone: no collectives
-    if study.log:
-        log_results(study, study_dir, models, records, trackers, mlflow_uri)
     summary = write_summary(study_dir, study, ctx, records, train_seconds_total=t_train,
                             evaluate_seconds=t_eval, diverged=diverged)
+    if study.log:  # after metrics.json is written: a tracker that fails does not cost the evaluation
+        log_results(study, study_dir, models, records, trackers, mlflow_uri)
     exp = run_experiment_stage(study, study_dir, splits, ctx, summary, overwrite=overwrite)
     write_summary(study_dir, study, ctx, records, experiments=exp, train_seconds_total=t_train,
                   evaluate_seconds=t_eval, diverged=diverged, pipeline_seconds=time.perf_counter() - t_start)
