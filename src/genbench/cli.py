@@ -40,7 +40,7 @@ def _main(ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help=
 
         torch.set_num_threads(threads)
     home = os.environ.get("GENBENCH_HOME")
-    if home and ctx.invoked_subcommand in ("run", "train", "evaluate", "sweep", "data"):  # they read/write the cache
+    if home and ctx.invoked_subcommand in ("run", "train", "evaluate", "sweep", "data", "score"):  # they read/write the cache
         from genbench.io import check_writable_dir
 
         check_writable_dir(home, "GENBENCH_HOME")
@@ -140,7 +140,12 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
         seeds: Optional[int] = typer.Option(None, help="K trials with seeds seed, seed+1, ... (overrides the "
                                             "study's `seeds`); the table shows means with 95% intervals"),
         engine: str = typer.Option("sequential", help="several seeds: sequential | ray"),
-        address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local instance)")):
+        address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local instance)"),
+        log_to: Optional[List[str]] = typer.Option(None, "--log", help="experiment tracker: tensorboard | mlflow "
+                                                   "(repeat for both; `none` for neither); overrides the study's "
+                                                   "`log` field"),
+        mlflow_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
+                                                 "a file store in runs/<study>/mlruns)")):
     """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
     continues where it stopped; a finished one needs --resume or --overwrite."""
     import dataclasses
@@ -151,9 +156,17 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     from genbench.runtime.distributed import is_main_process
     from genbench.io import check_writable_dir
 
+    if log_to:  # before the heavy imports: an unknown or uninstalled tracker is one line at once
+        from genbench.runtime.tracking import check_trackers
+
+        log_to = check_trackers(log_to)
     check_writable_dir(out, "--out")
     t0 = time.perf_counter()
     cfg = load_study(study, profile)
+    if log_to is not None:
+        cfg = dataclasses.replace(cfg, log=tuple(log_to), raw={**cfg.raw, "log": list(log_to)})
+    if mlflow_uri:  # through the environment, so that every trial (and Ray worker) of several seeds sees it
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
     if budget is not None:
         b = parse_budget(budget)
         cfg = dataclasses.replace(cfg, budget=b, models=tuple(dataclasses.replace(m, budget=b) for m in cfg.models),
@@ -324,6 +337,43 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
         from genbench.report.build import build_report
 
         typer.echo(f"report: {build_report(study_dir)}")
+
+
+@app.command()
+def score(samples: Path = typer.Argument(..., help="a folder of PNG/JPEG images (optional class sub-folders 0, 1, "
+                                         "...) or an .npz with uint8 `x` (and optional labels `y`)"),
+          reference: str = typer.Option(..., help="the real dataset to compare with: mnist, fashion_mnist, "
+                                        "cifar10, quickdraw"),
+          out: Path = typer.Option(..., help="output folder: metrics.json and report/"),
+          n: Optional[int] = typer.Option(None, "--n", help="images scored (default: the profile's n_samples)"),
+          n_inception: Optional[int] = typer.Option(None, "--n-inception", help="of those, for the Inception "
+                                                    "metrics (default: min(the profile's n_inception, N))"),
+          profile: str = typer.Option("quick", help="smoke | quick | full: whose evaluation settings apply"),
+          study: Optional[str] = typer.Option(None, help="study whose evaluation settings apply (default: the "
+                                              "shipped study of the reference dataset)"),
+          name: Optional[str] = typer.Option(None, help="the row's name (default: the folder or file name)"),
+          report: bool = typer.Option(True, help="write the report")):
+    """Score images made by any model with a study's protocol (same N, spreads, reference subsets and real-data
+    floor as `genbench run`) and write metrics.json plus a report."""
+    _positive(n, "--n")  # checked before the heavy imports
+    _positive(n_inception, "--n-inception")
+    from genbench.io import check_writable_dir
+    from genbench.studies.score import score_samples
+
+    t0 = time.perf_counter()
+    check_writable_dir(out, "--out")
+    summary = score_samples(samples, out, reference=reference, profile=profile, study=study, n=n,
+                            n_inception=n_inception, name=name)
+    rows = {r["model"]: r["metrics"] for r in summary["models"]}
+    for row, m in rows.items():
+        fid = m.get("fid_inception") or {}
+        typer.echo(f"{row}: FID {fid.get('value', float('nan')):.2f} ± {fid.get('std') or 0:.2g} "
+                   f"(N={fid.get('n_generated')}), FD-classifier {m['fd_classifier']['value']:.3g}, "
+                   f"IS {m['is']['value']:.3g}")
+    if report:
+        from genbench.report.build import build_report
+
+        typer.echo(f"report: {build_report(out)}  ({time.perf_counter() - t0:.0f} s)")
 
 
 @app.command()

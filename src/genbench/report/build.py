@@ -173,8 +173,9 @@ def build_report(study_dir: Path) -> Path:
     except (OSError, ValueError):
         sweeps = None
     fast = {sweeps["model"]: sweeps["chosen"]["seconds_per_1000"]} if sweeps else {}
-    scores = {r["model"]: normalised_scores(r, real, fast.get(r["model"])) for r in models}
-    hist = {n: read_jsonl(study_dir / n / "history.jsonl") for n in names}
+    trained = [r for r in models if "efficiency" in r["metrics"]]  # not sample sets scored by `genbench score`
+    scores = {r["model"]: normalised_scores(r, real, fast.get(r["model"])) for r in trained}
+    hist = {r["model"]: read_jsonl(study_dir / r["model"] / "history.jsonl") for r in trained}
     families = {r["model"]: r["family"] for r in models}
     classes = list(info.get("class_names") or [])
     k = info.get("num_classes") or len(classes)
@@ -270,11 +271,12 @@ def build_report(study_dir: Path) -> Path:
 
     # --- stability -------------------------------------------------------------------------------------------
     st = page.section("stability", "Training stability")
-    st.append(figure(rel(F.training_curves(hist, fig / "training_curves.png", families)),
-                     "Training curves per model against epochs: G and D losses and D(x), D(G(z)) for GANs; the loss "
-                     "(negative ELBO) with its reconstruction and KL terms for VAEs (nats per image); the denoising "
-                     "loss for diffusion models"))
-    st.append(plots["curves"])
+    if hist:  # a report of scored sample sets only (`genbench score`) has no training
+        st.append(figure(rel(F.training_curves(hist, fig / "training_curves.png", families)),
+                         "Training curves per model against epochs: G and D losses and D(x), D(G(z)) for GANs; the "
+                         "loss (negative ELBO) with its reconstruction and KL terms for VAEs (nats per image); the "
+                         "denoising loss for diffusion models"))
+        st.append(plots["curves"])
     mc = [(r["model"], r["metrics"]["mode_coverage"]) for r in recs_all if "mode_coverage" in r["metrics"]]
     if mc:
         st.append(table(["model", f"classes covered (of {k})", "KL to uniform (nats)", "N"],
@@ -289,36 +291,38 @@ def build_report(study_dir: Path) -> Path:
                         "Share of samples generated for each class that the classifier puts in that class"))
 
     # --- efficiency ------------------------------------------------------------------------------------------
-    ef = page.section("efficiency", "Efficiency")
-    eff = [r["metrics"]["efficiency"] for r in models]
-    ef.append(figure(rel(F.bars(names, [x["gen_seconds_per_1000"] for x in eff], None, "seconds per 1,000 images", "",
-                                fig / "gen_time.png", log=True,
-                                annotate=[f"{x['gen_seconds_per_1000']:.3g} s\n{x['sampler']}\n{x['nfe']} NFE"
-                                          for x in eff])),
-                     "Generation time per 1,000 images (log axis), with the sampler and network evaluations per image"))
-    budgets = {json.dumps(x.get("budget"), sort_keys=True) for x in eff}
-    if any(x.get("budget") for x in eff):
-        b = eff[0].get("budget") or {}
-        ef.append(f"<p>Equal-compute comparison: every model trained under the budget <b>{e(str(b.get('kind')))} = "
-                  f"{b.get('value', 0):g}</b> and stopped at the first step past it (its epochs setting ignored)"
-                  + (" (<span class='warn'>models ran under different budgets</span>)" if len(budgets) > 1 else "")
-                  + (". Wall-clock budgets depend on the machine's load; prefer an images or FLOPs budget where "
-                     "results must reproduce." if b.get("kind") == "seconds" else ".") + "</p>")
-    ef.append(table(["model", "params", "epochs", "steps", "images seen", "training FLOPs", "train s", "images / s",
-                     "s / step", "precision"],
-                    [[r["model"], x["params"], x["epochs"], x["steps"], x["images_seen"],
-                      f"{x['flops']:.3g}" if x.get("flops") else "-", x["train_seconds"], x["images_per_second"],
-                      x["seconds_per_step"], x["precision"]] for r, x in zip(models, eff)]))
-    if sweeps:
-        from genbench.report.sweeps import sweep_table, sweep_text
+    if trained:  # models trained by a study (scored sample sets have no training or generation to time)
+        ef = page.section("efficiency", "Efficiency")
+        eff = [r["metrics"]["efficiency"] for r in trained]
+        ef.append(figure(rel(F.bars([r["model"] for r in trained], [x["gen_seconds_per_1000"] for x in eff], None,
+                                    "seconds per 1,000 images", "",
+                                    fig / "gen_time.png", log=True,
+                                    annotate=[f"{x['gen_seconds_per_1000']:.3g} s\n{x['sampler']}\n{x['nfe']} NFE"
+                                              for x in eff])),
+                         "Generation time per 1,000 images (log axis), with the sampler and network evaluations per image"))
+        budgets = {json.dumps(x.get("budget"), sort_keys=True) for x in eff}
+        if any(x.get("budget") for x in eff):
+            b = eff[0].get("budget") or {}
+            ef.append(f"<p>Equal-compute comparison: every model trained under the budget <b>{e(str(b.get('kind')))} = "
+                      f"{b.get('value', 0):g}</b> and stopped at the first step past it (its epochs setting ignored)"
+                      + (" (<span class='warn'>models ran under different budgets</span>)" if len(budgets) > 1 else "")
+                      + (". Wall-clock budgets depend on the machine's load; prefer an images or FLOPs budget where "
+                         "results must reproduce." if b.get("kind") == "seconds" else ".") + "</p>")
+        ef.append(table(["model", "params", "epochs", "steps", "images seen", "training FLOPs", "train s", "images / s",
+                         "s / step", "precision"],
+                        [[r["model"], x["params"], x["epochs"], x["steps"], x["images_seen"],
+                          f"{x['flops']:.3g}" if x.get("flops") else "-", x["train_seconds"], x["images_per_second"],
+                          x["seconds_per_step"], x["precision"]] for r, x in zip(trained, eff)]))
+        if sweeps:
+            from genbench.report.sweeps import sweep_table, sweep_text
 
-        sh, sr = sweep_table(sweeps)
-        ef += [f"<h3>Diffusion sampler sweeps</h3><p>{e(sweep_text(sweeps))}</p>", table(sh, sr),
-               figure(rel(F.sweep_nfe(sweeps, fig / "sweep_nfe.png")),
-                      f"{sweeps['model']}: quality vs network evaluations and vs seconds per 1,000 images")]
-        if sweeps.get("guidance"):
-            ef.append(figure(rel(F.sweep_guidance(sweeps, fig / "sweep_guidance.png")),
-                             f"{sweeps['model']}: conditional accuracy and FID vs classifier-free guidance scale"))
+            sh, sr = sweep_table(sweeps)
+            ef += [f"<h3>Diffusion sampler sweeps</h3><p>{e(sweep_text(sweeps))}</p>", table(sh, sr),
+                   figure(rel(F.sweep_nfe(sweeps, fig / "sweep_nfe.png")),
+                          f"{sweeps['model']}: quality vs network evaluations and vs seconds per 1,000 images")]
+            if sweeps.get("guidance"):
+                ef.append(figure(rel(F.sweep_guidance(sweeps, fig / "sweep_guidance.png")),
+                                 f"{sweeps['model']}: conditional accuracy and FID vs classifier-free guidance scale"))
 
     # --- quality vs compute ---------------------------------------------------------------------------------
     curves = finite_curves(models)
@@ -339,14 +343,15 @@ def build_report(study_dir: Path) -> Path:
 
     # --- normalised scores -----------------------------------------------------------------------------------
     sc = page.section("scores", "Normalised scores")
-    sc.append("<ul>" + "".join(f"<li><b>{e(a)}</b> = {e(b)}</li>" for a, b in FORMULAS.items()) + "</ul>")
-    sc.append(plots["scores3d"])
-    sc.append("<div class='grid'>" + figure(rel(F.radar(scores, fig / "radar.png")), "The four criteria per model")
-              + figure(rel(F.heatmap(scores, fig / "heatmap.png")), "The same scores as a heatmap") + "</div>")
+    if scores:  # plotly.js is inlined with the training curves, which exist whenever scores do
+        sc.append("<ul>" + "".join(f"<li><b>{e(a)}</b> = {e(b)}</li>" for a, b in FORMULAS.items()) + "</ul>")
+        sc.append(plots["scores3d"])
+        sc.append("<div class='grid'>" + figure(rel(F.radar(scores, fig / "radar.png")), "The four criteria per model")
+                  + figure(rel(F.heatmap(scores, fig / "heatmap.png")), "The same scores as a heatmap") + "</div>")
 
     # --- provenance ------------------------------------------------------------------------------------------
     pv = page.section("provenance", "Provenance and files")
-    pv.append(_provenance(summary, models))
+    pv.append(_provenance(summary, trained, [r for r in models if r not in trained]))
     atomic_write_text(rep / "index.html", page.render(_header(summary, info)))
     atomic_write_text(fig / "interactive.html", interactive_page(summary, scores, hist))
     atomic_write_text(rep / "summary.md", _markdown(summary, sentences, header, rows))
@@ -362,7 +367,9 @@ def _header(summary: dict, info: dict) -> str:
             f"<code>{e(summary['profile'])}</code>, seed {summary['seed']}</div>")
 
 
-def _provenance(summary: dict, models: list[dict]) -> str:
+def _provenance(summary: dict, models: list[dict], scored: list[dict] = ()) -> str:
+    """The provenance list: classifier, N, settings, versions, each trained model's sampler and files, and where
+    each scored sample set (``genbench score``) came from."""
     prov, ev, clf = summary["provenance"], summary["evaluation"], summary["classifier"]
     fid = next((r["metrics"].get("fid_inception") for r in summary["models"] if r["model"] == "real"), {}) or {}
     items = [
@@ -380,6 +387,14 @@ def _provenance(summary: dict, models: list[dict]) -> str:
           f"parameters; files: " + " · ".join(f"<a href='../{e(p)}'>{e(k)}</a>" for k, p in (r.get("files") or {}).items()
                                               if k != "checkpoint") for r in models],
     ]
+    items += [f"{e(r['model'])}: {r['sample_bank']['n']} images scored with <code>genbench score</code>, a "
+              f"{e(str(r['sample_bank'].get('selection')))}, from <code>{e(str(r['sample_bank'].get('source')))}</code> "
+              f"({e(str(r['sample_bank'].get('format')))}); labels {e(str(r['sample_bank'].get('labels')))}"
+              for r in scored]
+    sw = summary.get("scored_with")
+    if sw:
+        items.append(f"Evaluation settings of study <code>{e(str(sw.get('study')))}</code>, profile "
+                     f"<code>{e(str(sw.get('profile')))}</code> (N overridden where `--n` was given).")
     if "pipeline_seconds" in summary:
         items.append(f"Pipeline wall time (train, sample, evaluate, experiments): {summary['pipeline_seconds']:.0f} s.")
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

@@ -191,6 +191,7 @@ class StudyConfig:
     experiments: dict = field(default_factory=dict)  # experiment name -> its options, resolved and checked
     budget: dict | None = None  # the equal-compute budget every model trains under (None: each its own epochs)
     seeds: tuple = ()  # several seeds: one trial per seed (studies/trials.py); () = the single `seed`
+    log: tuple = ()  # experiment trackers (genbench.runtime.tracking): tensorboard, mlflow; () = none
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -334,7 +335,8 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         raise GenbenchError(f"{where}.seeds: the seeds must be distinct, got {seeds}")
     return StudyConfig(name=top["name"], dataset=top["dataset"], profile=profile, seed=top["seed"],
                        holdout=top["holdout"], models=models, evaluation=ev, source=str(source), raw=r,
-                       data=data, experiments=experiments, budget=budget, seeds=tuple(seeds))
+                       data=data, experiments=experiments, budget=budget, seeds=tuple(seeds),
+                       log=tuple(dict.fromkeys(top["log"] or ())))
 
 
 def parse_budget(v, where: str = "--budget") -> dict | None:

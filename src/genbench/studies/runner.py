@@ -42,6 +42,7 @@ from genbench.metrics.stability import stability
 from genbench.models.registry import MODEL_KINDS
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
+from genbench.runtime.tracking import check_trackers, image_grid, metric_scalars, open_tracker
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
 from genbench.studies.config import StudyConfig, check_split_sizes, load_run_study, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
@@ -274,8 +275,9 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
     new_names = {r["model"] for r in records}
     kept = [r for r in (old or {}).get("models", []) if r.get("model") not in new_names] \
         if old and old.get("schema_version") == SCHEMA_VERSION else []
-    order = [m.name for m in study.models] + ["real"]
-    merged = sorted(kept + records, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
+    order = [m.name for m in study.models]  # the study's models, then any others (scored sample sets), then real
+    merged = sorted(kept + records, key=lambda r: len(order) + 1 if r["model"] == "real" else
+                    order.index(r["model"]) if r["model"] in order else len(order))
     info = dataset_info(study.dataset, classes=study.data.get("classes"))
     summary = {"schema_version": SCHEMA_VERSION, "study": study.name, "dataset": study.dataset,
                "dataset_info": {**dataclasses.asdict(info), "train": len(ctx.train), "test": len(ctx.test),
@@ -348,13 +350,18 @@ def check_study(study: StudyConfig) -> None:
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
-              resume: bool = False, report: Callable[[Path], Path] | None = None) -> Path:
+              resume: bool = False, report: Callable[[Path], Path] | None = None,
+              mlflow_uri: str | None = None) -> Path:
     """Run a whole study through the one pipeline. Returns the study folder ``out_root/<study.name>``.
 
     ``report``: the report stage (``genbench.report.build.build_report``, passed by the CLI: this layer sits
     below the report); the study is marked finished once it returns. An interrupted study always continues
     where it stopped. A finished one is only run again with ``resume`` (reuse finished models, banks and
     experiments, evaluate again) or ``overwrite`` (retrain).
+
+    Trackers: the study's ``log`` field (TensorBoard, MLflow; :mod:`genbench.runtime.tracking`) get each model's
+    config, losses, final metrics and sample grid, and the real row's metrics; ``mlflow_uri`` is MLflow's tracking
+    URI (default: ``MLFLOW_TRACKING_URI``, else ``<study folder>/mlruns``).
 
     Raises:
         GenbenchError: the study folder holds a finished study and neither ``resume`` nor ``overwrite`` is set;
@@ -366,13 +373,15 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
         raise GenbenchError(f"{study_dir} already holds a finished study; pass --resume to reuse its trained models "
                             f"and evaluate again, or --overwrite to retrain from scratch")
     check_study(study)
+    check_trackers(study.log)  # an uninstalled tracker library: one line before any work
     splits = prepare_data(study)  # before the study folder exists: a missing dataset leaves nothing behind
     with study_lock(study_dir):
-        _run_locked(study, study_dir, splits, overwrite=overwrite, only=only, t_start=t_start, report=report)
+        _run_locked(study, study_dir, splits, overwrite=overwrite, only=only, t_start=t_start, report=report,
+                    mlflow_uri=mlflow_uri)
     return study_dir
 
 
-def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report) -> None:
+def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report, mlflow_uri=None) -> None:
     main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
     if main:
         (study_dir / "finished.json").unlink(missing_ok=True)
@@ -386,11 +395,29 @@ def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report) -
     if only and len(models) != len(only):
         raise GenbenchError(f"--only names {only}, the study has {[m.name for m in study.models]}")
     diverged: dict[str, dict] = {}
+    trackers = {m.name: open_tracker(study.log, log_dir=study_dir, experiment=study.name, run=m.name,
+                                     config={"study": study.name, "profile": study.profile, **m.to_dict()},
+                                     mlflow_uri=mlflow_uri) for m in models} if main and study.log else {}
+    try:
+        _stages(study, study_dir, splits, models, diverged, trackers, sweeps, overwrite=overwrite, t_start=t_start,
+                report=report, mlflow_uri=mlflow_uri)
+    finally:
+        for t in trackers.values():
+            if t is not None:
+                t.close()
+
+
+def _stages(study, study_dir, splits, models, diverged, trackers, sweeps, *, overwrite, t_start, report,
+            mlflow_uri) -> None:
+    """Train, evaluate, experiments, sweeps and report (the part of :func:`_run_locked` the trackers are open
+    for)."""
+    main = is_main_process()
     t_train = time.perf_counter()
     for m in models:
         log(f"[train] {m.name}: {m.kind}, {m.epochs} epochs, batch {m.batch_size}, {m.precision}")
         try:
-            train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite)
+            train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite,
+                  tracker=trackers.get(m.name))
         except GenbenchError as e:
             status = _diverged_status(study_dir / m.name)
             if status is None:
@@ -416,6 +443,8 @@ def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report) -
     ctx.dist = Dist(device=dist.device)  # from here on rank 0 works alone: no collectives
     summary = write_summary(study_dir, study, ctx, records, train_seconds_total=t_train,
                             evaluate_seconds=t_eval, diverged=diverged)
+    if study.log:  # after metrics.json is written: a tracker that fails does not cost the evaluation
+        log_results(study, study_dir, models, records, trackers, mlflow_uri)
     exp = run_experiment_stage(study, study_dir, splits, ctx, summary, overwrite=overwrite)
     write_summary(study_dir, study, ctx, records, experiments=exp, train_seconds_total=t_train,
                   evaluate_seconds=t_eval, diverged=diverged, pipeline_seconds=time.perf_counter() - t_start)
@@ -425,6 +454,28 @@ def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report) -
         report(study_dir)
         atomic_write_json(study_dir / "finished.json", {"pipeline_seconds": time.perf_counter() - t_start,
                                                          "provenance": provenance()})
+
+
+def log_results(study: StudyConfig, study_dir: Path, models, records: list[dict], trackers: dict,
+                mlflow_uri: str | None = None) -> None:
+    """The trackers' end-of-study part (rank 0): each model's metrics (``eval/*`` at its last training step) and a
+    grid of the first 64 images of its bank; the real row's metrics in a run of its own (``real``)."""
+    by_name = {r["model"]: r for r in records if r is not None}
+    for m in models:
+        t, r = trackers.get(m.name), by_name.get(m.name)
+        if t is None or r is None:
+            continue
+        step = int(r["metrics"].get("efficiency", {}).get("steps") or 0)
+        t.log_scalars(metric_scalars(r["metrics"]), step)
+        got = read_bank(study_dir / m.name, m.sampling or None)
+        if got is not None:
+            t.log_image("samples", image_grid(got[0][:64].numpy()), step)
+    if "real" in by_name:
+        t = open_tracker(study.log, log_dir=study_dir, experiment=study.name, run="real",
+                         config={"study": study.name, "profile": study.profile, "row": "real-data floor",
+                                 "sample_bank": by_name["real"]["sample_bank"]}, mlflow_uri=mlflow_uri)
+        t.log_scalars(metric_scalars(by_name["real"]["metrics"]), 0)
+        t.close()
 
 
 def run_experiment_stage(study, study_dir: Path, splits, ctx: EvalContext, summary: dict, *,

@@ -19,6 +19,7 @@ from genbench.data.info import DATASET_NAMES
 from genbench.errors import GenbenchError
 from genbench.models.registry import MODEL_KINDS
 from genbench.models.vae import ENCODERS, LIKELIHOODS
+from genbench.runtime.tracking import TRACKERS
 from genbench.sampling.diffusion import SAMPLERS
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 
@@ -181,6 +182,8 @@ TOP = {
     "seeds": Field((list, type(None)), None, lambda v: v is None or (1 <= len(v) <= 1000 and all(
         isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED for x in v)),
         "a list of distinct integer seeds >= 0"),
+    "log": Field((list, type(None)), None, lambda v: v is None or all(isinstance(x, str) and x in TRACKERS for x in v),
+                 f"a list of trackers among {', '.join(TRACKERS)} (docs/TRACKING.md)"),  # off by default
 }
 MODEL = {
     "kind": _choice(tuple(MODEL_KINDS), noun="model kind"),

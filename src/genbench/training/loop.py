@@ -152,11 +152,14 @@ def check_free_disk(path: Path, need_bytes: int) -> None:
 
 
 def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
-          stop_after_steps: int | None = None) -> dict:
-    """Train one model (under a run-folder lock, held by rank 0 in data-parallel runs); see :func:`_train`."""
+          stop_after_steps: int | None = None, tracker=None) -> dict:
+    """Train one model (under a run-folder lock, held by rank 0 in data-parallel runs); see :func:`_train`.
+    ``tracker``: a :class:`genbench.runtime.tracking.Tracker` (or None) that gets every ``history.jsonl``
+    step and epoch line as scalars (``train/*``, ``epoch/*``); pass it on rank 0 only."""
     out_dir = Path(out_dir)
     with run_lock(out_dir) if env_rank() == 0 else contextlib.nullcontext():
-        return _train(cfg, data, out_dir, resume=resume, overwrite=overwrite, stop_after_steps=stop_after_steps)
+        return _train(cfg, data, out_dir, resume=resume, overwrite=overwrite, stop_after_steps=stop_after_steps,
+                      tracker=tracker)
 
 
 def _remove_stale_temps(out_dir: Path) -> None:
@@ -178,7 +181,7 @@ def _scale_lr(opts: dict, scheds: dict, factor: float) -> None:
 
 
 def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
-           stop_after_steps: int | None = None) -> dict:
+           stop_after_steps: int | None = None, tracker=None) -> dict:
     """Train one model. Returns a summary dict (train_seconds, steps, images_seen, params).
 
     Args:
@@ -350,9 +353,9 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                 if main and step % cfg.log_every == 0:
-                    append_jsonl(hist_path, {"kind": "step", "step": step, "epoch": step / steps_per_epoch,
-                                             "images_seen": images_seen,
-                                             "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
+                    _log_line(hist_path, tracker, "train", {
+                        "kind": "step", "step": step, "epoch": step / steps_per_epoch, "images_seen": images_seen,
+                        "seconds": train_seconds + time.perf_counter() - t_epoch, **logs})
                 ks = curve.due(step, images_seen, used_flops(), train_seconds + time.perf_counter() - t_epoch)
                 if ks:  # quality-vs-compute snapshots (training/curve.py); their write time is not training time
                     t_epoch += curve.save(ks, (ema.model if ema is not None else model).state_dict(), cfg.to_dict(),
@@ -383,10 +386,10 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         train_seconds += time.perf_counter() - t_epoch
         means = {k: v / max(n_steps, 1) for k, v in sums.items()}
         if main:
-            append_jsonl(hist_path, {"kind": "epoch", "step": step, "epoch": epoch + 1,
-                                     "images_seen": images_seen, "seconds": train_seconds, **means,
-                                     **({"partial_epoch": n_steps / steps_per_epoch} if n_steps < steps_per_epoch
-                                        else {})})
+            _log_line(hist_path, tracker, "epoch", {
+                "kind": "epoch", "step": step, "epoch": epoch + 1, "images_seen": images_seen,
+                "seconds": train_seconds, **means,
+                **({"partial_epoch": n_steps / steps_per_epoch} if n_steps < steps_per_epoch else {})})
         prog.epoch(epoch + 1, step, means)
         checkpoint(epoch + 1, finished=True if spent else None)
         epoch += 1
@@ -394,6 +397,15 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     if main:
         status_path.unlink(missing_ok=True)
     return _summary(model, load_checkpoint(ckpt_path))
+
+
+def _log_line(hist_path: Path, tracker, prefix: str, record: dict) -> None:
+    """Append one ``history.jsonl`` line and hand its numbers to the tracker (if any) as ``<prefix>/<name>``."""
+    append_jsonl(hist_path, record)
+    if tracker is not None:
+        from genbench.runtime.tracking import history_scalars
+
+        tracker.log_scalars(history_scalars(record, prefix), record["step"])
 
 
 BUDGET_KINDS = ("images", "flops", "seconds")

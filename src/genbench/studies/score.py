@@ -1,0 +1,191 @@
+"""``genbench score``: score images made elsewhere (a folder of PNG/JPEG or an ``.npz``) with a study's protocol.
+
+The samples go through exactly the evaluate stage of a study (:func:`genbench.metrics.evaluate.evaluate_images`
+with the study's evaluation settings at the chosen profile): the same classifier, the same seeded
+class-stratified reference subsets of the test split, the same N, bootstrap spreads, FID-infinity, KID, PRDC,
+classifier FD, IS, conditional accuracy and CAS when labels are given, and the real-data floor row
+(:func:`genbench.studies.runner.evaluate_real`: the held-out training slice at the same N). The numbers are
+therefore comparable with the rows of a ``genbench run`` of that study at that profile (and the same seed).
+
+Which N images are scored: a seeded random subset of the given ones (class-stratified when labelled,
+:func:`genbench.metrics.reference.reference_order`, seed = the study's seed), never "the first N files"; the
+Inception metrics use the first ``n_inception`` of that subset, which is itself a stratified subset.
+
+Output folder (``--out DIR``)::
+
+    DIR/metrics.json                 the study schema (docs/METRICS.md): the samples' record and the real row
+    DIR/<name>/metrics.json          the samples' record
+    DIR/<name>/samples/bank.npz      the N scored images (uint8) and labels, + manifest.json (where they came from)
+    DIR/reference_indices.npy, DIR/heldout_indices.npy   the subset orders, as in a study folder
+    DIR/report/                      written by the caller's report stage (genbench.report.build.build_report)
+
+Scoring a second set into the same ``DIR`` (another ``--name``) adds its row, so one report compares several
+sets; a ``DIR`` scored with other settings (reference, N, profile, seed) is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from genbench.data.images import read_images
+from genbench.data.info import DATASET_NAMES, dataset_info
+from genbench.errors import GenbenchError
+from genbench.io import atomic_write_json
+from genbench.metrics.evaluate import evaluate_images
+from genbench.metrics.reference import indices_sha256, reference_order
+from genbench.runtime.provenance import provenance
+from genbench.sampling.bank import save_images
+from genbench.studies.catalog import shipped
+from genbench.studies.config import StudyConfig, load_study, parse_study
+from genbench.studies.schema import MIN_KNN_SAMPLES, folder_name
+from genbench.studies.runner import (
+    evaluate_real, log, make_context, prepare_data, study_lock, write_summary)
+
+MIN_N = 20  # the schema's smallest n_samples (evaluation.n_samples)
+
+
+def default_study(reference: str) -> str:
+    """The shipped study whose dataset is ``reference`` (its evaluation settings are the protocol).
+
+    Raises:
+        GenbenchError: ``reference`` is not a dataset genbench knows, or no shipped study uses it.
+    """
+    if reference not in DATASET_NAMES:
+        raise GenbenchError(f"--reference {reference!r} is not a dataset genbench knows; choose one of "
+                            f"{', '.join(DATASET_NAMES)}")
+    for name, path in shipped().items():
+        if (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("dataset") == reference:
+            return name
+    raise GenbenchError(f"no shipped study uses {reference}; pass --study FILE with `dataset: {reference}`")
+
+
+def default_name(samples: Path) -> str:
+    """The row name of a sample set: its folder or file name when that is a valid name, else ``samples``."""
+    stem = Path(samples).stem
+    return stem if folder_name(stem) and stem != "real" else "samples"
+
+
+def score_config(reference: str, *, study: str | None, profile: str, n: int | None,
+                 n_inception: int | None) -> StudyConfig:
+    """The study config whose evaluation settings score the samples: the study's, with N (``n_samples``) and
+    the Inception N overridden when given (Inception N defaults to min(the profile's ``n_inception``, N)).
+
+    Raises:
+        GenbenchError: unknown reference or profile, the study is of another dataset, N out of range.
+    """
+    cfg = load_study(study or default_study(reference), profile)
+    if cfg.dataset != reference:
+        raise GenbenchError(f"study {cfg.name} is of {cfg.dataset}, not {reference}; pass --study with a study of "
+                            f"{reference} or drop --study")
+    ev = dict(cfg.raw.get("evaluation") or {})
+    if n is not None:
+        if n < MIN_N:
+            raise GenbenchError(f"--n {n}: score at least {MIN_N} images (metrics at smaller N mean little)")
+        ev["n_samples"] = n
+    n_samples = ev.get("n_samples", cfg.evaluation.n_samples)
+    ni = n_inception if n_inception is not None else min(cfg.evaluation.n_inception, n_samples)
+    if not MIN_KNN_SAMPLES <= ni <= n_samples:
+        raise GenbenchError(f"--n-inception {ni}: give {MIN_KNN_SAMPLES}..{n_samples} (at most N)")
+    ev["n_inception"] = ni
+    return parse_study({**cfg.raw, "evaluation": ev}, profile, cfg.source)
+
+
+def score_samples(samples: Path, out_dir: Path, *, reference: str, profile: str = "quick", study: str | None = None,
+                  n: int | None = None, n_inception: int | None = None, name: str | None = None) -> dict:
+    """Score the images at ``samples`` against ``reference`` and write ``out_dir`` (module docstring).
+
+    Args:
+        samples: a folder of PNG/JPEG images (optional class sub-folders ``0``, ``1``, ...) or an ``.npz``
+            (:mod:`genbench.data.images`).
+        out_dir: the output folder (created).
+        reference: dataset name (``mnist``, ...); its shape must be the images' shape.
+        profile: the study profile whose evaluation settings apply.
+        study: a study file or shipped name (default: the shipped study of ``reference``).
+        n: images scored (default: the profile's ``n_samples``); n_inception: of those, for Inception metrics.
+        name: the row's name (default: the folder or file name).
+
+    Returns:
+        the summary written to ``out_dir/metrics.json``.
+
+    Raises:
+        GenbenchError: bad input, in one line (see :func:`genbench.data.images.read_images`, :func:`score_config`),
+            fewer images than N, labels outside the reference's classes, a shape other than the reference's,
+            an ``out_dir`` scored with other settings.
+    """
+    t0 = time.perf_counter()
+    samples, out_dir = Path(samples), Path(out_dir)
+    name = name or default_name(samples)
+    if not folder_name(name) or name == "real":
+        raise GenbenchError(f"--name {name!r}: give 1-100 letters, digits, '.', '_' or '-', not 'real' (the floor row)")
+    cfg = score_config(reference, study=study, profile=profile, n=n, n_inception=n_inception)
+    ev = cfg.evaluation
+    info = dataset_info(cfg.dataset, classes=cfg.data.get("classes"))
+    x, y, source = read_images(samples, channels=info.image_shape[0])
+    if tuple(x.shape[1:]) != tuple(info.image_shape):
+        c, h, w = info.image_shape
+        raise GenbenchError(f"{samples}: images are {'x'.join(map(str, x.shape[1:]))} (C x H x W), {info.name} "
+                            f"images are {c}x{h}x{w}; resize them to {w}x{h} first (genbench does not resize)")
+    if y is not None and info.num_classes and int(y.max()) >= info.num_classes:
+        raise GenbenchError(f"{samples}: label {int(y.max())} is outside {info.name}'s classes 0..{info.num_classes - 1}"
+                            f"; fix the labels (class sub-folder names) or give unlabelled images")
+    if len(x) < ev.n_samples:
+        raise GenbenchError(f"{samples} holds {len(x)} images, fewer than N = {ev.n_samples} (profile {profile}); "
+                            f"pass --n {len(x)} or fewer (and compare only with numbers at the same N)")
+    _check_same_settings(out_dir, cfg)
+    idx = reference_order(y, len(x), cfg.seed)[:ev.n_samples]  # seeded (stratified) subset, not the first N files
+    images, labels = x[idx], (y[idx] if y is not None else None)
+    splits = prepare_data(cfg)
+    if ev.n_inception > len(splits["test"]):
+        raise GenbenchError(f"--n-inception {ev.n_inception} exceeds {info.name}'s {len(splits['test'])} test images")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with study_lock(out_dir):
+        ctx = make_context(cfg, splits)
+        ctx.out_dir = out_dir  # reference_indices.npy / heldout_indices.npy, as in a study folder
+        log(f"[score] {name}: {ev.n_samples} of {len(x)} images from {samples} ({source['format']}"
+            f"{', labelled' if y is not None else ''}) against {info.name}, profile {profile}")
+        metrics = evaluate_images(ctx, images, labels, what=name)
+        manifest = {"n": int(ev.n_samples), "seed": cfg.seed, "source": source["path"], "format": source["format"],
+                    "n_available": int(len(x)), "subset_indices_sha256": indices_sha256(idx),
+                    "selection": ("seeded class-stratified random" if y is not None else "seeded random")
+                    + f" subset of the {len(x)} given images (sorted by label, then file name)",
+                    "labels": "given" if y is not None else "none (unconditional)", "sampler": "external"}
+        save_images(out_dir / name / "samples" / "bank.npz", out_dir / name / "samples" / "manifest.json", images,
+                    labels, seed=cfg.seed, manifest=manifest)
+        record = {"model": name, "kind": "samples", "family": "external", "conditional": labels is not None,
+                  "metrics": metrics, "family_metrics": [], "sample_bank": manifest, "seed": cfg.seed,
+                  "files": {"bank": f"{name}/samples/bank.npz", "manifest": f"{name}/samples/manifest.json",
+                            "metrics": f"{name}/metrics.json"},
+                  "provenance": provenance()}
+        atomic_write_json(out_dir / name / "metrics.json", record)
+        real = evaluate_real(cfg, splits, ctx)
+        scored = dataclasses.replace(cfg, name=f"score-{info.name}", models=())
+        return write_summary(out_dir, scored, ctx, [record, real], evaluate_seconds=time.perf_counter() - t0,
+                             scored_with={"command": "genbench score", "study": cfg.name, "profile": profile,
+                                          "study_file": cfg.source})
+
+
+def _check_same_settings(out_dir: Path, cfg: StudyConfig) -> None:
+    """A ``metrics.json`` already in ``out_dir`` must come from the same reference, seed and evaluation settings
+    (its rows are kept beside the new one).
+
+    Raises:
+        GenbenchError: it does not.
+    """
+    p = out_dir / "metrics.json"
+    if not p.exists():
+        return
+    try:
+        old = json.loads(p.read_text())
+    except (OSError, ValueError):
+        old = None
+    new_ev = dataclasses.asdict(cfg.evaluation)
+    if not isinstance(old, dict) or old.get("dataset") != cfg.dataset or old.get("seed") != cfg.seed \
+            or old.get("evaluation") != new_ev or "scored_with" not in old:
+        raise GenbenchError(f"{out_dir} already holds results made otherwise (another study, reference, N, profile "
+                            f"or seed); give another --out folder or delete {p}")
+
