@@ -39,7 +39,6 @@ from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
-from genbench.models.registry import MODEL_KINDS
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
@@ -60,7 +59,7 @@ def log(msg: str) -> None:
 def data_options(study: StudyConfig) -> dict:
     """The loader options of the study's ``data:`` section (QuickDraw's class shuffle seeded by the study)."""
     opts = dict(study.data)
-    if study.dataset == "quickdraw":
+    if study.dataset == "quickdraw" and study.dataset_spec is None:
         opts.setdefault("seed", study.seed)
     return opts
 
@@ -72,7 +71,7 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
         GenbenchError / AssetError: the dataset is not cached or not found, in one line naming the fix.
     """
     with main_first():  # data-parallel: rank 0 fills the dataset cache before the others read it
-        splits = load_dataset(study.dataset, holdout=study.holdout, **data_options(study))
+        splits = load_dataset(study.dataset_source, holdout=study.holdout, **data_options(study))
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
     check_split_sizes(study, len(splits["train"]), len(splits["holdout"]))  # a huge holdout is named as such
@@ -80,7 +79,7 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
 
 
 def class_names(study: StudyConfig) -> list[str]:
-    return list(dataset_info(study.dataset, classes=study.data.get("classes")).class_names)
+    return list(dataset_info(study.dataset_source, classes=study.data.get("classes")).class_names)
 
 
 def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | None = None) -> EvalContext:
@@ -140,7 +139,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
         return None
     model, ck = load_trained(run_dir)
-    family = MODEL_KINDS[mcfg.kind][1]
+    family = mcfg.family
     hist = read_jsonl(run_dir / "history.jsonl")
     metrics["stability"] = {"value": None, **stability(hist, family)}
     metrics["stability"]["value"] = metrics["stability"]["score"]
@@ -210,10 +209,10 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
         if old and old.get("schema_version") == SCHEMA_VERSION else []
     order = [m.name for m in study.models] + ["real"]
     merged = sorted(kept + records, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
-    info = dataset_info(study.dataset, classes=study.data.get("classes"))
+    info = dataset_info(study.dataset_source, classes=study.data.get("classes"))
     summary = {"schema_version": SCHEMA_VERSION, "study": study.name, "dataset": study.dataset,
                "dataset_info": {**dataclasses.asdict(info), "train": len(ctx.train), "test": len(ctx.test),
-                                "holdout": study.holdout, "options": study.data},
+                                "holdout": study.holdout, "options": study.dataset_spec or study.data},
                "profile": study.profile, "seed": study.seed,
                "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
                "family_metrics": {fm.name: {"families": list(fm.families), "doc": fm.doc} for fm in FAMILY_METRICS},
