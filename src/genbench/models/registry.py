@@ -132,8 +132,10 @@ def _unknown(kind: str) -> GenbenchError:
 def _import(kind: str) -> type:
     """The class named by ``package.module:ClassName`` (the module imported)."""
     mod_name, _, attr = kind.partition(":")
-    if not mod_name or not attr or not all(p.isidentifier() for p in mod_name.split(".") + attr.split(".")):
-        raise GenbenchError(f"model kind {kind!r}: an import path is `package.module:ClassName`; fix the spelling")
+    if not mod_name or not attr or mod_name.endswith(".py") or not all(
+            p.isidentifier() for p in mod_name.split(".") + attr.split(".")):
+        raise GenbenchError(f"model kind {kind!r}: an import path is `package.module:ClassName` (a dotted module "
+                            f"name, no '.py' or '/'); fix the spelling")
     try:
         mod = importlib.import_module(mod_name)
     except ModuleNotFoundError as e:

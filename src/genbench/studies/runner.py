@@ -39,6 +39,7 @@ from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
+from genbench.models.registry import build_model, resolve_kind
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
@@ -272,12 +273,16 @@ def is_finished(study_dir: Path) -> bool:
 
 
 def check_study(study: StudyConfig) -> None:
-    """Checks that need the whole study, done before any work (sweeps, DDIM step counts).
+    """Checks that need the whole study, done before any work (sweeps, DDIM step counts, the instance attributes
+    of outside models: each is built once).
 
     Raises:
         GenbenchError: one line naming the field.
     """
     parse_sweeps(study)  # sampler settings (DDIM steps dividing T, ...) were checked with the study's schema
+    for m in study.models:  # an outside model's class was checked on load; its instance (num_classes...) here
+        if resolve_kind(m.kind).external:
+            build_model(m.kind, m.params)
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
