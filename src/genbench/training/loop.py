@@ -40,7 +40,8 @@ from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, excl
 from genbench.models import build_model, resolve_kind
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.ema import EMA
-from genbench.training.objectives import NonFiniteStep, make_optimizers, make_schedulers, step_function
+from genbench.training.objectives import (  # noqa: F401 - STEPS: tests patch a step through it
+    STEPS, NonFiniteStep, make_optimizers, make_schedulers, step_function)
 
 DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
 """What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
