@@ -214,3 +214,30 @@ def test_own_step_function_is_used(tmp_path):
         assert [r["epoch"] for r in hist if r["kind"] == "epoch"] == [1, 2] and hist[-1]["loss"] < 1.0
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_entry_point_names_a_model(tmp_path, monkeypatch):
+    """An installed package's ``genbench.models`` entry point is a model kind (here a dist-info folder on
+    sys.path, which is what pip installs)."""
+    (tmp_path / "ep_byo_models.py").write_text(textwrap.dedent('''
+        from genbench.models.vae import ConvVAE
+
+        class TinyVAE(ConvVAE):
+            pass
+    '''))
+    info = tmp_path / "ep_byo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-byo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[genbench.models]\nep_byo_vae = ep_byo_models:TinyVAE\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from genbench.errors import GenbenchError
+    from genbench.models import resolve_kind
+    from genbench.studies.config import parse_study
+
+    mk = resolve_kind("ep_byo_vae")
+    assert (mk.origin, mk.family, mk.cls.__name__) == ("entry point", "vae", "TinyVAE")
+    study = parse_study({"name": "s", "dataset": "mnist", "models": {"v": {
+        "kind": "ep_byo_vae", "params": {"latent_dim": 4}, "optimizer": {"lr": 1e-3}, "epochs": 1}}}, "smoke")
+    assert study.models[0].params["image_size"] == 28 and study.models[0].family == "vae"
+    with pytest.raises(GenbenchError, match=r"unknown model kind 'ep_byo_vea'.*entry point \(ep_byo_vae\)"):
+        resolve_kind("ep_byo_vea")
