@@ -16,7 +16,8 @@ class DatasetInfo:
     """Facts about one dataset.
 
     Attributes:
-        name: registry name (``mnist``, ``fashion_mnist``, ``quickdraw``, ``cifar10``).
+        name: registry name (``mnist``, ``fashion_mnist``, ``quickdraw``, ``cifar10``), or a study's own
+            dataset's name (:mod:`genbench.data.custom`).
         title: display name (``MNIST``).
         image_shape: (C, H, W) of one image, uint8 0..255 on disk, float [-1, 1] inside genbench.
         num_classes: number of classes (labels 0..num_classes-1).
@@ -51,12 +52,17 @@ _INFO = {
 DATASET_NAMES = tuple(_INFO)
 
 
-def dataset_info(name: str, classes: list | tuple | None = None) -> DatasetInfo:
-    """The facts of dataset ``name``. QuickDraw's classes are the study's choice (``data.classes``).
+def dataset_info(name: str | dict, classes: list | tuple | None = None) -> DatasetInfo:
+    """The facts of dataset ``name``. QuickDraw's classes are the study's choice (``data.classes``). A mapping
+    is a study's own dataset (``{kind: folder | npz, path: ...}``, :mod:`genbench.data.custom`).
 
     Raises:
-        GenbenchError: unknown dataset name.
+        GenbenchError: unknown dataset name; a custom dataset's errors (:func:`genbench.data.custom.custom_info`).
     """
+    if isinstance(name, dict):
+        from genbench.data.custom import custom_info
+
+        return custom_info(name)
     if name not in _INFO:
         raise GenbenchError(f"unknown dataset {name!r}; choose one of {', '.join(_INFO)}")
     info = _INFO[name]

@@ -90,15 +90,20 @@ DATASETS: dict[str, Callable[..., dict[str, Dataset]]] = {
     "cifar10": _cifar10_splits}
 
 
-def load_dataset(name: str, *, holdout: int = 5000, **options) -> dict[str, Dataset]:
+def load_dataset(name: str | dict, *, holdout: int = 5000, **options) -> dict[str, Dataset]:
     """Load ``name`` as splits ``train``, ``holdout`` (the last ``holdout`` training images, never trained
     on: the real-data floor of every metric) and ``test``. ``options`` go to the dataset's loader (``data_dir``
     for fashion_mnist / cifar10; ``data_dir``, ``classes``, ``train_per_class``, ``test_per_class``, ``seed``
-    for quickdraw).
+    for quickdraw). A mapping ``{kind: folder | npz, path: ...}`` is a study's own dataset
+    (:func:`genbench.data.custom.load_custom`; no options).
 
     Raises:
         GenbenchError: unknown dataset name or option; AssetError: the dataset's files are missing or corrupt.
     """
+    if isinstance(name, dict):
+        from genbench.data.custom import load_custom
+
+        return load_custom(name, holdout)
     if name not in DATASETS:
         raise GenbenchError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
     try:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MAIN_LOSSES = {"vae": ("loss",), "diffusion": ("loss",), "flow": ("loss",), "gan": ("loss_g", "loss_d")}
+MAIN_LOSSES = {"vae": ("loss",), "diffusion": ("loss",), "flow": ("loss",), "likelihood": ("loss",),
+               "gan": ("loss_g", "loss_d")}
 
 
 def series_stats(values) -> dict:
@@ -32,7 +33,7 @@ def series_stats(values) -> dict:
 
 def stability(history: list[dict], family: str) -> dict:
     steps = [r for r in history if r.get("kind") == "step"]
-    per = {k: series_stats([r[k] for r in steps if k in r]) for k in MAIN_LOSSES[family]}
+    per = {k: series_stats([r[k] for r in steps if k in r]) for k in MAIN_LOSSES.get(family, ("loss",))}
     worst = max(per.values(), key=lambda s: s["cv"] if s["cv"] == s["cv"] else -1)
     return {"per_loss": per, "cv": worst["cv"], "score": float(1 / (1 + worst["cv"])) if worst["cv"] == worst["cv"]
             else float("nan"), "window": "last half of logged steps",

@@ -38,6 +38,8 @@ class DDPM(nn.Module):
     ``num_classes`` = null label) -> eps or v, float32 (B, C, H, W).
     """
 
+    genbench_family = "diffusion"  # the training objective and family metrics (models/registry.py)
+
     def __init__(self, *, widths=(32, 64, 64), attention: bool = True, dropout: float = 0.0,
                  num_classes: int = 0, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
                  beta_schedule: str = "linear", prediction_type: str = "epsilon", p_uncond: float = 0.1,

@@ -203,8 +203,9 @@ class Wrapped:
         kw = {"device_ids": [dist.device.index]} if dist.device.type == "cuda" else {}
         self._sync_batchnorm(model, dist)
         if family == "gan":
-            g = _Call(model.generate, {"generator": model.generator, "g_label": model.g_label})
-            d = _Call(model.discriminate, {"discriminator": model.discriminator, "d_label": model.d_label})
+            g = _Call(model.generate, {"generator": model.generator, "g_label": getattr(model, "g_label", None)})
+            d = _Call(model.discriminate, {"discriminator": model.discriminator,
+                                           "d_label": getattr(model, "d_label", None)})
             _check_same(g, model.generator_parameters(), "generator")
             _check_same(d, model.discriminator_parameters(), "discriminator")
             self.generate, self.discriminate = DDP(g, **kw), DDP(d, **kw)

@@ -7,7 +7,13 @@ settings, experiments, sweeps and a seed. Any value may be given per profile as 
     epochs: {smoke: 1, quick: 10, full: 40}
 
 and is resolved when the file is loaded with a profile. The resolved config is written into every run folder and
-checkpoint. Nothing in a config is executed.
+checkpoint. Nothing in a config is executed, with one exception the user writes on purpose: a model ``kind``
+given as an import path (``mypkg.models:MyVAE``) or entry point imports that module
+(:func:`genbench.models.registry.resolve_kind`).
+
+``dataset`` is a built-in dataset's name or a mapping naming the study's own images (``{kind: folder, path: ...,
+image_size: 32, channels: 3}`` or ``{kind: npz, path: ...}``, :mod:`genbench.data.custom`); a relative ``path`` is
+read from the study file's folder and stored absolute in the resolved config.
 
 The schema is declarative: one table of fields per section (``TOP``, ``MODEL``, ``OPTIMIZER``, ``EVALUATION``,
 ``DATA``, ``EXPERIMENT_OPTIONS``, ``SWEEPS``, ``PARAMS``), each field with its type, default and the range it can work
@@ -36,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 
 import difflib
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +50,11 @@ import yaml
 
 from genbench.data.info import dataset_info
 from genbench.errors import GenbenchError
-from genbench.models.registry import MODEL_KINDS
+from genbench.models.registry import resolve_kind
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
-    DATA, DATA_OPTIONS, DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
+    CUSTOM_DATASET, DATA, DATA_OPTIONS, DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
     MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
     PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, folder_name, resolve_profile, short, validate)
 from genbench.training.loop import DIVERGENCE_DEFAULTS
@@ -83,6 +88,11 @@ class ModelConfig:
     sampling: dict = field(default_factory=dict)  # diffusion-family sampler settings (see _sampling_field)
     budget: dict | None = None  # equal-compute training: {"kind": images|flops|seconds, "value": N}; epochs ignored
     curve_points: int = 0  # snapshots for the quality-vs-compute curve (training/curve.py); 0 = none
+
+    @property
+    def family(self) -> str:
+        """The model's family (training objective, family metrics): :func:`genbench.models.resolve_kind`."""
+        return resolve_kind(self.kind).family
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
@@ -119,7 +129,7 @@ def _sampling_field(m: dict, kind: str, params: dict, w: str) -> dict:
     """
     from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings
 
-    family = MODEL_KINDS[kind][1]
+    family = resolve_kind(kind).family
     legacy = [k for k in _LEGACY_SAMPLER_PARAMS if k in params] if family in FAMILY_SAMPLERS else []
     if legacy:
         raise GenbenchError(f"{w}.params: {', '.join(legacy)} moved to the model's `sampling:` field "
@@ -192,6 +202,12 @@ class StudyConfig:
     budget: dict | None = None  # the equal-compute budget every model trains under (None: each its own epochs)
     seeds: tuple = ()  # several seeds: one trial per seed (studies/trials.py); () = the single `seed`
     log: tuple = ()  # experiment trackers (genbench.runtime.tracking): tensorboard, mlflow; () = none
+    dataset_spec: dict | None = None  # the study's own dataset (folder / npz, path absolute); None = built-in
+
+    @property
+    def dataset_source(self) -> str | dict:
+        """What :func:`genbench.data.load_dataset` and :func:`genbench.data.dataset_info` take for this study."""
+        return self.dataset_spec if self.dataset_spec is not None else self.dataset
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -199,16 +215,34 @@ class StudyConfig:
 
 
 def _param_names(kind: str) -> list[str]:
-    sig = inspect.signature(MODEL_KINDS[kind][0])
-    return [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return resolve_kind(kind).param_names()
 
 
 def _unknown_params(kind: str, params: dict) -> list:
     """Keys of ``params`` the model class does not take (none if it takes ``**kwargs``)."""
-    sig = inspect.signature(MODEL_KINDS[kind][0])
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+    if resolve_kind(kind).takes_any_keyword():
         return []
     return sorted((k for k in params if k not in _param_names(kind)), key=str)
+
+
+def _geometry(kind: str, shape: list) -> dict:
+    """The image geometry filled into a model's params: ``channels`` + ``image_size`` for the VAE, ``image_shape``
+    for the other built-ins; an outside class gets whichever of these its constructor takes."""
+    if kind == "vae":
+        return {"channels": shape[0], "image_size": shape[1]}
+    mk = resolve_kind(kind)
+    if not mk.external:
+        return {"image_shape": shape}
+    names = mk.param_names()
+    fill = {"image_shape": shape} if "image_shape" in names else {}
+    fill.update({k: v for k, v in (("channels", shape[0]), ("image_size", shape[1])) if k in names})
+    return fill
+
+
+def _takes_classes(kind: str) -> bool:
+    """Whether ``conditional: true`` applies: the VAE, or an outside class whose constructor takes num_classes."""
+    mk = resolve_kind(kind)
+    return kind == "vae" or (mk.external and "num_classes" in mk.param_names())
 
 
 def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:
@@ -222,16 +256,13 @@ def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:
                             + (f"; did you mean `{near[0]}`?" if near else "") + f"; it takes {', '.join(names)}")
     p = {k: check_value(v, PARAMS[k], f"{w}.params.{k}") if k in PARAMS else v for k, v in params.items()}
     shape = list(info.image_shape)
-    if kind == "vae":
-        fill = {"channels": shape[0], "image_size": shape[1]}
-    else:
-        fill = {"image_shape": shape}
+    fill = _geometry(kind, shape)
     for k, v in fill.items():
         if k in p and p[k] != v:
             raise GenbenchError(f"{w}.params.{k}: {p[k]} does not match the images of {info.name} "
                                 f"{tuple(shape)}; drop it (it is filled in from the dataset)")
         p[k] = v
-    if kind == "vae" and conditional:
+    if conditional and _takes_classes(kind):
         if not info.num_classes:
             raise GenbenchError(f"{w}.conditional: {info.name} has no classes until data.classes names them; "
                                 f"add data.classes or drop `conditional`")
@@ -249,7 +280,11 @@ def _model(mname, m, w: str, top: dict, info) -> ModelConfig:
     if not (isinstance(mname, str) and folder_name(mname)):
         raise GenbenchError(f"{w}: bad model name {short(mname)}; use {NAME_RULE}")
     m = validate(m, MODEL, w)
-    if m["conditional"] and m["kind"] != "vae":
+    try:
+        resolve_kind(m["kind"])  # an import path or entry point is imported and its class checked here
+    except GenbenchError as e:
+        raise GenbenchError(f"{w}.kind: {e}") from None
+    if m["conditional"] and not _takes_classes(m["kind"]):
         raise GenbenchError(f"{w}.conditional: applies to VAEs; a {m['kind']} is conditioned by "
                             f"params.num_classes")
     sampling = _sampling_field(m, m["kind"], dict(m["params"] or {}), w)  # before _params: names moved fields
@@ -281,14 +316,14 @@ def _experiments(exps: dict, where: str, models: tuple[ModelConfig, ...], info) 
         for n in named:
             if n not in by_name:
                 raise GenbenchError(f"{w}: no model {short(n)}; models: {', '.join(by_name)}")
-            if e != "samples" and by_name[n].kind != "vae":
+            if e != "samples" and by_name[n].family != "vae":
                 raise GenbenchError(f"{w}: {n!r} is a {by_name[n].kind}; this experiment takes VAEs "
-                                    f"({', '.join(x for x, m in by_name.items() if m.kind == 'vae') or 'none here'})")
+                                    f"({', '.join(x for x, m in by_name.items() if m.family == 'vae') or 'none here'})")
         if e == "per_class":  # (it would fail after all the training)
             for n in named:
                 if not by_name[n].params.get("num_classes"):
                     raise GenbenchError(f"{w}: {n!r} is not class-conditional; name a VAE with `conditional: true`")
-            if not any(m.kind == "vae" and m.params.get("num_classes") for m in models):
+            if not any(m.family == "vae" and m.params.get("num_classes") for m in models):
                 raise GenbenchError(f"{w}: no conditional VAE in the study; add `conditional: true` to one")
         if e == "beta_sweep" and info.num_classes and max(o["classes"]) >= info.num_classes:
             raise GenbenchError(f"{w}.classes: {o['classes']} has labels outside 0..{info.num_classes - 1}")
@@ -314,9 +349,22 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     except RecursionError as e:
         raise GenbenchError(f"{where}: nested too deeply (or a YAML alias refers to itself)") from e
     top = validate(r, TOP, where)
-    data = validate(top["data"] or {}, {k: DATA[k] for k in DATA_OPTIONS[top["dataset"]]}, f"{where}.data")
-    data = {k: v for k, v in data.items() if k in (top["data"] or {})}  # the loader keeps its own defaults
-    info = dataset_info(top["dataset"], classes=data.get("classes"))
+    spec = None
+    if isinstance(top["dataset"], dict):  # the study's own images (genbench.data.custom)
+        spec = validate(top["dataset"], CUSTOM_DATASET, f"{where}.dataset")
+        spec["path"] = _absolute(spec["path"], source)
+        r = {**r, "dataset": {**r["dataset"], "path": spec["path"]}}  # the run folder's study.yaml: absolute
+        info = dataset_info(spec)
+        spec["name"] = info.name
+        top["dataset"] = info.name
+        if top["data"]:
+            raise GenbenchError(f"{where}.data: a study's own dataset takes its options in the `dataset:` mapping "
+                                f"({', '.join(CUSTOM_DATASET)}); drop the `data:` section")
+        data = {}
+    else:
+        data = validate(top["data"] or {}, {k: DATA[k] for k in DATA_OPTIONS[top["dataset"]]}, f"{where}.data")
+        data = {k: v for k, v in data.items() if k in (top["data"] or {})}  # the loader keeps its own defaults
+        info = dataset_info(top["dataset"], classes=data.get("classes"))
     models = tuple(_model(n, m, f"{where}.models.{n}" if isinstance(n, str) else f"{where}.models", top, info)
                    for n, m in top["models"].items() if not (isinstance(m, dict) and m.get("enabled") is False))
     if not models:
@@ -336,7 +384,17 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     return StudyConfig(name=top["name"], dataset=top["dataset"], profile=profile, seed=top["seed"],
                        holdout=top["holdout"], models=models, evaluation=ev, source=str(source), raw=r,
                        data=data, experiments=experiments, budget=budget, seeds=tuple(seeds),
-                       log=tuple(dict.fromkeys(top["log"] or ())))
+                       log=tuple(dict.fromkeys(top["log"] or ())), dataset_spec=spec)
+
+
+def _absolute(path: str, source: str) -> str:
+    """A custom dataset's ``path``, absolute: a relative one is read from the study file's folder (from the
+    working directory when the study did not come from a file)."""
+    p = Path(path).expanduser()
+    src = Path(source)
+    if not p.is_absolute() and source and not source.startswith("<") and src.exists():
+        p = src.resolve().parent / p
+    return str(p.resolve())
 
 
 def parse_budget(v, where: str = "--budget") -> dict | None:

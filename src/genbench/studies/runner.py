@@ -39,7 +39,7 @@ from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, classifier_fd, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
-from genbench.models.registry import MODEL_KINDS
+from genbench.models.registry import build_model, resolve_kind
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.runtime.tracking import check_trackers, image_grid, metric_scalars, open_tracker
@@ -64,7 +64,7 @@ def log(msg: str) -> None:
 def data_options(study: StudyConfig) -> dict:
     """The loader options of the study's ``data:`` section (QuickDraw's class shuffle seeded by the study)."""
     opts = dict(study.data)
-    if study.dataset == "quickdraw":
+    if study.dataset == "quickdraw" and study.dataset_spec is None:
         opts.setdefault("seed", study.seed)
     return opts
 
@@ -76,7 +76,7 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
         GenbenchError / AssetError: the dataset is not cached or not found, in one line naming the fix.
     """
     with main_first():  # data-parallel: rank 0 fills the dataset cache before the others read it
-        splits = load_dataset(study.dataset, holdout=study.holdout, **data_options(study))
+        splits = load_dataset(study.dataset_source, holdout=study.holdout, **data_options(study))
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
     check_split_sizes(study, len(splits["train"]), len(splits["holdout"]))  # a huge holdout is named as such
@@ -84,7 +84,7 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
 
 
 def class_names(study: StudyConfig) -> list[str]:
-    return list(dataset_info(study.dataset, classes=study.data.get("classes")).class_names)
+    return list(dataset_info(study.dataset_source, classes=study.data.get("classes")).class_names)
 
 
 def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | None = None) -> EvalContext:
@@ -145,7 +145,7 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
         return None
     model, ck = load_trained(run_dir)
-    family = MODEL_KINDS[mcfg.kind][1]
+    family = mcfg.family
     hist = read_jsonl(run_dir / "history.jsonl")
     metrics["stability"] = {"value": None, **stability(hist, family)}
     metrics["stability"]["value"] = metrics["stability"]["score"]
@@ -278,10 +278,10 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
     order = [m.name for m in study.models]  # the study's models, then any others (scored sample sets), then real
     merged = sorted(kept + records, key=lambda r: len(order) + 1 if r["model"] == "real" else
                     order.index(r["model"]) if r["model"] in order else len(order))
-    info = dataset_info(study.dataset, classes=study.data.get("classes"))
+    info = dataset_info(study.dataset_source, classes=study.data.get("classes"))
     summary = {"schema_version": SCHEMA_VERSION, "study": study.name, "dataset": study.dataset,
                "dataset_info": {**dataclasses.asdict(info), "train": len(ctx.train), "test": len(ctx.test),
-                                "holdout": study.holdout, "options": study.data},
+                                "holdout": study.holdout, "options": study.dataset_spec or study.data},
                "profile": study.profile, "seed": study.seed,
                "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
                "family_metrics": {fm.name: {"families": list(fm.families), "doc": fm.doc} for fm in FAMILY_METRICS},
@@ -341,12 +341,16 @@ def is_finished(study_dir: Path) -> bool:
 
 
 def check_study(study: StudyConfig) -> None:
-    """Checks that need the whole study, done before any work (sweeps, DDIM step counts).
+    """Checks that need the whole study, done before any work (sweeps, DDIM step counts, the instance attributes
+    of outside models: each is built once).
 
     Raises:
         GenbenchError: one line naming the field.
     """
     parse_sweeps(study)  # sampler settings (DDIM steps dividing T, ...) were checked with the study's schema
+    for m in study.models:  # an outside model's class was checked on load; its instance (num_classes...) here
+        if resolve_kind(m.kind).external:
+            build_model(m.kind, m.params)
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,

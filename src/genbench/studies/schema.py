@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from genbench.data.info import DATASET_NAMES
 from genbench.errors import GenbenchError
-from genbench.models.registry import MODEL_KINDS
 from genbench.models.vae import ENCODERS, LIKELIHOODS
 from genbench.runtime.tracking import TRACKERS
 from genbench.sampling.diffusion import SAMPLERS
@@ -163,7 +162,9 @@ def validate(section, schema: dict[str, Field], where: str, *, extra: tuple = ()
 
 TOP = {
     "name": Field(str, _REQUIRED, folder_name, NAME_RULE),
-    "dataset": _choice(DATASET_NAMES, noun="dataset"),
+    "dataset": Field((str, dict), _REQUIRED, lambda v: isinstance(v, dict) or v in DATASET_NAMES,
+                     f"one of {', '.join(DATASET_NAMES)}, or a mapping {{kind: folder | npz, path: ...}}",
+                     "dataset"),
     "seed": _int(0, MAX_SEED, 42),
     "batch_size": _int(1, MAX_SAMPLES, 128),
     "precision": _choice(("bf16", "fp32"), "bf16", "precision"),
@@ -186,7 +187,7 @@ TOP = {
                  f"a list of trackers among {', '.join(TRACKERS)} (docs/TRACKING.md)"),  # off by default
 }
 MODEL = {
-    "kind": _choice(tuple(MODEL_KINDS), noun="model kind"),
+    "kind": Field(str),  # a built-in kind, `package.module:Class` or an entry point: models.registry.resolve_kind
     "params": Field((dict, type(None)), None),
     "optimizer": Field(dict),
     "epochs": _int(1, MAX_EPOCHS),
@@ -238,6 +239,15 @@ DATA = {  # options of the dataset loaders (genbench.data.registry.load_dataset)
     "train_per_class": _int(1, MAX_SAMPLES, 4000),
     "test_per_class": _int(1, MAX_SAMPLES, 1000),
     "seed": _int(0, MAX_SEED, 0),
+}
+CUSTOM_DATASET = {  # a study's own dataset (genbench.data.custom): `dataset: {kind: folder, path: ...}`
+    "kind": _choice(("folder", "npz"), noun="dataset kind"),
+    "path": Field(str, _REQUIRED, lambda v: bool(v.strip()), "the path of an image folder or .npz file"),
+    "name": Field(str, None, folder_name, NAME_RULE),
+    "image_size": _int(4, 1024, None, null=True),
+    "channels": Field((int, type(None)), None, lambda v: v in (None, 1, 3), "1 or 3 (Inception takes 1 or 3)"),
+    "test_fraction": _float(0, 1, 0.2, lo_open=True, hi_open=True),
+    "split_seed": _int(0, MAX_SEED, 0),
 }
 DATA_OPTIONS = {"mnist": (), "fashion_mnist": ("data_dir",), "cifar10": ("data_dir",),
                 "quickdraw": ("data_dir", "classes", "train_per_class", "test_per_class", "seed")}

@@ -43,7 +43,6 @@ from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, inception_score
-from genbench.models.registry import MODEL_KINDS
 from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
 from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings, draw, nfe
 
@@ -120,7 +119,7 @@ def parse_sweeps(study) -> SweepConfig | None:
     w = f"{Path(study.source).name}.sweeps"
     if not isinstance(raw, dict):
         raise GenbenchError(f"{w}: expected a mapping")
-    names = {m.name: MODEL_KINDS[m.kind][1] for m in study.models}
+    names = {m.name: m.family for m in study.models}
     eligible = [n for n, f in names.items() if f in FAMILY_SAMPLERS]
     if "models" in raw and "model" in raw:
         raise GenbenchError(f"{w}: give `models` (a list of model names) or `model` (one), not both")

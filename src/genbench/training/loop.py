@@ -39,11 +39,12 @@ from genbench.runtime.distributed import Dist, context, env_rank, shard_size, wr
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
-from genbench.models import build_model
+from genbench.models import build_model, resolve_kind
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.curve import Snapshots, clear_snapshots
 from genbench.training.ema import EMA
-from genbench.training.objectives import STEPS, NonFiniteStep, make_optimizers, make_schedulers
+from genbench.training.objectives import (  # noqa: F401 - STEPS: tests patch a step through it
+    STEPS, NonFiniteStep, make_optimizers, make_schedulers, step_function)
 
 DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
 """What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
@@ -313,7 +314,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
     if not have_ckpt:
         checkpoint(0)  # the restore point should epoch 1 diverge
-    step_fn = STEPS[family]
+    step_fn = step_function(model, family)  # the family's step, or the model class's own genbench_step
     autocast = _autocast_factory(cfg.precision, device)
     total = steps_per_epoch * cfg.epochs if budget is None else _budget_steps(budget, cfg.batch_size, steps_per_epoch)
     prog = Progress(cfg.name, total, step) if main else _Silent()
@@ -504,6 +505,7 @@ def load_trained(run_dir: Path, *, use_ema: bool = True):
     fix = f"retrain it (`genbench train {Path(run_dir).name} --overwrite` or `genbench run --overwrite`) or restore it"
     if not isinstance(mcfg.get("resolved_params"), dict):
         raise GenbenchError(f"{path} is a damaged genbench checkpoint (no config.model.resolved_params); {fix}")
+    resolve_kind(mcfg["kind"])  # an outside model's package must be importable: its own one-line error
     try:
         model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
     except (GenbenchError, RuntimeError) as e:  # parameters a model cannot be built from (a negative width...)

@@ -1,6 +1,6 @@
 """One optimisation step per objective. Each returns a dict of floats to log.
 
-- ``likelihood`` (VAE, DDPM, flow matching): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
+- ``likelihood`` (VAE, DDPM, flow matching, and outside models of family ``likelihood``): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
 - ``adversarial`` (GAN, cGAN): one discriminator step then one generator step per batch (Goodfellow et al.
   2014, Alg. 1 with k = 1), non-saturating generator loss.
 
@@ -120,4 +120,15 @@ def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dic
     return {"loss_d": dv["loss_d"], "loss_g": gv["loss_g"], "d_x": dv["d_x"], "d_g_z": dv["d_g_z"]}
 
 
-STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "flow": likelihood_step, "gan": adversarial_step}
+STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "flow": likelihood_step, "likelihood": likelihood_step,
+         "gan": adversarial_step}
+checked_values = _checked_values
+"""Public name of the divergence guard, for a model's own ``genbench_step`` (models/registry.py): call it after
+``backward()`` and before ``optimizer.step()``."""
+
+
+def step_function(model, family: str):
+    """The optimisation step of ``model``: its class's own ``genbench_step`` (a static method with the signature
+    of :func:`likelihood_step`) when it has one, else its family's (:data:`STEPS`)."""
+    own = getattr(type(model), "genbench_step", None)
+    return own if own is not None else STEPS[family]

@@ -32,15 +32,15 @@ def vaes(ctx, opts: dict) -> list[str]:
     """
     names = [opts["model"]] if "model" in opts else list(opts.get("models") or [])
     if not names:
-        names = [n for n, (_, m) in ctx.models.items() if m.kind == "vae"]
-        if not names and any(m.kind == "vae" for m in ctx.study.models):
+        names = [n for n, (_, m) in ctx.models.items() if m.family == "vae"]
+        if not names and any(m.family == "vae" for m in ctx.study.models):
             raise SkipExperiment("no VAE of the study was evaluated in this run (diverged, or left out by --only)")
     missing = [n for n in names if n not in ctx.models]
     if missing:
         raise SkipExperiment(f"{', '.join(missing)} not evaluated in this run (diverged, or left out by --only)")
-    bad = [n for n in names if ctx.models[n][1].kind != "vae"]
+    bad = [n for n in names if ctx.models[n][1].family != "vae"]
     if bad or not names:
-        raise GenbenchError(f"this experiment needs VAE models (kind: vae); {', '.join(bad) or 'the study has none'}"
+        raise GenbenchError(f"this experiment needs VAE models (family vae); {', '.join(bad) or 'the study has none'}"
                             f"; name VAEs with `model:` / `models:` or remove the experiment from the study file")
     return names
 
