@@ -742,8 +742,8 @@ _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").rea
 
 @pytest.mark.parametrize("old,new,needle", [
     ("dataset: mnist", "dataset: imagenet", "bad.yaml.dataset: unknown dataset 'imagenet'; choose one of mnist"),
-    ("epochs: {smoke: 1, quick: 40, full: 40}", "epochs: ten", "bad.yaml.models.vae.epochs: expected int, got str"),
-    ("epochs: {smoke: 1, quick: 40, full: 40}", "epochs: 0", "bad.yaml.models.vae.epochs: value 0 is out of range"),
+    ("epochs: {smoke: 1, quick: 30, full: 40}", "epochs: ten", "bad.yaml.models.vae.epochs: expected int, got str"),
+    ("epochs: {smoke: 1, quick: 30, full: 40}", "epochs: 0", "bad.yaml.models.vae.epochs: value 0 is out of range"),
     ("optimizer: {lr: 1.0e-3}", "optimizer: {lr: 5}", "bad.yaml.models.vae.optimizer.lr: value 5.0 is out of range"),
     ("batch_size: 128", "batch_size: -1", "bad.yaml.batch_size: value -1 is out of range"),
     ("channels_last: true ", "channels_last: maybe ", "bad.yaml.models.vae.channels_last: expected bool, got str"),
@@ -753,7 +753,7 @@ _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").rea
     ("params: {latent_dim: 20,", "params: {latent_dimm: 20,", "bad.yaml.models.vae.params: 'vae' takes no parameter(s) 'latent_dimm'"),
     ("ema_decay: 0.999 ", "ema_decay: 1.5 ", "bad.yaml.models.vae.ema_decay: value 1.5 is out of range"),
     ("n_inception: {smoke: 20,", "n_inception: {smoke: 200,", "n_inception (200) must not exceed n_samples (100)"),
-    ("epochs: {smoke: 1, quick: 40, full: 40}", "epochs: {quick: 40}", "has no entry for profile 'smoke'"),
+    ("epochs: {smoke: 1, quick: 30, full: 40}", "epochs: {quick: 40}", "has no entry for profile 'smoke'"),
     ("train_subset: {smoke: 1024,", "train_subset: {smoke: -5,", "bad.yaml.train_subset: value -5 is out of range"),
     ("seed: 42", "seed: 4.2", "bad.yaml.seed: expected int, got float"),
     ("name: mnist-four", "name: ../escape", "bad.yaml.name: value '../escape' is out of range; give 1-100 letters, "
