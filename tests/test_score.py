@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_bad_input import _cli  # in-process `genbench ARGS`: (exit code, stderr lines, stdout)
+
 N = 100
 
 
@@ -102,29 +104,10 @@ def _png(path: Path, size=(28, 28), value=0) -> None:
     Image.fromarray(np.full(size[::-1], value, np.uint8)).save(path)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    """``genbench ARGS`` through ``genbench.cli.main`` in this process (the bad-input cases stop before any heavy
-    work, so a subprocess per case would spend its time importing torch)."""
-    import contextlib
-    import io
-    from unittest import mock
-
-    from genbench import cli
-
-    err, out = io.StringIO(), io.StringIO()
-    code = 0
-    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(out):
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
-
-def _one_line(p: subprocess.CompletedProcess, *needles: str) -> None:
-    lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
-    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("genbench: error:"), (p.returncode, p.stderr)
+def _one_line(result: tuple, *needles: str) -> None:
+    """``result`` from test_bad_input's in-process ``_cli``: (exit code, non-empty stderr lines, stdout)."""
+    code, lines, _ = result
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("genbench: error:"), (code, lines)
     for n in needles:
         assert n in lines[0], (n, lines[0])
 
