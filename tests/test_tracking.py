@@ -140,3 +140,18 @@ def test_bad_tracker_names_and_missing_libraries(tmp_path):
     assert parse_study(raw, "smoke").log == ()
     with pytest.raises(GenbenchError, match=r"\.log: .*tensorboard, mlflow"):
         parse_study({**raw, "log": ["wandb"]}, "smoke")
+
+
+def test_train_command_logs_to_the_tracker(tmp_path):
+    """`genbench train MODEL --log tensorboard`: every training history line reaches TensorBoard, like `run`."""
+    (tmp_path / "track.yaml").write_text(STUDY.replace("log: [tensorboard]\n", ""))
+    out = tmp_path / "runs" / "track" / "vae"
+    code, lines = _cli("train", "vae", "--study", str(tmp_path / "track.yaml"), "--profile", "smoke",
+                       "--out", str(out), "--log", "tensorboard")
+    assert code == 0, lines
+    tb, _ = _tb_scalars(tmp_path / "runs" / "track" / "tensorboard" / "vae")
+    steps = [r for r in read_jsonl(out / "history.jsonl") if r["kind"] == "step"]
+    assert steps and len(tb["train/loss"]) == len(steps)
+    code, lines = _cli("train", "vae", "--study", str(tmp_path / "track.yaml"), "--log", "wandb",
+                       "--out", str(tmp_path / "x"))
+    assert code == 2 and len(lines) == 1 and "unknown tracker 'wandb'" in lines[0]

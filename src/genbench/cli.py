@@ -199,10 +199,21 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
               study: str = typer.Option("mnist_four", help="study file supplying the model's settings"),
               profile: str = typer.Option("quick"), out: Optional[Path] = typer.Option(None),
               epochs: Optional[int] = typer.Option(None), resume: bool = typer.Option(False),
-              overwrite: bool = typer.Option(False)):
+              overwrite: bool = typer.Option(False),
+              log_to: Optional[List[str]] = typer.Option(None, "--log", help="experiment tracker: tensorboard | "
+                                                         "mlflow (repeat for both; `none` for neither); overrides "
+                                                         "the study's `log` field"),
+              mlflow_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: "
+                                                       "MLFLOW_TRACKING_URI, else a file store in "
+                                                       "runs/<study>/mlruns)")):
     """Train one model of a study (default: the MNIST four-model study). Under ``accelerate launch`` or
-    ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch."""
+    ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch. With ``--log`` (or
+    the study's ``log`` field) every history line also goes to TensorBoard / MLflow, as in ``genbench run``."""
     _positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
+    from genbench.runtime.tracking import check_trackers, open_tracker
+
+    if log_to:  # an unknown or uninstalled tracker is one line before any work
+        log_to = check_trackers(log_to)
     import dataclasses
 
     from genbench.studies.config import load_study
@@ -224,10 +235,17 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
 
     if _main_rank() and not (out.parent / "study.yaml").exists():  # what `genbench evaluate` reads back
         atomic_write_text(out.parent / "study.yaml", to_yaml({"profile": cfg.profile, **cfg.raw}))
-    s = train(m, prepare_data(cfg)["train"], out, resume=resume, overwrite=overwrite)
-    from genbench.runtime.distributed import is_main_process
-
-    if is_main_process():  # one line, not one per data-parallel rank
+    names = check_trackers(cfg.log if log_to is None else log_to)
+    data = prepare_data(cfg)
+    tracker = open_tracker(names, log_dir=out.parent, experiment=cfg.name, run=model, mlflow_uri=mlflow_uri,
+                           config={"study": cfg.name, "profile": cfg.profile, **m.to_dict()}) \
+        if names and _main_rank() else None
+    try:
+        s = train(m, data["train"], out, resume=resume, overwrite=overwrite, tracker=tracker)
+    finally:
+        if tracker is not None:
+            tracker.close()
+    if _main_rank():  # one line, not one per data-parallel rank
         typer.echo(json.dumps(s))
 
 
