@@ -79,7 +79,8 @@ def run_trials(study: StudyConfig, out_root: Path, seeds: list[int], *, engine: 
         try:
             import ray
         except ImportError as e:
-            raise GenbenchError("the ray engine needs Ray: pip install 'ray>=2.40', or use --engine sequential") from e
+            raise GenbenchError("the ray engine needs Ray: pip install 'genbench[cluster]' (ray>=2.40), "
+                                "or use --engine sequential") from e
         started = False
         if not ray.is_initialized():
             try:
