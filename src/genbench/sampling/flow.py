@@ -13,10 +13,11 @@ Why no evaluation at t = 1. There the velocity is ill-posed for data on a low-di
 exact-black backgrounds: for a point mass m the exact field is v(x, t) = (m - x) / (1 - t), which the network
 cannot represent near t = 1 and is undefined at it (``tests/test_flow.py`` checks that Heun returns m exactly
 there). Karras et al. (2022, Alg. 1, line 6) avoid it with an Euler last step; the midpoint last step does the
-same and keeps second order (with an Euler last step Heun-5 lost to Euler-10 on Gaussian data). Measured (issue 14; the 860-step MNIST flow models, K = 10, w = 1.5, 500 samples against
-2,000 random test images): correcting at t = 1 gave Inception FID 86.7 (logit-normal t) and 97.1 (uniform t),
-the Euler last step 26.7 and 29.8 (Euler-20: 26.3), and the share of faint background pixels (1..29 of 255) fell
-from 38% to 23%.
+same and keeps second order (with an Euler last step Heun-5 lost to Euler-10 on Gaussian data).
+Measured (issue 14; the 860-step MNIST flow models, K = 10, w = 1.5, 500 samples against 2,000 random test
+images): correcting at t = 1 gave Inception FID 86.7 (logit-normal t) and 97.1 (uniform t), an Euler last step
+26.7 and 29.8 (Euler-20: 26.3), and the share of faint background pixels (1..29 of 255) fell from 38% to 23%.
+With the midpoint last step the quick study's flow row scored FID 23.5 at N = 2,000 (docs/RESULTS.md).
 
 Classifier-free guidance combines the conditional and unconditional velocities (Ho & Salimans 2022, eq. 6,
 applied to v), x2 network evaluations per step. Written out rather than through diffusers'

@@ -418,7 +418,9 @@ def _stages(study, study_dir, splits, models, diverged, trackers, sweeps, *, ove
     main = is_main_process()
     t_train = time.perf_counter()
     for m in models:
-        log(f"[train] {m.name}: {m.kind}, {m.epochs} epochs, batch {m.batch_size}, {m.precision}")
+        length = (f"budget {m.budget['kind']}={m.budget['value']:g}" if getattr(m, "budget", None)
+                  else f"{m.epochs} epochs")  # a budget replaces the epochs
+        log(f"[train] {m.name}: {m.kind}, {length}, batch {m.batch_size}, {m.precision}")
         try:
             train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite,
                   tracker=trackers.get(m.name))

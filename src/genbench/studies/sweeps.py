@@ -297,7 +297,9 @@ def run_sweeps(study_dir: Path, study, ctx, cfg: SweepConfig, log=print) -> dict
                              "classifier": f"{ctx.test.name} classifier (test acc "
                                            f"{ctx.classifier_info['test_accuracy']:.4f})"},
               "notes": f"every setting: N={cfg.n} images, balanced labels, seed {study.seed} (same x_T per model); "
-                       f"FID against the first {cfg.n_inception} test images; FD-classifier against the whole test "
+                       f"FID against the study's random test reference (the first {cfg.n_inception} of "
+                       "reference_indices.npy, seeded and class-stratified); "
+                       "FD-classifier against the whole test "
                        "split; seconds per 1,000 images measured after a shared warm-up"}
     result = {**blocks[models[0]], **common, "models": {k: {**b, **common} for k, b in blocks.items()},
               "provenance": provenance(), "seconds": time.perf_counter() - t0}
