@@ -235,7 +235,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
 
     if _main_rank() and not (out.parent / "study.yaml").exists():  # what `genbench evaluate` reads back
         atomic_write_text(out.parent / "study.yaml", to_yaml({"profile": cfg.profile, **cfg.raw}))
-    names = check_trackers(cfg.log if log_to is None else log_to)
+    names = log_to if log_to is not None else check_trackers(cfg.log)  # --log was checked above
     data = prepare_data(cfg)
     tracker = open_tracker(names, log_dir=out.parent, experiment=cfg.name, run=model, mlflow_uri=mlflow_uri,
                            config={"study": cfg.name, "profile": cfg.profile, **m.to_dict()}) \
