@@ -28,10 +28,10 @@ from genbench.metrics.classifier import predict
 from genbench.metrics.inception import InceptionFeatures, _openvino
 from genbench.metrics.reference import reference_subset
 from genbench.metrics.scores import feature_stats, frechet_distance
-from genbench.models import build_model
+from genbench.families import build_model
 from genbench.models.classifier import Classifier
 from genbench.sampling.bank import generate
-from genbench.sampling.draw import nfe
+from genbench.families import drawer, nfe
 from genbench.studies.config import load_study
 
 
@@ -86,7 +86,7 @@ def main() -> None:
         model.eval()
         if m.kind != "ddpm":
             labels = torch.arange(1000) % 10 if m.kind in ("cgan", "flow") else None
-            _, s = generate(model, 1000, seed=0, labels=labels, settings=m.sampling or None)
+            _, s = generate(model, 1000, seed=0, labels=labels, draw=drawer(m.sampling or None))
             print(f"sample {m.name:5}: {s:8.3f} s per 1,000 images ({nfe(model, m.sampling or None)} NFE)")
             continue
         settings = [("ddim", 10), ("ddim", 25), ("ddim", 50), ("dpm_solver", 10), ("dpm_solver", 20)]
@@ -94,11 +94,11 @@ def main() -> None:
             settings.append(("ddpm", 1000))
         labels = torch.arange(args.ddpm_n) % 10
         w = m.sampling["guidance_scale"]
-        generate(model, 8, seed=0, labels=torch.arange(8) % 10, settings={"sampler": "ddim", "steps": 5,
-                                                                          "guidance_scale": w})
+        generate(model, 8, seed=0, labels=torch.arange(8) % 10, draw=drawer({"sampler": "ddim", "steps": 5,
+                                                                          "guidance_scale": w}))
         for sampler, steps in settings:
             kw = {"sampler": sampler, "steps": steps, "guidance_scale": w}
-            _, s = generate(model, args.ddpm_n, seed=0, labels=labels, warmup=False, settings=kw)
+            _, s = generate(model, args.ddpm_n, seed=0, labels=labels, warmup=False, draw=drawer(kw))
             print(f"sample ddpm {sampler}-{steps} (w={w:g}, {nfe(model, kw)} NFE): "
                   f"{s:8.1f} s per 1,000 images (N={args.ddpm_n})", flush=True)
 

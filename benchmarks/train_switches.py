@@ -28,7 +28,7 @@ import torch
 
 from genbench.data import load_dataset
 from genbench.data.registry import batches
-from genbench.models import build_model
+from genbench.families import build_model
 from genbench.studies.config import load_study
 from genbench.training.loop import _compile
 from genbench.training.objectives import STEPS, make_optimizers

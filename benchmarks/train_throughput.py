@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from genbench.data import load_dataset
 from genbench.data.registry import batches
-from genbench.models import build_model
+from genbench.families import build_model
 from genbench.models.gan import Dropout as GenbenchDropout
 from genbench.studies.config import load_study
 from genbench.training.objectives import STEPS, make_optimizers

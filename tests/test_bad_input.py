@@ -221,7 +221,7 @@ def _study_text(study: str, edits) -> str:
 def _check_accepted(path: Path, profile: str) -> None:
     """A study that validated: every model builds from its resolved parameters (the DDPM's U-Net, ~1 s to
     build, only checked by its constructor's parameter names, which the schema did)."""
-    from genbench.models import build_model
+    from genbench.families import build_model
     from genbench.studies.config import load_study
 
     cfg = load_study(path, profile)
@@ -626,7 +626,8 @@ def trained(tmp_path_factory, mnist):
     from genbench.runtime.provenance import to_yaml
     from genbench.sampling.bank import generate, write_bank
     from genbench.studies.config import ModelConfig, load_study
-    from genbench.training.loop import load_trained, train
+    from genbench.families import load_trained, sampler_info
+    from genbench.training.loop import train
 
     root = tmp_path_factory.mktemp("bad_input")
     study = load_study("mnist_four", "smoke")
@@ -636,7 +637,7 @@ def trained(tmp_path_factory, mnist):
     train(cfg, mnist["train"].subset(slice(0, 128)), root / "vae")
     model, _ = load_trained(root / "vae")
     images, secs = generate(model, 20, seed=study.seed, precision="fp32", batch=20)
-    write_bank(root / "vae", model, images, None, seed=study.seed, precision="fp32", gen_seconds_per_1000=secs)
+    write_bank(root / "vae", sampler_info(model), images, None, seed=study.seed, precision="fp32", gen_seconds_per_1000=secs)
     (root / "metrics.json").write_text(json.dumps({"study": "mnist-four", "models": [
         {"model": "vae", "kind": "vae", "family": "vae", "metrics": {"is": {"value": 2.0}}},
         {"model": "real", "kind": "real", "family": "real", "metrics": {"is": {"value": 9.0}}}]}))

@@ -49,6 +49,7 @@ def byo_study(tmp_path_factory):
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "models.py").write_text(_tutorial_block("mypkg/models.py"))
+    (pkg / "family.py").write_text(_tutorial_block("mypkg/family.py"))
     (root / "study.yaml").write_text(_tutorial_block("my_study.yaml"))
     p = _run("run", "study.yaml", "--profile", "smoke", "--out", "runs", cwd=root, pythonpath=root / "src")
     assert p.returncode == 0, p.stderr[-3000:]
@@ -59,7 +60,7 @@ def test_outside_models_run_next_to_the_baseline(byo_study):
     d = byo_study / "runs" / "byo-mnist"
     summary = json.loads((d / "metrics.json").read_text())
     recs = {r["model"]: r for r in summary["models"]}
-    assert list(recs) == ["vae", "mlp_vae", "gauss", "real"]
+    assert list(recs) == ["vae", "mlp_vae", "gauss", "moments", "real"]
     assert recs["mlp_vae"]["kind"] == "mypkg.models:MLPDecoderVAE" and recs["mlp_vae"]["family"] == "vae"
     assert recs["gauss"]["family"] == "likelihood"
     generic = set(recs["vae"]["metrics"]) - {"elbo", "iwae_nll", "active_units"}
@@ -80,6 +81,22 @@ def test_outside_models_run_next_to_the_baseline(byo_study):
     assert any(k.startswith("mlp_dec.") for k in ck["model"]) and not any(k.startswith("dec.") for k in ck["model"])
     html = (d / "report" / "index.html").read_text()
     assert "mlp_vae" in html and "gauss" in html
+
+
+def test_a_family_registered_outside_trains_scores_and_reports(byo_study):
+    """The tutorial's toy Family (one module, one registration line): its own step trained the model (its loss
+    keys are in history.jsonl), metrics.json records the family and its loss keys, and the report shows the row
+    and draws those keys (the curves figure exists beside the row), with no edit inside genbench."""
+    d = byo_study / "runs" / "byo-mnist"
+    rec = next(r for r in json.loads((d / "metrics.json").read_text())["models"] if r["model"] == "moments")
+    assert rec["family"] == "moments" and rec["loss_keys"] == ["mean_err", "var_err"]
+    assert np.isfinite(rec["metrics"]["fid_inception"]["value"]) and "elbo" not in rec["metrics"]
+    steps = [json.loads(line) for line in (d / "moments" / "history.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["kind"] == "step"]
+    assert steps and all({"mean_err", "var_err"} <= set(r) for r in steps)
+    assert steps[-1]["loss"] < steps[0]["loss"]  # the family's step moved the weights the right way
+    html = (d / "report" / "index.html").read_text()
+    assert "moments" in html and (d / "report" / "figures" / "training_curves.png").exists()
 
 
 def test_outside_model_samples_from_its_checkpoint(byo_study, tmp_path):
@@ -231,7 +248,7 @@ def test_entry_point_names_a_model(tmp_path, monkeypatch):
     (info / "entry_points.txt").write_text("[genbench.models]\nep_byo_vae = ep_byo_models:TinyVAE\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     from genbench.errors import GenbenchError
-    from genbench.models import resolve_kind
+    from genbench.families import resolve_kind
     from genbench.studies.config import parse_study
 
     mk = resolve_kind("ep_byo_vae")

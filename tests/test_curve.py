@@ -4,7 +4,8 @@ on the study it trains anyway)."""
 
 import torch
 
-from genbench.training.curve import list_snapshots, load_snapshot, snapshot_path
+from genbench.families import load_snapshot
+from genbench.training.curve import list_snapshots, snapshot_path
 
 
 def _cfg(**kw):

@@ -91,7 +91,7 @@ def _round_off_grads(c: dict, data: Dataset) -> dict[str, torch.Tensor]:
     into steps of +-lr with a random sign, so these weights depend on summation order and are not comparable
     between one process and DDP; every other weight is."""
     from genbench.data.registry import to_float
-    from genbench.models import build_model
+    from genbench.families import build_model
 
     torch.manual_seed(0)
     model, _ = build_model(c["kind"], c["params"])

@@ -105,7 +105,7 @@ def _same(a, b, path="") -> None:
 
 
 def test_batch_zero_is_seeded_with_the_seed_and_batches_are_independent():
-    from genbench.models import build_model
+    from genbench.families import build_model
     from genbench.sampling.bank import batch_generator, generate
 
     c = next(c for c in CFGS if c["name"] == "cgan")

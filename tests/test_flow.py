@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from genbench.sampling.draw import check_settings, draw, nfe
+from genbench.families import check_settings, draw, nfe
 from genbench.sampling.flow import flow_loop
 
 
@@ -67,7 +67,7 @@ def test_heun_never_evaluates_the_velocity_at_the_data_end():
 def test_flow_settings_and_nfe():
     assert check_settings(None, "flow") == {"sampler": "heun", "steps": 20, "guidance_scale": 1.0, "eta": 0.0}
     from genbench.errors import GenbenchError
-    from genbench.models import build_model
+    from genbench.families import build_model
 
     with pytest.raises(GenbenchError, match="'ddim' is not a flow sampler; choose one of euler, heun"):
         check_settings({"sampler": "ddim"}, "flow", where="x.sampling")
@@ -99,7 +99,7 @@ def test_tiny_trained_flow_model_samples_converge_with_nfe(one_thread):
     step, which evaluated at t = 1, measured 0.027, 0.0078, 0.0036, 0.0026 here but ruined MNIST samples). Without the pixel noise (data on 4 points) the learned field is stiff near t = 1 and Heun
     was WORSE than Euler up to K = 8 (0.26 vs 0.084 at K = 2), better from K = 16: second order pays only where
     the field is smooth on the step's scale."""
-    from genbench.models import build_model
+    from genbench.families import build_model
 
     torch.manual_seed(0)
     base = -0.5 * torch.ones(4, 1, 8, 8)

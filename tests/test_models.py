@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from genbench.models import build_model
+from genbench.families import build_model
 from genbench.models.vae import gaussian_kl
 from genbench.sampling.diffusion import guided
-from genbench.sampling.draw import draw
+from genbench.families import draw
 from genbench.training.ema import EMA
 
 CASES = [
@@ -181,7 +181,7 @@ def test_discriminator_forward_is_joint_only_without_batch_statistics():
     pytorch/examples' DCGAN does), and its losses must equal the separate-forward computation."""
     import torch.nn.functional as F
 
-    from genbench.models import build_model
+    from genbench.families import build_model
 
     torch.manual_seed(0)
     for kind, params, joint in (("gan", {"z_dim": 8, "g_widths": [16], "d_widths": [16], "dropout": 0.0,

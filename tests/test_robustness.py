@@ -80,12 +80,12 @@ def _inject_nan(monkeypatch, bad):
 
 
 def test_nan_step_is_not_applied(mnist):
-    from genbench.models import build_model
+    from genbench.families import build_model
     from genbench.training.objectives import NonFiniteStep, likelihood_step, make_optimizers
 
     torch.manual_seed(0)
     model, family = build_model("vae", {"latent_dim": 4})
-    opts = make_optimizers(model, family, {"lr": 1e-3})
+    opts = make_optimizers({"model": model.parameters()}, {"lr": 1e-3})
     x = mnist["train"].x[:16].float() / 127.5 - 1
     before = {k: v.clone() for k, v in model.state_dict().items()}
     # NaN in one parameter's gradient only (the loss stays finite).
@@ -181,13 +181,14 @@ cfg_kw, n_images = json.loads(sys.argv[5]), int(sys.argv[6])
 torch.set_num_threads(threads)
 from genbench.data import load_dataset
 from genbench.studies.config import ModelConfig
-import genbench.training.loop as L
+import dataclasses
+import genbench.families as F
 
-_step = L.STEPS["gan"]
+_step = F.get_family("gan").step
 def slow_step(*a, **kw):  # 5 ms per step so that a kill has a run to land in; numerics untouched
     time.sleep(0.005)
     return _step(*a, **kw)
-L.STEPS["gan"] = slow_step
+F.register_family(dataclasses.replace(F.get_family("gan"), step=slow_step), replace=True)
 
 _replace, _n = os.replace, [0]
 def replace(src, dst):  # pause inside the pause_at-th checkpoint write: temp file written, not yet in place
@@ -711,7 +712,7 @@ def test_study_with_wrong_field_types_or_ranges_only_raises_genbench_error(edits
     accepts it or names the field in one line; if accepted, every model can be built from it."""
     import copy
 
-    from genbench.models import build_model
+    from genbench.families import build_model
     from genbench.studies.config import parse_study
 
     TRIED["study_fields"] += 1

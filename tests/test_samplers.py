@@ -9,9 +9,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from genbench.models import build_model
+from genbench.families import build_model
 from genbench.sampling.diffusion import SAMPLERS, diffusion_loop, guided, make_scheduler
-from genbench.sampling.draw import draw
+from genbench.families import draw
 
 
 def sample_diffusion(model, n, *, y, generator, sampler, steps, guidance_scale):

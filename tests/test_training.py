@@ -139,7 +139,7 @@ def test_format1_ddpm_checkpoint_loads_with_its_sampler_settings_moved(tmp_path,
     """Checkpoints written before issue 14 (format 1) kept the DDPM's sampler settings in its params; loading
     moves them into config.sampling, so the run samples, resumes and evaluates as before."""
     from genbench.io import atomic_torch_save
-    from genbench.training.loop import load_trained
+    from genbench.families import load_trained
 
     data = mnist["train"].subset(slice(0, 128))
     params = {"widths": [8, 16, 16], "num_classes": 10, "timesteps": 50}

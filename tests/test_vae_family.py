@@ -9,7 +9,7 @@ from genbench.data.registry import Dataset
 from genbench.errors import GenbenchError
 from genbench.metrics.latent import (active_units, collapse_warning, elbo_terms, iwae_log_likelihood, iwae_nll,
                                      linear_probe, silhouette, slerp)
-from genbench.models import build_model
+from genbench.families import build_model
 from genbench.models.vae import ConvVAE, RowGRUEncoder, gaussian_kl, gaussian_kl_between
 
 
@@ -148,15 +148,17 @@ def test_slerp_endpoints_and_norm():
 
 
 def test_dcgan_trains_with_the_shared_adversarial_step():
-    from genbench.training.objectives import STEPS, make_optimizers
+    from genbench.families import get_family
+    from genbench.training.objectives import make_optimizers
 
     torch.manual_seed(0)
     model, family = build_model("dcgan", {"z_dim": 8, "ngf": 8, "ndf": 8, "image_shape": [3, 32, 32]})
     assert family == "gan"
-    opts = make_optimizers(model, family, {"lr": 2e-4, "betas": [0.5, 0.999]})
+    spec = get_family(family)
+    opts = make_optimizers(spec.parts(model), {"lr": 2e-4, "betas": [0.5, 0.999]})
     import contextlib
 
-    logs = STEPS[family](model, opts, _images(8, 3, 32), torch.zeros(8, dtype=torch.long),
+    logs = spec.step(model, opts, _images(8, 3, 32), torch.zeros(8, dtype=torch.long),
                          generator=torch.Generator().manual_seed(0), autocast=contextlib.nullcontext)
     assert {"loss_d", "loss_g", "d_x", "d_g_z"} <= set(logs) and 0 < logs["d_x"] < 1
     model.eval()

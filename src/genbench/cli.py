@@ -270,9 +270,8 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     from genbench.io import atomic_write_bytes
     from genbench.report.figures import tile
     from genbench.sampling.bank import generate
-    from genbench.sampling.draw import family_of, resolve
+    from genbench.families import drawer, family_of, load_trained, resolve
     from genbench.runtime.distributed import context
-    from genbench.training.loop import load_trained
 
     from genbench.io import check_writable_dir
 
@@ -284,7 +283,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     model, ck = load_trained(run_dir)
     settings = dict(ck["config"].get("sampling") or {})  # the run's own settings (its study's `sampling:`)
     if sampler or steps:
-        if not settings and family_of(model) is None:
+        if not settings and family_of(model).samplers is None:
             raise GenbenchError("--sampler/--steps apply to diffusion and flow models only")
         if sampler:
             settings["sampler"] = sampler
@@ -303,7 +302,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
         raise GenbenchError("--batch must be >= 1")
     # fp32, no warm-up: batch 0 draws from `seed` itself, so the default (one batch) is the grid of earlier versions
     x, s1000 = generate(model, n, seed=seed, precision="fp32", batch=batch or n, labels=y, warmup=False,
-                        settings=settings, dist=dist)
+                        draw=drawer(settings), dist=dist)
     secs = s1000 * n / 1000
     if not dist.main:
         return  # rank 0 writes the grid and prints the line

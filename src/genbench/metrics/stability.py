@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MAIN_LOSSES = {"vae": ("loss",), "diffusion": ("loss",), "flow": ("loss",), "likelihood": ("loss",),
-               "gan": ("loss_g", "loss_d")}
 
 
 def series_stats(values) -> dict:
@@ -31,9 +29,11 @@ def series_stats(values) -> dict:
             "n": int(len(v))}
 
 
-def stability(history: list[dict], family: str) -> dict:
+def stability(history: list[dict], keys: tuple[str, ...] = ("loss",)) -> dict:
+    """The stability of a run from its ``history.jsonl`` records; ``keys``: the loss series to judge (the family's
+    ``stability_keys``: ``("loss_g", "loss_d")`` for GANs), the worst one counts."""
     steps = [r for r in history if r.get("kind") == "step"]
-    per = {k: series_stats([r[k] for r in steps if k in r]) for k in MAIN_LOSSES.get(family, ("loss",))}
+    per = {k: series_stats([r[k] for r in steps if k in r]) for k in keys}
     worst = max(per.values(), key=lambda s: s["cv"] if s["cv"] == s["cv"] else -1)
     return {"per_loss": per, "cv": worst["cv"], "score": float(1 / (1 + worst["cv"])) if worst["cv"] == worst["cv"]
             else float("nan"), "window": "last half of logged steps",

@@ -1,18 +1,14 @@
-"""Model families. Every model follows one protocol (STYLE.md, convention 2; docs/BRING_YOUR_OWN.md):
+"""Model networks, one module per model (``vae``, ``gan``, ``dcgan``, ``unet``, ``ddpm``, ``flow``, ``classifier``).
+
+Every model follows one protocol (STYLE.md, convention 2; docs/BRING_YOUR_OWN.md):
 
 - ``num_classes`` (0 = unconditional),
-- ``sample(n, y=None, generator=None) -> float32 (n, C, H, W) in [-1, 1]``,
-- a class attribute ``genbench_family`` (``likelihood``, ``vae``, ``gan``, ``diffusion``, ``flow``) naming its
-  training objective and family metrics,
+- ``sample(n, y=None, generator=None) -> float32 (n, C, H, W) in [-1, 1]`` (one-pass models),
+- a class attribute ``genbench_family`` naming its :class:`~genbench.families.Family` (``likelihood``, ``vae``,
+  ``gan``, ``diffusion``, ``flow``, or a plugin's): the training objective, samplers and family metrics,
 - and either ``training_losses(x, y=None) -> dict`` (VAE, DDPM, flow, likelihood) or the adversarial pair
   ``discriminator_losses`` / ``generator_losses`` (GAN), or its own ``genbench_step``.
 
-A study names a model by built-in kind, by import path (``mypkg.models:MyVAE``) or by an installed entry point
-(group ``genbench.models``): :func:`resolve_kind`.
+Which class a study's ``kind`` names, and how it is built, is the families layer's job
+(:func:`genbench.families.resolve_kind`, :func:`genbench.families.build_model`); this layer knows no family table.
 """
-
-from genbench.models.registry import (
-    ENTRY_POINT_GROUP, FAMILIES, MODEL_KINDS, ModelKind, build_model, family_of_kind, resolve_kind)
-
-__all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "MODEL_KINDS", "ModelKind", "build_model", "family_of_kind",
-           "resolve_kind"]

@@ -38,7 +38,7 @@ class DDPM(nn.Module):
     ``num_classes`` = null label) -> eps or v, float32 (B, C, H, W).
     """
 
-    genbench_family = "diffusion"  # the training objective and family metrics (models/registry.py)
+    genbench_family = "diffusion"  # its Family: objective, samplers, family metrics (genbench.families)
 
     def __init__(self, *, widths=(32, 64, 64), attention: bool = True, dropout: float = 0.0,
                  num_classes: int = 0, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,

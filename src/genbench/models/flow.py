@@ -37,7 +37,7 @@ class FlowMatching(nn.Module):
         image_shape: (C, H, W).
     """
 
-    genbench_family = "flow"  # the training objective and family metrics (models/registry.py)
+    genbench_family = "flow"  # its Family: objective, samplers, family metrics (genbench.families)
 
     def __init__(self, *, widths=(32, 64, 64), attention: bool = True, dropout: float = 0.0,
                  num_classes: int = 0, p_uncond: float = 0.1, time_scale: float = 1000.0,

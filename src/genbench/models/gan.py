@@ -90,7 +90,7 @@ class MLPGAN(nn.Module):
     """D scores real and fake images in one forward on their concatenation; valid only when D has no batch
     statistics (no BatchNorm), else a model sets it False and gets two forwards."""
 
-    genbench_family = "gan"  # the training objective and family metrics (models/registry.py)
+    genbench_family = "gan"  # its Family: objective, samplers, family metrics (genbench.families)
 
     def __init__(self, *, z_dim: int = 100, g_widths=(256, 512, 1024), d_widths=(512, 256), dropout: float = 0.3,
                  num_classes: int = 0, label_dim: int = 10, real_label: float = 1.0,

@@ -103,7 +103,7 @@ class ConvVAE(nn.Module):
         ValueError: an unknown encoder or likelihood, or an image size that is not a multiple of 4.
     """
 
-    genbench_family = "vae"  # the training objective and family metrics (models/registry.py)
+    genbench_family = "vae"  # its Family: objective, samplers, family metrics (genbench.families)
 
     def __init__(self, *, latent_dim: int = 20, hidden: int = 256, beta: float = 1.0, num_classes: int = 0,
                  label_dim: int = 10, channels: int = 1, image_size: int = 28, encoder: str = "conv",

@@ -177,6 +177,7 @@ def build_report(study_dir: Path) -> Path:
     scores = {r["model"]: normalised_scores(r, real, fast.get(r["model"])) for r in trained}
     hist = {r["model"]: read_jsonl(study_dir / r["model"] / "history.jsonl") for r in trained}
     families = {r["model"]: r["family"] for r in models}
+    loss_keys = {r["model"]: F.curve_keys(r) for r in models}
     classes = list(info.get("class_names") or [])
     k = info.get("num_classes") or len(classes)
 
@@ -272,7 +273,7 @@ def build_report(study_dir: Path) -> Path:
     # --- stability -------------------------------------------------------------------------------------------
     st = page.section("stability", "Training stability")
     if hist:  # a report of scored sample sets only (`genbench score`) has no training
-        st.append(figure(rel(F.training_curves(hist, fig / "training_curves.png", families)),
+        st.append(figure(rel(F.training_curves(hist, fig / "training_curves.png", families, loss_keys)),
                          "Training curves per model against epochs: G and D losses and D(x), D(G(z)) for GANs; the "
                          "loss (negative ELBO) with its reconstruction and KL terms for VAEs (nats per image); the "
                          "denoising loss for diffusion models"))

@@ -60,15 +60,31 @@ def comparison(panels: list[tuple[str, np.ndarray]], path: Path) -> Path:
     return save(fig, path)
 
 
-CURVE_KEYS = {"gan": ("loss_g", "loss_d"), "vae": ("loss", "recon", "kl"), "diffusion": ("loss",),
-              "flow": ("loss",)}
+ANY_LOSS_KEYS = ("loss", "recon", "kl", "loss_g", "loss_d")
 
 
-def training_curves(histories: dict[str, list[dict]], path: Path, families: dict[str, str] | None = None) -> Path:
-    """One panel per model: the losses its family logs against epochs (G and D for GANs, with D(x) and D(G(z))
-    on a second axis; loss, recon and KL for VAEs; the denoising loss for diffusion)."""
+def curve_keys(record: dict) -> tuple[str, ...]:
+    """The history keys a model's training-curve panel draws: its metrics.json record's ``loss_keys`` (written by
+    the evaluate stage from the model's Family); for a record written before they were recorded, the registered
+    family's; else every common loss key."""
+    if record.get("loss_keys"):
+        return tuple(record["loss_keys"])
+    from genbench.errors import GenbenchError
+    from genbench.families import get_family
+
+    try:
+        return get_family(record.get("family") or "").loss_keys
+    except GenbenchError:
+        return ANY_LOSS_KEYS
+
+
+def training_curves(histories: dict[str, list[dict]], path: Path, families: dict[str, str] | None = None,
+                    loss_keys: dict[str, tuple] | None = None) -> Path:
+    """One panel per model: the losses its family logs against epochs (``loss_keys[name]``, from
+    :func:`curve_keys`: G and D for GANs, with D(x) and D(G(z)) on a second axis; loss, recon and KL for VAEs; the
+    denoising loss for diffusion)."""
     names = list(histories)
-    families = families or {}
+    families, loss_keys = families or {}, loss_keys or {}
     cols = 2
     rows = max(1, -(-len(names) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(11, 3.6 * rows), squeeze=False)
@@ -76,7 +92,7 @@ def training_curves(histories: dict[str, list[dict]], path: Path, families: dict
         steps = [r for r in histories[name] if r.get("kind") == "step"]
         if len(steps) < 2:  # very short runs log no steps: plot the per-epoch means
             steps = [r for r in histories[name] if r.get("kind") == "epoch"]
-        want = CURVE_KEYS.get(families.get(name, ""), ("loss", "recon", "kl", "loss_g", "loss_d"))
+        want = loss_keys.get(name, ANY_LOSS_KEYS)
         keys = [k for k in want if steps and k in steps[0]]
         for i, k in enumerate(keys):
             ax.plot([r["epoch"] for r in steps], [r[k] for r in steps], label=k, color=COLORS[i % len(COLORS)], lw=1)

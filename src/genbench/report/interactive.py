@@ -12,7 +12,7 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from genbench.report.figures import CURVE_KEYS
+from genbench.report.figures import curve_keys
 
 CONFIG = {"responsive": True, "displaylogo": False}
 
@@ -38,12 +38,12 @@ def _figures(summary: dict, scores: dict[str, dict], hist: dict[str, list[dict]]
     names = list(hist)
     cols = 2
     rows = max(1, -(-len(names) // cols))
-    fams = {r["model"]: r.get("family", "") for r in summary["models"]}
+    keys = {r["model"]: curve_keys(r) for r in summary["models"]}
     figc = make_subplots(rows=rows, cols=cols, subplot_titles=[html.escape(n) for n in names])
     for i, name in enumerate(names):
         steps = [r for r in hist[name] if r.get("kind") == "step"] or \
             [r for r in hist[name] if r.get("kind") == "epoch"]
-        for k in CURVE_KEYS.get(fams.get(name, ""), ("loss", "recon", "kl", "loss_g", "loss_d")):
+        for k in keys.get(name, ()):
             if steps and k in steps[0]:
                 figc.add_trace(go.Scatter(x=[r["epoch"] for r in steps], y=[r[k] for r in steps], mode="lines",
                                           name=f"{html.escape(name)}: {k}"), row=i // cols + 1, col=i % cols + 1)

@@ -196,23 +196,22 @@ class _Call(nn.Module):
 class Wrapped:
     """The DDP-wrapped entry points the step functions call instead of the model's own methods."""
 
-    def __init__(self, dist: Dist, model: nn.Module, family: str):
+    training_losses = generate = discriminate = None
+
+    def __init__(self, dist: Dist, model: nn.Module, entries: dict):
+        """``entries``: the family's ``ddp(model)``, ``{entry name: (bound method, {name: sub-module}, parameters
+        or None)}``; each entry becomes an attribute, a DDP module whose ``forward`` is the method (parameters,
+        when given, must be exactly the sub-modules')."""
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         self.dist = dist
         kw = {"device_ids": [dist.device.index]} if dist.device.type == "cuda" else {}
         self._sync_batchnorm(model, dist)
-        if family == "gan":
-            g = _Call(model.generate, {"generator": model.generator, "g_label": getattr(model, "g_label", None)})
-            d = _Call(model.discriminate, {"discriminator": model.discriminator,
-                                           "d_label": getattr(model, "d_label", None)})
-            _check_same(g, model.generator_parameters(), "generator")
-            _check_same(d, model.discriminator_parameters(), "discriminator")
-            self.generate, self.discriminate = DDP(g, **kw), DDP(d, **kw)
-            self.training_losses = None
-        else:
-            self.training_losses = DDP(_Call(model.training_losses, {"model": model}), **kw)
-            self.generate = self.discriminate = None
+        for name, (fn, modules, params) in entries.items():
+            call = _Call(fn, modules)
+            if params is not None:
+                _check_same(call, params, name)
+            setattr(self, name, DDP(call, **kw))
 
     @staticmethod
     def _sync_batchnorm(model: nn.Module, dist: Dist) -> None:
@@ -238,9 +237,12 @@ def _check_same(module: nn.Module, params, what: str) -> None:
                             f"this model kind cannot be trained with WORLD_SIZE > 1 yet")
 
 
-def wrap(dist: Dist, model: nn.Module, family: str) -> Wrapped | None:
-    """DDP wrappers for ``model``'s trained entry points, or None in a single process."""
-    return Wrapped(dist, model, family) if dist.active else None
+def wrap(dist: Dist, model: nn.Module, entries) -> Wrapped | None:
+    """DDP wrappers for ``model``'s trained entry points, or None in a single process. ``entries``: the family's
+    ``ddp`` callable (called only when data-parallel) or its result (see :class:`Wrapped`)."""
+    if not dist.active:
+        return None
+    return Wrapped(dist, model, entries(model) if callable(entries) else entries)
 
 
 def shard_size(dist: Dist, batch_size: int) -> int:

@@ -28,7 +28,6 @@ from genbench.data.registry import to_uint8
 from genbench.runtime.device import autocast
 from genbench.io import atomic_savez, atomic_write_json, sha256_file
 from genbench.runtime.distributed import Dist
-from genbench.sampling.draw import draw, sampler_info  # noqa: F401 - sampler_info re-exported for the runner
 
 SEEDING = "per batch: batch 0 from seed, batch b > 0 from numpy SeedSequence([seed, b])"
 
@@ -55,12 +54,11 @@ def batch_generator(seed: int, b: int) -> torch.Generator:
 
 def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 500,
              labels: torch.Tensor | None = None, warmup: bool = True,
-             settings: dict | None = None, dist: Dist | None = None) -> tuple[torch.Tensor, float]:
+             draw=None, dist: Dist | None = None) -> tuple[torch.Tensor, float]:
     """Generate n images in batches under inference mode, optionally sharded over data-parallel ranks.
 
     Args:
-        model: any genbench generative model, on this rank's device (drawn through
-            :func:`genbench.sampling.draw.draw`).
+        model: any genbench generative model, on this rank's device.
         n: number of images (>= 1).
         seed: with the batch index, seeds each batch's generator (:func:`batch_generator`), which draws every
             random number of that batch's sampling.
@@ -68,8 +66,9 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
         batch: images per forward batch (>= 1); part of the images' identity (it sets the batch boundaries).
         labels: int64 (n,) conditioning labels, or None.
         warmup: run an untimed warm-up batch of 16 images first (set False when the caller warmed up).
-        settings: sampler settings of a diffusion-family model (sampler, steps, guidance_scale, eta; see
-            :func:`genbench.sampling.draw.check_settings`); None for one-pass models (or the defaults).
+        draw: ``draw(model, m, *, y, generator) -> float32 (m, C, H, W) in [-1, 1]``, how to draw one batch:
+            :func:`genbench.families.drawer` of the model's sampler settings; None draws with the model's own
+            ``sample(m, y=y, generator=generator)`` (one-pass models).
         dist: data-parallel context. When active (world > 1) every rank must call this with the same
             arguments; each generates its contiguous run of batches (:meth:`Dist.batch_starts`) and the
             images are all-gathered, so every rank returns the full bank, equal to a single process's.
@@ -84,21 +83,23 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
         ValueError: ``batch`` < 1.
     """
     dist = dist or Dist()
+    if draw is None:
+        def draw(model, m, *, y=None, generator=None):
+            return model.sample(m, y=y, generator=generator)
     device = next(model.parameters()).device
     starts = dist.batch_starts(n, batch)
     model.eval()
     with torch.inference_mode(), autocast(device, precision):
         if warmup:
             wl = labels[:16] if labels is not None else None
-            draw(model, min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999), settings=settings)
+            draw(model, min(16, n), y=wl, generator=torch.Generator().manual_seed(seed + 999))
         out = []
         dist.barrier()  # the timed part starts together on every rank
         t0 = time.perf_counter()
         for i in starts:
             m = min(batch, n - i)
             y = labels[i:i + m] if labels is not None else None
-            out.append(to_uint8(draw(model, m, y=y, generator=batch_generator(seed, i // batch),
-                                     settings=settings)).cpu())
+            out.append(to_uint8(draw(model, m, y=y, generator=batch_generator(seed, i // batch))).cpu())
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0
@@ -141,12 +142,14 @@ def load_images(npz: Path, manifest_path: Path, want: dict) -> tuple[torch.Tenso
     return torch.from_numpy(images), torch.from_numpy(labels), manifest
 
 
-def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
+def write_bank(run_dir: Path, info: dict, images: torch.Tensor, labels: torch.Tensor | None, *, seed: int,
                precision: str, gen_seconds_per_1000: float, batch: int | None = None, ranks: int = 1,
                settings: dict | None = None) -> dict:
     """Save ``samples/bank.npz`` and ``samples/manifest.json`` (atomically) and return the manifest.
 
     Args:
+        info: the sampler fields of the manifest (:func:`genbench.families.sampler_info`: sampler, steps, NFE,
+            guidance scale).
         images: uint8 (N, C, H, W) from :func:`generate`; labels: int64 (N,) or None (unconditional).
         seed, precision, gen_seconds_per_1000, batch: what :func:`generate` was called with and measured.
         ranks: how many data-parallel processes generated the bank (``gen_ranks``; the time is their wall time).
@@ -156,7 +159,7 @@ def write_bank(run_dir: Path, model, images: torch.Tensor, labels: torch.Tensor 
     Call it on one process only (rank 0 under DDP).
     """
     run_dir = Path(run_dir)
-    manifest = {"n": len(images), "seed": seed, **sampler_info(model, settings), "sampling": settings or None,
+    manifest = {"n": len(images), "seed": seed, **info, "sampling": settings or None,
                 "precision": precision,
                 "gen_seconds_per_1000": gen_seconds_per_1000, "batch": batch, "gen_ranks": ranks,
                 "seeding": SEEDING, "labels": "balanced 0..K-1" if labels is not None

@@ -15,7 +15,7 @@ consistent choices measured the same within the binomial error (clip + re-derive
 0.950). No clipping is taken because it is the ODE itself (the known-answer test applies without caveat) and
 because DPM-Solver++ (``thresholding=False``, diffusers' default) does not clip either, so the two
 deterministic samplers converge to one solution. The only clamp is the final one to the image range,
-:func:`genbench.sampling.draw.draw`.
+:func:`genbench.families.draw`.
 
 DDPM ancestral keeps ``clip_sample=True``: its step uses the clipped x0 in both terms of the posterior mean
 (Ho et al. 2020, eq. 7; their reference code clips the same way), so it has no such inconsistency.
@@ -112,7 +112,7 @@ def diffusion_loop(model, x_T: torch.Tensor, *, y: torch.Tensor | None, generato
 
     Returns:
         float32 (n, C, H, W): the sampler's x_0, NOT clamped (values outside [-1, 1] are possible; see the
-        module notes); :func:`genbench.sampling.draw.draw` clamps to the image range.
+        module notes); :func:`genbench.families.draw` clamps to the image range.
     """
     sch = make_scheduler(model, sampler, steps)
     x = x_T * sch.init_noise_sigma

@@ -9,7 +9,7 @@ settings, experiments, sweeps and a seed. Any value may be given per profile as 
 and is resolved when the file is loaded with a profile. The resolved config is written into every run folder and
 checkpoint. Nothing in a config is executed, with one exception the user writes on purpose: a model ``kind``
 given as an import path (``mypkg.models:MyVAE``) or entry point imports that module
-(:func:`genbench.models.registry.resolve_kind`).
+(:func:`genbench.families.resolve_kind`).
 
 ``dataset`` is a built-in dataset's name or a mapping naming the study's own images (``{kind: folder, path: ...,
 image_size: 32, channels: 3}`` or ``{kind: npz, path: ...}``, :mod:`genbench.data.custom`); a relative ``path`` is
@@ -50,7 +50,7 @@ import yaml
 
 from genbench.data.info import dataset_info
 from genbench.errors import GenbenchError
-from genbench.models.registry import resolve_kind
+from genbench.families import check_settings, get_family, resolve_kind
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
@@ -91,8 +91,13 @@ class ModelConfig:
 
     @property
     def family(self) -> str:
-        """The model's family (training objective, family metrics): :func:`genbench.models.resolve_kind`."""
+        """The model's family name (training objective, family metrics): :func:`genbench.families.resolve_kind`."""
         return resolve_kind(self.kind).family
+
+    def model_kind(self):
+        """The resolved kind (:class:`genbench.families.ModelKind`): class, Family, builder and training step; what
+        the training loop receives through this config."""
+        return resolve_kind(self.kind)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dataset": self.dataset,
@@ -117,7 +122,7 @@ class ModelConfig:
 
 # --- model-level `sampling:` (issue 14) -------------------------------------------------------------------------
 # Sampler settings are not model parameters: diffusion-family models know no sampler. The field is validated by
-# the sampling layer (genbench.sampling.draw.check_settings) and resolved to {sampler, steps, guidance_scale, eta}.
+# the model's Family (genbench.families.check_settings) and resolved to {sampler, steps, guidance_scale, eta}.
 _LEGACY_SAMPLER_PARAMS = ("sampler", "sampler_steps", "guidance_scale")
 
 
@@ -127,15 +132,14 @@ def _sampling_field(m: dict, kind: str, params: dict, w: str) -> dict:
     Raises:
         GenbenchError: sampler settings left in ``params`` (moved), given to a one-pass model, or invalid.
     """
-    from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings
-
-    family = resolve_kind(kind).family
-    legacy = [k for k in _LEGACY_SAMPLER_PARAMS if k in params] if family in FAMILY_SAMPLERS else []
+    family = get_family(resolve_kind(kind).family)
+    multi_step = family.samplers is not None
+    legacy = [k for k in _LEGACY_SAMPLER_PARAMS if k in params] if multi_step else []
     if legacy:
         raise GenbenchError(f"{w}.params: {', '.join(legacy)} moved to the model's `sampling:` field "
                             f"(sampler, steps, guidance_scale, eta), e.g. sampling: {{sampler: ddim, steps: 20}}")
     raw = m.get("sampling")
-    if family not in FAMILY_SAMPLERS:
+    if not multi_step:
         if raw is not None:
             raise GenbenchError(f"{w}.sampling: {kind!r} draws in one pass; sampler settings apply to "
                                 f"diffusion and flow models only")

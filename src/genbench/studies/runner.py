@@ -39,17 +39,17 @@ from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, classifier_fd, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
-from genbench.models.registry import build_model, resolve_kind
+from genbench.families import build_model, drawer, get_family, load_snapshot, load_trained, resolve_kind, sampler_info
 from genbench.runtime.distributed import Dist, context, is_main_process, main_first
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.runtime.tracking import check_trackers, image_grid, metric_scalars, open_tracker
-from genbench.sampling.bank import balanced_labels, generate, read_bank, sampler_info, write_bank
+from genbench.sampling.bank import balanced_labels, generate, read_bank, write_bank
 from genbench.studies.config import StudyConfig, check_split_sizes, load_run_study, parse_study
 from genbench.studies.sweeps import parse_sweeps, run_sweeps
 from genbench.runtime.device import get_device
 from genbench.training.checkpoint import load_checkpoint
-from genbench.training.curve import list_snapshots, load_snapshot, save_seconds
-from genbench.training.loop import load_trained, train
+from genbench.training.curve import list_snapshots, save_seconds
+from genbench.training.loop import train
 
 SCHEMA_VERSION = 2
 """Version of the ``metrics.json`` schema (docs/METRICS.md). 1: the MNIST four-model schema before the one
@@ -125,10 +125,10 @@ def sample_bank(run_dir: Path, study: StudyConfig, precision: str, dist: Dist | 
         + (f", sharded over {dist.world} ranks" if dist.active else ""))
     batch = study.evaluation.sample_batch
     images, secs = generate(model, n, seed=study.seed, precision=precision, labels=labels, batch=batch, dist=dist,
-                            settings=settings)
+                            draw=drawer(settings))
     manifest = None
     if dist.main:
-        manifest = write_bank(run_dir, model, images, labels, seed=study.seed, precision=precision,
+        manifest = write_bank(run_dir, info, images, labels, seed=study.seed, precision=precision,
                               gen_seconds_per_1000=secs, batch=batch, ranks=dist.world, settings=settings)
     dist.barrier()
     return images, labels, manifest
@@ -146,8 +146,9 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
         return None
     model, ck = load_trained(run_dir)
     family = mcfg.family
+    spec = get_family(family)
     hist = read_jsonl(run_dir / "history.jsonl")
-    metrics["stability"] = {"value": None, **stability(hist, family)}
+    metrics["stability"] = {"value": None, **stability(hist, spec.stability_keys)}
     metrics["stability"]["value"] = metrics["stability"]["score"]
     params = sum(p.numel() for p in model.parameters())
     metrics["efficiency"] = {
@@ -166,7 +167,8 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     warn = (fam.get("active_units") or {}).get("collapse_warning")
     if warn:
         log(f"[warning] {run_dir.name}: {warn}")
-    record = {"model": mcfg.name, "kind": mcfg.kind, "family": family, "conditional": bool(
+    record = {"model": mcfg.name, "kind": mcfg.kind, "family": family, "loss_keys": list(spec.loss_keys),
+              "conditional": bool(
         getattr(model, "num_classes", 0)), "metrics": metrics, "family_metrics": sorted(fam),
         "sample_bank": manifest, "seed": study.seed, "params": mcfg.params,
         "training": {"epochs": ck["epoch"], "batch_size": mcfg.batch_size, "optimizer": mcfg.optimizer,
@@ -219,7 +221,7 @@ def evaluate_curve(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg, ba
             model.to(get_device())
             images, _ = generate(model, n, seed=study.seed, precision=mcfg.precision, warmup=False,
                                  labels=balanced_labels(n, getattr(model, "num_classes", 0)), batch=ev.sample_batch,
-                                 dist=ctx.dist, settings=mcfg.sampling or None)
+                                 dist=ctx.dist, draw=drawer(mcfg.sampling or None))
             source = "snapshot"
         fd = classifier_fd(ctx, images)
         if fd is not None:

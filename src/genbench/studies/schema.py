@@ -187,7 +187,7 @@ TOP = {
                  f"a list of trackers among {', '.join(TRACKERS)} (docs/TRACKING.md)"),  # off by default
 }
 MODEL = {
-    "kind": Field(str),  # a built-in kind, `package.module:Class` or an entry point: models.registry.resolve_kind
+    "kind": Field(str),  # a built-in kind, `package.module:Class` or an entry point: families.resolve_kind
     "params": Field((dict, type(None)), None),
     "optimizer": Field(dict),
     "epochs": _int(1, MAX_EPOCHS),

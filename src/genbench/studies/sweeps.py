@@ -44,17 +44,31 @@ from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, inception_score
 from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
-from genbench.sampling.draw import FAMILY_SAMPLERS, check_settings, draw, nfe
+from genbench.families import check_settings, draw, drawer, load_trained, multi_step_families, nfe, sampler_family
 
 METRICS = ("fid_inception", "fd_classifier")
-ALL_SAMPLERS = tuple(s for names in FAMILY_SAMPLERS.values() for s in names)
-DEFAULT_SAMPLERS = {"ddim": [10, 20, 50, 100], "dpm_solver": [10, 20, 50, 100], "euler": [5, 10, 20, 50],
-                    "heun": [5, 10, 25]}
-DEFAULT_REFERENCE = {"diffusion": ("ddpm", 1000), "flow": ("heun", 100)}
+
+
+def _family_samplers() -> dict[str, tuple[str, ...]]:
+    """{family: its sampler names} for every registered multi-step family."""
+    return {n: f.samplers.names for n, f in multi_step_families().items()}
+
+
+def _all_samplers() -> tuple[str, ...]:
+    return tuple(s for names in _family_samplers().values() for s in names)
+
+
+def _default_samplers() -> dict[str, list]:
+    """The default step grid per sampler (each family's ``samplers.sweep_steps``)."""
+    return {s: k for f in multi_step_families().values() for s, k in f.samplers.sweep_steps.items()}
+
+
+def _default_reference(family: str) -> tuple[str, int]:
+    return multi_step_families()[family].samplers.reference
 
 
 def _family(sampler: str) -> str:
-    return next(f for f, names in FAMILY_SAMPLERS.items() if sampler in names)
+    return sampler_family(sampler)
 
 
 @dataclass(frozen=True)
@@ -89,9 +103,9 @@ class SweepConfig:
 def _setting(d, where: str) -> tuple[str, int]:
     if not isinstance(d, dict) or not isinstance(d.get("sampler"), str) or not isinstance(d.get("steps"), int):
         raise GenbenchError(f"{where}: expected a mapping {{sampler: <name>, steps: <int>}}, got {d!r}")
-    if d["sampler"] not in ALL_SAMPLERS:
+    if d["sampler"] not in _all_samplers():
         raise GenbenchError(f"{where}.sampler: unknown sampler {d['sampler']!r}; choose one of "
-                            f"{', '.join(ALL_SAMPLERS)}")
+                            f"{', '.join(_all_samplers())}")
     if d["steps"] < 1:
         raise GenbenchError(f"{where}.steps: must be >= 1, got {d['steps']}")
     return d["sampler"], d["steps"]
@@ -103,7 +117,7 @@ def _settings(v, where: str) -> tuple[tuple[str, int], ...]:
     out = tuple(_setting(d, f"{where}[{i}]" if isinstance(v, list) else where) for i, d in enumerate(items))
     fams = [_family(s) for s, _ in out]
     if len(set(fams)) != len(fams):
-        raise GenbenchError(f"{where}: give at most one setting per family ({', '.join(FAMILY_SAMPLERS)})")
+        raise GenbenchError(f"{where}: give at most one setting per family ({', '.join(_family_samplers())})")
     return out
 
 
@@ -120,7 +134,7 @@ def parse_sweeps(study) -> SweepConfig | None:
     if not isinstance(raw, dict):
         raise GenbenchError(f"{w}: expected a mapping")
     names = {m.name: m.family for m in study.models}
-    eligible = [n for n, f in names.items() if f in FAMILY_SAMPLERS]
+    eligible = [n for n, f in names.items() if f in _family_samplers()]
     if "models" in raw and "model" in raw:
         raise GenbenchError(f"{w}: give `models` (a list of model names) or `model` (one), not both")
     key = "models" if "models" in raw else "model"
@@ -144,27 +158,27 @@ def parse_sweeps(study) -> SweepConfig | None:
 
     n = num("n", int, 200, lambda v: v >= 2, "an integer >= 2")
     n_inc = num("n_inception", int, n, lambda v: 2 <= v <= n, f"an integer in [2, n={n}]")
-    samplers = raw.get("samplers", {s: k for s, k in DEFAULT_SAMPLERS.items() if _family(s) in fams})
+    samplers = raw.get("samplers", {s: k for s, k in _default_samplers().items() if _family(s) in fams})
     if not isinstance(samplers, dict) or not samplers:
         raise GenbenchError(f"{w}.samplers: expected a mapping sampler -> list of steps")
     sam = []
     for s, steps in samplers.items():
-        if s not in ALL_SAMPLERS:
-            raise GenbenchError(f"{w}.samplers: unknown sampler {s!r}; choose among {', '.join(ALL_SAMPLERS)}")
+        if s not in _all_samplers():
+            raise GenbenchError(f"{w}.samplers: unknown sampler {s!r}; choose among {', '.join(_all_samplers())}")
         if not isinstance(steps, list) or not steps or not all(isinstance(k, int) and k >= 1 for k in steps):
             raise GenbenchError(f"{w}.samplers.{s}: expected a list of positive step counts, got {steps!r}")
         sam.append((s, tuple(steps)))
-    default_ref = [{"sampler": DEFAULT_REFERENCE[f][0], "steps": DEFAULT_REFERENCE[f][1]} for f in sorted(fams)]
+    default_ref = [{"sampler": _default_reference(f)[0], "steps": _default_reference(f)[1]} for f in sorted(fams)]
     refs = _settings(raw.get("reference", default_ref), f"{w}.reference")
     gsam = raw.get("guidance_sampler")
     gsams = _settings(gsam, f"{w}.guidance_sampler") if gsam is not None else ()
     for m in chosen:
         f = names[m]
         if not any(_family(s) == f for s, _ in sam):
-            raise GenbenchError(f"{w}.samplers: none for {f} model {m!r}; add one of {', '.join(FAMILY_SAMPLERS[f])}")
+            raise GenbenchError(f"{w}.samplers: none for {f} model {m!r}; add one of {', '.join(_family_samplers()[f])}")
         if not any(_family(s) == f for s, _ in refs):
             raise GenbenchError(f"{w}.reference: none for {f} model {m!r}; add {{sampler: <one of "
-                                f"{', '.join(FAMILY_SAMPLERS[f])}>, steps: <int>}}")
+                                f"{', '.join(_family_samplers()[f])}>, steps: <int>}}")
     gs = raw.get("guidance_scales", [0, 1, 1.5, 2, 3, 4])
     if not isinstance(gs, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
                                            for v in gs):
@@ -200,7 +214,7 @@ def _bank(run_dir: Path, model, key: dict, n: int, seed: int, precision: str, ba
     settings = {k: key[k] for k in ("sampler", "steps", "guidance_scale", "eta")}
     log(f"[sweep] {run_dir.name} {name}: {n} images, {key['nfe']} NFE per image")
     images, secs = generate(model, n, seed=seed, precision=precision, batch=batch, labels=labels, warmup=False,
-                            settings=settings)
+                            draw=drawer(settings))
     save_images(path, man_path, images, labels, seed=seed, manifest={**want, "seconds_per_1000": secs})
     return images, labels, secs, False
 
@@ -218,8 +232,6 @@ def _score(ctx, images: torch.Tensor, labels: torch.Tensor, n_inception: int) ->
 
 def _sweep_one(study_dir: Path, study, ctx, cfg: SweepConfig, name: str, log) -> dict:
     """The sweep block of one model (see the module notes)."""
-    from genbench.training.loop import load_trained
-
     run_dir = Path(study_dir) / name
     if not (run_dir / "checkpoints" / "last.pt").exists():
         raise GenbenchError(f"no trained {name} in {run_dir}; run `genbench run` (or train {name}) first")

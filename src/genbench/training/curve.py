@@ -126,23 +126,24 @@ def save_seconds(run_dir: Path, k: int, step: int) -> float | None:
     return got[-1] if got else None
 
 
-def load_snapshot(path: Path):
-    """A snapshot's model (eval mode, CPU) and its record (everything but the weights).
+def snapshot_error(path: Path, e: BaseException) -> GenbenchError:
+    """The one-line error for a snapshot that cannot be read or loaded."""
+    return GenbenchError(f"{path} is not a readable curve snapshot ({type(e).__name__}); delete it (the curve "
+                         f"then lacks that point) or retrain with --overwrite")
+
+
+def read_snapshot(path: Path) -> dict:
+    """A snapshot file's dict (weights under ``model``, the model config under ``config.model``); the model is
+    built from it by :func:`genbench.families.kinds.load_snapshot`.
 
     Raises:
-        GenbenchError: unreadable or not a genbench curve snapshot, or weights that do not fit its config.
+        GenbenchError: unreadable or not a genbench curve snapshot.
     """
-    from genbench.models import build_model
-
     path = Path(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         if not (isinstance(ck, dict) and ck.get("kind") == "curve_snapshot"):
             raise ValueError("not a curve snapshot")
-        mcfg = ck["config"]["model"]
-        model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
-        model.load_state_dict(ck["model"])
-    except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, KeyError, RuntimeError (state dict)...
-        raise GenbenchError(f"{path} is not a readable curve snapshot ({type(e).__name__}); delete it (the curve "
-                            f"then lacks that point) or retrain with --overwrite") from e
-    return model.eval(), {k: v for k, v in ck.items() if k != "model"}
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, ValueError...
+        raise snapshot_error(path, e) from e
+    return ck

@@ -34,17 +34,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from genbench.data.registry import Dataset, batches, num_batches
 from genbench.runtime.device import BatchShard
 from genbench.runtime.device import autocast as dev_autocast
-from genbench.runtime.device import get_device
 from genbench.runtime.distributed import Dist, context, env_rank, shard_size, wrap
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
-from genbench.models import build_model, resolve_kind
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
 from genbench.training.curve import Snapshots, clear_snapshots
 from genbench.training.ema import EMA
-from genbench.training.objectives import (  # noqa: F401 - STEPS: tests patch a step through it
-    STEPS, NonFiniteStep, make_optimizers, make_schedulers, step_function)
+from genbench.training.objectives import NonFiniteStep, make_optimizers, make_schedulers
 
 DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
 """What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
@@ -231,11 +228,12 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     torch.set_num_threads(cfg.threads) if cfg.threads else None
     device = dist.device
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global RNG
-    model, family = build_model(cfg.kind, cfg.params)
+    mk = cfg.model_kind()  # the kind's class and Family (genbench.families): builder, parts, step, DDP entries
+    model = mk.build(cfg.params)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D weights NHWC: convolutions then run (and return) NHWC
-    opts = make_optimizers(model, family, cfg.optimizer)
+    opts = make_optimizers(mk.spec.parts(model), cfg.optimizer)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     steps_per_epoch = num_batches(len(data), cfg.batch_size)
     if steps_per_epoch == 0:
@@ -314,7 +312,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
         atomic_write_text(out_dir / "config.yaml", to_yaml({**cfg.to_dict(), "provenance": provenance()}))
     if not have_ckpt:
         checkpoint(0)  # the restore point should epoch 1 diverge
-    step_fn = step_function(model, family)  # the family's step, or the model class's own genbench_step
+    step_fn = mk.step()  # the family's step, or the model class's own genbench_step
     autocast = _autocast_factory(cfg.precision, device)
     total = steps_per_epoch * cfg.epochs if budget is None else _budget_steps(budget, cfg.batch_size, steps_per_epoch)
     prog = Progress(cfg.name, total, step) if main else _Silent()
@@ -325,7 +323,7 @@ def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite
     model.train()
     if cfg.compile:
         _compile(model, out_dir)
-    ddp = wrap(dist, model, family)  # None in a single process
+    ddp = wrap(dist, model, mk.spec.ddp)  # None in a single process
     step_kw = {"ddp": ddp} if ddp is not None else {}
     shard = (dist.rank, dist.world) if dist.active else None
     noise = BatchShard(noise_gen, dist.rank, dist.world) if dist.active else noise_gen
@@ -493,27 +491,3 @@ def _summary(model, ck: dict) -> dict:
             "flops": ck.get("flops"), "flops_per_step": ck.get("flops_per_step"), "budget": ck.get("budget"),
             "images_per_second": ck["images_seen"] / max(ck["train_seconds"], 1e-9)}
 
-
-def load_trained(run_dir: Path, *, use_ema: bool = True):
-    """Load a trained model for sampling/evaluation: (model in eval mode, checkpoint dict).
-
-    Uses the EMA weights when the run kept an EMA (and ``use_ema``).
-    """
-    path = Path(run_dir) / "checkpoints" / "last.pt"
-    ck = load_checkpoint(path)
-    mcfg = ck["config"]["model"]
-    fix = f"retrain it (`genbench train {Path(run_dir).name} --overwrite` or `genbench run --overwrite`) or restore it"
-    if not isinstance(mcfg.get("resolved_params"), dict):
-        raise GenbenchError(f"{path} is a damaged genbench checkpoint (no config.model.resolved_params); {fix}")
-    resolve_kind(mcfg["kind"])  # an outside model's package must be importable: its own one-line error
-    try:
-        model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
-    except (GenbenchError, RuntimeError) as e:  # parameters a model cannot be built from (a negative width...)
-        raise GenbenchError(f"{path}: its model config does not build ({str(e)[:160]}); {fix}") from e
-    try:
-        state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
-        model.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError) as e:  # missing/unexpected keys, size mismatch, not a mapping
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-        raise GenbenchError(f"{path}: its weights do not match its own model config ({first}); {fix}") from e
-    return model.to(get_device()).eval(), ck

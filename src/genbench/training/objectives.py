@@ -1,5 +1,7 @@
 """One optimisation step per objective. Each returns a dict of floats to log.
 
+The families (:mod:`genbench.families`) pick their step here; the loop receives it as an argument.
+
 - ``likelihood`` (VAE, DDPM, flow matching, and outside models of family ``likelihood``): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
 - ``adversarial`` (GAN, cGAN): one discriminator step then one generator step per batch (Goodfellow et al.
   2014, Alg. 1 with k = 1), non-saturating generator loss.
@@ -54,17 +56,14 @@ def _checked_values(losses: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
     return out
 
 
-def make_optimizers(model, family: str, opt_cfg: dict) -> dict[str, torch.optim.Optimizer]:
-    """Adam (Kingma & Ba 2015, Alg. 1) per trained part: ``{"g", "d"}`` for the adversarial family, else
-    ``{"model"}``. ``opt_cfg``: ``lr``, optional ``betas`` (default (0.9, 0.999)) and ``fused`` (default True:
+def make_optimizers(parts: dict, opt_cfg: dict) -> dict[str, torch.optim.Optimizer]:
+    """Adam (Kingma & Ba 2015, Alg. 1) per trained part: ``parts`` maps a name to its parameters (the family's
+    ``parts(model)``: ``{"g", "d"}`` for the adversarial family, else ``{"model"}``). ``opt_cfg``: ``lr``, optional ``betas`` (default (0.9, 0.999)) and ``fused`` (default True:
     PyTorch's single-kernel Adam, the same update as the default multi-tensor one up to float round-off;
     measured +17-21% training throughput for the MLP GANs on a 2-core CPU, benchmarks/README.md)."""
     lr, betas = opt_cfg["lr"], tuple(opt_cfg.get("betas", (0.9, 0.999)))
     kw = {"lr": lr, "betas": betas, "fused": bool(opt_cfg.get("fused", True))}
-    if family == "gan":
-        return {"g": torch.optim.Adam(model.generator_parameters(), **kw),
-                "d": torch.optim.Adam(model.discriminator_parameters(), **kw)}
-    return {"model": torch.optim.Adam(model.parameters(), **kw)}
+    return {name: torch.optim.Adam(params, **kw) for name, params in parts.items()}
 
 
 def make_schedulers(opts: dict[str, torch.optim.Optimizer], opt_cfg: dict, total_steps: int) -> dict:
@@ -120,15 +119,6 @@ def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dic
     return {"loss_d": dv["loss_d"], "loss_g": gv["loss_g"], "d_x": dv["d_x"], "d_g_z": dv["d_g_z"]}
 
 
-STEPS = {"vae": likelihood_step, "diffusion": likelihood_step, "flow": likelihood_step, "likelihood": likelihood_step,
-         "gan": adversarial_step}
 checked_values = _checked_values
-"""Public name of the divergence guard, for a model's own ``genbench_step`` (models/registry.py): call it after
-``backward()`` and before ``optimizer.step()``."""
-
-
-def step_function(model, family: str):
-    """The optimisation step of ``model``: its class's own ``genbench_step`` (a static method with the signature
-    of :func:`likelihood_step`) when it has one, else its family's (:data:`STEPS`)."""
-    own = getattr(type(model), "genbench_step", None)
-    return own if own is not None else STEPS[family]
+"""Public name of the divergence guard, for a model's own ``genbench_step`` (genbench.families.kinds): call it
+after ``backward()`` and before ``optimizer.step()``."""

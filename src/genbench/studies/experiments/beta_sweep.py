@@ -21,7 +21,8 @@ from genbench.metrics import latent as lat
 from genbench.runtime.distributed import env_world_size
 from genbench.studies.experiments.latent_space import _recon, _u8, vaes
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
-from genbench.training.loop import load_trained, train
+from genbench.families import load_trained
+from genbench.training.loop import train
 
 
 def _extend_run(run_dir, epochs: int) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from genbench.data.registry import to_float, to_uint8
 from genbench.errors import GenbenchError
+from genbench.families import drawer
 from genbench.metrics import latent as lat
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import feature_stats, frechet_distance, mean_pairwise_l2
@@ -189,7 +190,7 @@ def exp_per_class(ctx, opts):
         k, per = model.num_classes, int(opts.get("n_per_class", 100))
         labels = torch.arange(k).repeat_interleave(per)
         imgs, _ = generate(model, len(labels), seed=ctx.study.seed + 11, precision=m.precision, labels=labels,
-                           batch=ctx.study.evaluation.sample_batch)
+                           batch=ctx.study.evaluation.sample_batch, draw=drawer(m.sampling or None))
         probs, _ = predict(ctx.eval_ctx.classifier, imgs)
         pred, lab = probs.argmax(1), labels.numpy()
         res[name] = {"classes": ctx.class_names[:k], "accuracy": [float((pred[lab == c] == c).mean()) for c in range(k)],

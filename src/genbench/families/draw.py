@@ -7,10 +7,12 @@ training loss: they know no sampler. How to draw from them is a *settings* mappi
 
     sampling: {sampler: ddim, steps: {smoke: 5, quick: 20, full: 100}, guidance_scale: 1.5, eta: 0.0}
 
-validated by :func:`check_settings`. :func:`draw` runs the family's loop (:mod:`genbench.sampling.diffusion`,
-:mod:`genbench.sampling.flow`) and clamps to the image range; every other model draws with its own
-``sample(n, y, generator)`` (one decoder or generator pass). The bank, the sweeps and ``genbench sample`` call
-:func:`draw`; :func:`sampler_info` gives the manifest fields (sampler, steps, NFE, guidance scale).
+validated by :func:`check_settings` against the family's :class:`~genbench.families.base.Samplers` (names,
+defaults, sampler-specific rules). :func:`draw` runs the family's loop (:mod:`genbench.sampling.diffusion`,
+:mod:`genbench.sampling.flow`) and clamps to the image range; a family without samplers draws with the model's own
+``sample(n, y, generator)`` (one decoder or generator pass). The bank (through :func:`drawer`), the sweeps and
+``genbench sample`` call :func:`draw`; :func:`sampler_info` gives the manifest fields (sampler, steps, NFE,
+guidance scale).
 """
 
 from __future__ import annotations
@@ -20,24 +22,25 @@ import math
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.models.ddpm import DDPM
-from genbench.models.flow import FlowMatching
-from genbench.sampling.diffusion import SAMPLERS, diffusion_loop
-from genbench.sampling.flow import FLOW_SAMPLERS, flow_loop
+from genbench.families.base import Family, family_names, family_of, get_family
 
-FAMILY_SAMPLERS = {"diffusion": SAMPLERS, "flow": FLOW_SAMPLERS}
-DEFAULTS = {"diffusion": {"sampler": "ddim", "steps": 50, "guidance_scale": 1.0, "eta": 0.0},
-            "flow": {"sampler": "heun", "steps": 20, "guidance_scale": 1.0, "eta": 0.0}}
 KEYS = ("sampler", "steps", "guidance_scale", "eta")
 
 
-def family_of(model) -> str | None:
-    """"diffusion", "flow", or None for a model that samples in one pass (VAE, GANs)."""
-    if isinstance(model, DDPM):
-        return "diffusion"
-    if isinstance(model, FlowMatching):
-        return "flow"
-    return None
+def multi_step_families() -> dict[str, Family]:
+    """The registered families that draw with samplers (diffusion, flow, ...): ``{name: Family}``."""
+    return {n: f for n in family_names() if (f := get_family(n)).samplers is not None}
+
+
+def sampler_family(sampler: str) -> str | None:
+    """The name of the family whose samplers include ``sampler`` (None if none does)."""
+    return next((n for n, f in multi_step_families().items() if sampler in f.samplers.names), None)
+
+
+def _spec(model) -> Family | None:
+    """The model's Family when it draws with samplers, None for one-pass models."""
+    fam = family_of(model)
+    return fam if fam.samplers is not None else None
 
 
 def _number(v) -> bool:
@@ -45,12 +48,12 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_settings(raw: dict | None, family: str, *, timesteps: int = 1000, where: str = "sampling") -> dict:
-    """Resolve and validate sampler settings for a model of ``family`` (defaults: :data:`DEFAULTS`).
+def check_settings(raw: dict | None, family: str | Family, *, timesteps: int = 1000, where: str = "sampling") -> dict:
+    """Resolve and validate sampler settings for a model of ``family`` (defaults: its ``samplers.defaults``).
 
     Args:
         raw: a mapping with keys among sampler, steps, guidance_scale, eta (missing keys take the defaults).
-        family: "diffusion" or "flow".
+        family: a multi-step family or its name ("diffusion", "flow", ...).
         timesteps: the diffusion model's T (DDIM steps must divide it).
         where: the field's location for error messages (e.g. ``mnist_four.yaml.models.ddpm.sampling``).
 
@@ -61,27 +64,28 @@ def check_settings(raw: dict | None, family: str, *, timesteps: int = 1000, wher
     Raises:
         GenbenchError: one line naming the bad key and the allowed values.
     """
-    if family not in FAMILY_SAMPLERS:
-        raise GenbenchError(f"{where}: sampler settings apply to diffusion and flow models only")
+    fam = family if isinstance(family, Family) else get_family(family)
+    if fam.samplers is None:
+        raise GenbenchError(f"{where}: sampler settings apply to multi-step models only "
+                            f"({', '.join(multi_step_families())})")
+    family, sam = fam.name, fam.samplers
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise GenbenchError(f"{where}: expected a mapping with keys among {', '.join(KEYS)}, got {raw!r}")
     unknown = sorted(map(str, set(raw) - set(KEYS)))
     if unknown:
         raise GenbenchError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
-    s = {**DEFAULTS[family], **raw}
-    names = FAMILY_SAMPLERS[family]
+    s = {**sam.defaults, **raw}
+    names = sam.names
     if s["sampler"] not in names:
         raise GenbenchError(f"{where}.sampler: {s['sampler']!r} is not a {family} sampler; choose one of "
                             f"{', '.join(names)}")
     if not isinstance(s["steps"], int) or isinstance(s["steps"], bool) or s["steps"] < 1:
         raise GenbenchError(f"{where}.steps: expected an integer >= 1, got {s['steps']!r}")
-    if s["sampler"] == "ddpm":
+    if s["sampler"] in sam.fixed_steps:
         s["steps"] = timesteps
-    if s["sampler"] == "ddim" and timesteps % s["steps"]:
-        divisors = [d for d in (10, 20, 25, 50, 100, 250, 500, 1000) if timesteps % d == 0]
-        raise GenbenchError(f"{where}.steps: DDIM with {s['steps']} steps needs a divisor of T={timesteps} (the "
-                            f"step would leave the timestep list); e.g. {', '.join(map(str, divisors))}")
+    if sam.check is not None:
+        sam.check(s, timesteps, where)
     if not _number(s["guidance_scale"]) or s["guidance_scale"] < 0:
         raise GenbenchError(f"{where}.guidance_scale: expected a number >= 0, got {s['guidance_scale']!r}")
     if not _number(s["eta"]) or not 0 <= s["eta"] <= 1:
@@ -96,13 +100,13 @@ def resolve(model, settings: dict | None) -> dict | None:
     Raises:
         GenbenchError: settings for a one-pass model, or invalid settings (:func:`check_settings`).
     """
-    family = family_of(model)
-    if family is None:
+    fam = _spec(model)
+    if fam is None:
         if settings:
-            raise GenbenchError("sampler settings (--sampler/--steps, `sampling:`) apply to diffusion and flow "
-                                "models only")
+            raise GenbenchError(f"sampler settings (--sampler/--steps, `sampling:`) apply to multi-step models only "
+                                f"({', '.join(multi_step_families())})")
         return None
-    return check_settings(settings, family, timesteps=getattr(model, "timesteps", 1000))
+    return check_settings(settings, fam, timesteps=getattr(model, "timesteps", 1000))
 
 
 def nfe(model, settings: dict | None) -> int:
@@ -111,7 +115,7 @@ def nfe(model, settings: dict | None) -> int:
     s = resolve(model, settings)
     if s is None:
         return 1
-    per_step = 2 if s["sampler"] == "heun" else 1
+    per_step = _spec(model).samplers.evals_per_step.get(s["sampler"], 1)
     cfg = 2 if model.num_classes and s["guidance_scale"] not in (0.0, 1.0) else 1
     return s["steps"] * per_step * cfg
 
@@ -155,9 +159,14 @@ def draw(model, n: int, *, y: torch.Tensor | None = None, generator: torch.Gener
     if y is not None:
         y = y.to(device)
     x = torch.randn((n, *model.image_shape), generator=generator).to(device)
-    if isinstance(model, FlowMatching):
-        x = flow_loop(model, x, y=y, sampler=s["sampler"], steps=s["steps"], guidance_scale=s["guidance_scale"])
-    else:
-        x = diffusion_loop(model, x, y=y, generator=generator, sampler=s["sampler"], steps=s["steps"],
-                           guidance_scale=s["guidance_scale"], eta=s["eta"])
+    x = _spec(model).samplers.loop(model, x, y=y, generator=generator, settings=s)
     return x.clamp(-1, 1)
+
+
+def drawer(settings: dict | None = None):
+    """``draw`` with the sampler settings bound: ``f(model, n, *, y, generator) -> images``, the form
+    :func:`genbench.sampling.bank.generate` takes."""
+    def f(model, n, *, y=None, generator=None):
+        return draw(model, n, y=y, generator=generator, settings=settings)
+
+    return f

@@ -1,8 +1,9 @@
-"""Model registry: a study's ``kind`` -> the model class, its family, and a constructor.
+"""Model kinds: a study's ``kind`` -> the model class, its :class:`~genbench.families.base.Family`, a constructor.
 
 A kind is one of three things:
 
-- a built-in name (:data:`MODEL_KINDS`: ``vae``, ``gan``, ``cgan``, ``dcgan``, ``ddpm``, ``flow``);
+- a built-in name, declared by its family's module (``kinds`` of each registered Family: ``vae``, ``gan``,
+  ``cgan``, ``dcgan``, ``ddpm``, ``flow``);
 - an import path ``package.module:ClassName`` (the module is imported, so a study naming one runs that module's
   code, as ``python -c "import package.module"`` would);
 - the name of an installed entry point in the group ``genbench.models`` (a package declares
@@ -10,7 +11,8 @@ A kind is one of three things:
 
 Every class, built-in or not, follows the model protocol (docs/BRING_YOUR_OWN.md); :func:`resolve_kind` checks
 it when the class is loaded and names what is missing in one line. The class says which training objective and
-family metrics it gets with a class attribute ``genbench_family``:
+family metrics it gets with a class attribute ``genbench_family``, the name of a registered family (the built-in
+ones below, or one a plugin registers; :mod:`genbench.families.base`):
 
 =============  ====================================================================================================
 family         what the class offers (besides ``num_classes`` and ``sample(n, y=None, generator=None)``)
@@ -31,6 +33,9 @@ family         what the class offers (besides ``num_classes`` and ``sample(n, y=
 A class may instead supply its own optimisation step as a static method ``genbench_step(model, opts, x, y, *,
 generator, autocast, ddp=None) -> dict[str, float]`` (the signature of
 :func:`genbench.training.objectives.likelihood_step`); it then needs no ``training_losses``.
+
+Loading a trained run (:func:`load_trained`) and a curve snapshot (:func:`load_snapshot`) build the model through
+the same door.
 """
 
 from __future__ import annotations
@@ -41,37 +46,14 @@ import importlib.metadata
 import inspect
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from torch import nn
 
 from genbench.errors import GenbenchError
-from genbench.models.dcgan import DCGAN
-from genbench.models.ddpm import DDPM
-from genbench.models.flow import FlowMatching
-from genbench.models.gan import MLPGAN
-from genbench.models.vae import ConvVAE
+from genbench.families.base import Family, builtin_kinds, family_names, get_family
 
-# kind -> (class, family). The family selects the training objective and the family metrics.
-MODEL_KINDS: dict[str, tuple[type[nn.Module], str]] = {
-    "vae": (ConvVAE, "vae"),
-    "gan": (MLPGAN, "gan"),
-    "cgan": (MLPGAN, "gan"),
-    "ddpm": (DDPM, "diffusion"),
-    "dcgan": (DCGAN, "gan"),
-    "flow": (FlowMatching, "flow"),
-}
-FAMILIES = ("likelihood", "vae", "gan", "diffusion", "flow")
 ENTRY_POINT_GROUP = "genbench.models"
-
-# methods (callables on the class) each family needs; instance attributes are checked once built
-_METHODS = {
-    "likelihood": ("training_losses", "sample"),
-    "vae": ("training_losses", "sample", "encode", "decode", "decode_logits", "log_px_z"),
-    "gan": ("sample", "generate", "discriminator_losses", "generator_losses", "generator_parameters",
-            "discriminator_parameters"),
-    "diffusion": (), "flow": (),
-}
-_ATTRIBUTES = {"vae": ("latent_dim", "beta", "likelihood", "encoder_kind"), "gan": ("z_dim",)}
-_BASES = {"diffusion": DDPM, "flow": FlowMatching}
 _PROTOCOL = "docs/BRING_YOUR_OWN.md"
 
 
@@ -88,6 +70,20 @@ class ModelKind:
     @property
     def external(self) -> bool:
         return self.origin != "builtin"
+
+    @property
+    def spec(self) -> Family:
+        """The registered :class:`Family` (looked up on each access, so a replaced registration is seen)."""
+        return get_family(self.family)
+
+    def build(self, params: dict) -> nn.Module:
+        """The model built from ``params`` (:func:`build_model`)."""
+        return build_model(self.name, params)[0]
+
+    def step(self):
+        """The optimisation step: the class's own ``genbench_step`` when it has one, else the family's."""
+        own = getattr(self.cls, "genbench_step", None)
+        return own if own is not None else self.spec.step
 
     def param_names(self) -> list[str]:
         """The constructor's keyword parameters, with those of the parent constructors it passes ``**kwargs``
@@ -124,7 +120,7 @@ def _entry_points() -> dict:
 
 def _unknown(kind: str) -> GenbenchError:
     eps = sorted(_entry_points())
-    return GenbenchError(f"unknown model kind {kind!r}; choose one of: {', '.join(MODEL_KINDS)}, an import path "
+    return GenbenchError(f"unknown model kind {kind!r}; choose one of: {', '.join(builtin_kinds())}, an import path "
                          f"`package.module:ClassName`, or an installed `{ENTRY_POINT_GROUP}` entry point ("
                          + (", ".join(eps) if eps else "none installed") + ")")
 
@@ -167,11 +163,19 @@ def check_protocol(cls, kind: str) -> str:
         raise GenbenchError(f"{where}: {getattr(cls, '__name__', type(cls).__name__)!r} is not a torch.nn.Module "
                             f"subclass; point at a model class (see {_PROTOCOL})")
     family = getattr(cls, "genbench_family", None)
-    if family not in FAMILIES:
+    if not isinstance(family, str) or not family:
+        family = None
+    else:
+        try:
+            spec = get_family(family)
+        except GenbenchError:
+            family = None
+    if family is None:
+        got = getattr(cls, "genbench_family", None)
         raise GenbenchError(f"{where}: {cls.__name__} sets no valid class attribute `genbench_family` (got "
-                            f"{family!r}); add genbench_family = one of {', '.join(map(repr, FAMILIES))} "
+                            f"{got!r}); add genbench_family = one of {', '.join(map(repr, family_names()))} "
                             f"(see {_PROTOCOL})")
-    base = _BASES.get(family)
+    base = spec.base
     if base is not None and not issubclass(cls, base):
         raise GenbenchError(f"{where}: family {family!r} is drawn by genbench's samplers, which need "
                             f"{base.__module__}.{base.__name__}; subclass it, or use genbench_family = 'likelihood' "
@@ -180,7 +184,7 @@ def check_protocol(cls, kind: str) -> str:
     if step is not None and not callable(step):
         raise GenbenchError(f"{where}: {cls.__name__}.genbench_step is not callable; make it a @staticmethod "
                             f"(model, opts, x, y, *, generator, autocast, ddp=None) -> dict of floats")
-    need = [m for m in _METHODS[family] if not (step is not None and m == "training_losses")]
+    need = [m for m in spec.methods if not (step is not None and m == "training_losses")]
     missing = [m for m in need if not callable(getattr(cls, m, None))]
     if missing:
         raise GenbenchError(f"{where}: {cls.__name__} (genbench_family {family!r}) lacks "
@@ -200,8 +204,9 @@ def resolve_kind(kind: str) -> ModelKind:
     """
     if not isinstance(kind, str):
         raise GenbenchError(f"model kind {kind!r}: expected a string")
-    if kind in MODEL_KINDS:
-        cls, family = MODEL_KINDS[kind]
+    builtin = builtin_kinds()
+    if kind in builtin:
+        cls, family = builtin[kind]
         return ModelKind(kind, cls, family)
     if ":" in kind:
         cls, origin = _import(kind), "import"
@@ -218,7 +223,7 @@ def resolve_kind(kind: str) -> ModelKind:
 
 
 def family_of_kind(kind: str) -> str:
-    """The family (objective and family metrics) of ``kind``: one of :data:`FAMILIES`."""
+    """The family name (objective and family metrics) of ``kind``: a registered family."""
     return resolve_kind(kind).family
 
 
@@ -235,7 +240,7 @@ def check_instance(model: nn.Module, kind: str) -> None:
         raise GenbenchError(f"model kind {kind!r}: {name} has no integer attribute num_classes >= 0 (got {k!r}); "
                             f"set self.num_classes in __init__ (0 = unconditional)")
     family = getattr(type(model), "genbench_family", None) or resolve_kind(kind).family
-    missing = [a for a in _ATTRIBUTES.get(family, ()) if not hasattr(model, a)]
+    missing = [a for a in get_family(family).attributes if not hasattr(model, a)]
     if missing:
         raise GenbenchError(f"model kind {kind!r}: {name} (genbench_family {family!r}) has no attribute(s) "
                             f"{', '.join(missing)}; set them in __init__ (see {_PROTOCOL})")
@@ -261,3 +266,53 @@ def build_model(kind: str, params: dict) -> tuple[nn.Module, str]:
     if mk.external:
         check_instance(model, kind)
     return model, mk.family
+
+
+def load_trained(run_dir: Path, *, use_ema: bool = True):
+    """Load a trained model for sampling/evaluation: (model in eval mode on the run's device, checkpoint dict).
+
+    Uses the EMA weights when the run kept an EMA (and ``use_ema``).
+
+    Raises:
+        GenbenchError: no readable checkpoint, a damaged config, or weights that do not fit the model config.
+    """
+    from genbench.runtime.device import get_device
+    from genbench.training.checkpoint import load_checkpoint
+
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    ck = load_checkpoint(path)
+    mcfg = ck["config"]["model"]
+    fix = f"retrain it (`genbench train {Path(run_dir).name} --overwrite` or `genbench run --overwrite`) or restore it"
+    if not isinstance(mcfg.get("resolved_params"), dict):
+        raise GenbenchError(f"{path} is a damaged genbench checkpoint (no config.model.resolved_params); {fix}")
+    resolve_kind(mcfg["kind"])  # an outside model's package must be importable: its own one-line error
+    try:
+        model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
+    except (GenbenchError, RuntimeError) as e:  # parameters a model cannot be built from (a negative width...)
+        raise GenbenchError(f"{path}: its model config does not build ({str(e)[:160]}); {fix}") from e
+    try:
+        state = ck["ema"]["model"] if (use_ema and ck.get("ema")) else ck["model"]
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as e:  # missing/unexpected keys, size mismatch, not a mapping
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise GenbenchError(f"{path}: its weights do not match its own model config ({first}); {fix}") from e
+    return model.to(get_device()).eval(), ck
+
+
+def load_snapshot(path: Path):
+    """A quality-vs-compute snapshot's model (eval mode, CPU) and its record (everything but the weights); the
+    file is read and checked by :func:`genbench.training.curve.read_snapshot`.
+
+    Raises:
+        GenbenchError: unreadable or not a genbench curve snapshot, or weights that do not fit its config.
+    """
+    from genbench.training.curve import read_snapshot, snapshot_error
+
+    ck = read_snapshot(path)
+    try:
+        mcfg = ck["config"]["model"]
+        model, _ = build_model(mcfg["kind"], mcfg["resolved_params"])
+        model.load_state_dict(ck["model"])
+    except Exception as e:  # noqa: BLE001 - KeyError, RuntimeError (state dict), a model that does not build
+        raise snapshot_error(path, e) from e
+    return model.eval(), {k: v for k, v in ck.items() if k != "model"}
