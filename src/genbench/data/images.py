@@ -68,7 +68,7 @@ def _pillow(path):
             raise GenbenchError(f"{path} is too large to decode; remove or replace it") from None
         except Exception as e:  # noqa: BLE001 - Pillow raises OSError (truncated), SyntaxError, ValueError, ...
             why = "truncated" if "truncated" in str(e) else type(e).__name__
-            raise GenbenchError(f"{path} is not a readable image ({why}); remove or replace it") from None
+            raise GenbenchError(f"cannot read image {path} ({why}); remove or replace it") from None
         finally:
             Image.MAX_IMAGE_PIXELS = old
 
