@@ -231,6 +231,9 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     if epochs:
         m = dataclasses.replace(m, epochs=epochs)
     out = check_writable_dir(out or Path("runs") / cfg.name / model, "--out")
+    from genbench.studies.runner import check_run_folder
+
+    check_run_folder(out, "--out")  # --overwrite and temp-file cleanup delete only in a folder genbench wrote
     from genbench.runtime.distributed import is_main_process as _main_rank
 
     if _main_rank() and not (out.parent / "study.yaml").exists():  # what `genbench evaluate` reads back

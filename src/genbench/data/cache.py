@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from genbench.data.assets import cache_home
-from genbench.io import atomic_savez, atomic_write_json
+from genbench.io import atomic_savez, atomic_write_json, remove_inside, safe_name
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def array_path(name: str) -> Path:
-    return cache_home() / "datasets" / f"{name}.npz"
+    return cache_home() / "datasets" / f"{safe_name(name, 'dataset name')}.npz"
 
 
 def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -71,4 +71,4 @@ def drop_arrays(name: str) -> None:
     """Delete the cached arrays of ``name`` and their record (``genbench data fetch --force``)."""
     p = array_path(name)
     for q in (p, p.with_name(p.name + ".json")):
-        q.unlink(missing_ok=True)
+        remove_inside(p.parent, q)

@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genbench.data.images import GREY_MODES, image_header, load_image
 from genbench.data.info import DatasetInfo
 from genbench.errors import GenbenchError
+from genbench.io import regular_file
 
 KINDS = ("folder", "npz")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -84,16 +86,8 @@ def _folder(path: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
     return _scan_folder(str(path), path.stat().st_mtime)
 
 
-def _open(p: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(p)
-    except (OSError, UnidentifiedImageError) as e:
-        raise GenbenchError(f"cannot read image {p} ({type(e).__name__}); delete or replace it") from e
-
-
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    regular_file(path, "dataset file", "give the path of an .npz file with an array x")  # a FIFO would block
     if not path.is_file():
         raise GenbenchError(f"dataset file {path} does not exist; give the path of an .npz file with an array x "
                             f"(relative paths are read from the study file's folder)")
@@ -150,9 +144,9 @@ def custom_info(spec: dict) -> DatasetInfo:
         classes, files = _folder(path)
         size, channels = spec.get("image_size"), spec.get("channels")
         if size is None or channels is None:
-            with _open(files[0][0]) as im:
-                size = size or im.size[0]
-                channels = channels or (3 if im.mode not in ("1", "L", "LA", "I", "I;16", "F") else 1)
+            (w, _h), mode = image_header(files[0][0])  # the one folder reader's checks (bombs, modes, FIFOs)
+            size = size or w
+            channels = channels or (3 if mode not in GREY_MODES else 1)
         content = f"images from the folder {path}"
     else:
         a = _npz_arrays(path)
@@ -179,8 +173,7 @@ def _load_folder(spec: dict, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]
     _, files = _folder(path)
     sizes: dict[tuple[int, int], list[str]] = {}
     for f, _ in files:
-        with _open(f) as im:
-            sizes.setdefault(im.size, []).append(f)
+        sizes.setdefault(image_header(f)[0], []).append(f)
     if len(sizes) > 1:
         (s1, f1), (s2, f2) = sorted(sizes.items(), key=lambda kv: -len(kv[1]))[:2]
         raise GenbenchError(f"dataset folder {path} mixes image sizes: {len(f1)} of {s1[0]}x{s1[1]} (e.g. "
@@ -192,12 +185,12 @@ def _load_folder(spec: dict, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]
     c, s = info.image_shape[0], info.image_shape[1]
     mode = "L" if c == 1 else "RGB"
     x = np.empty((len(files), s, s, c), np.uint8)
+    colour_ok = c == 3 or spec.get("channels") == 1  # grey by default (first image) refuses colour ones after it
     for i, (f, _) in enumerate(files):
-        with _open(f) as im:
-            im = im.convert(mode)
-            if im.size != (s, s):
-                im = im.resize((s, s), Image.Resampling.BICUBIC)
-            x[i] = np.asarray(im, np.uint8).reshape(s, s, c)
+        im = load_image(f, mode, colour_ok=colour_ok)
+        if im.size != (s, s):  # resized only to the study's explicit image_size
+            im = im.resize((s, s), Image.Resampling.BICUBIC)
+        x[i] = np.asarray(im, np.uint8).reshape(s, s, c)
     return x.transpose(0, 3, 1, 2), np.array([lab for _, lab in files], np.int64)
 
 

@@ -8,6 +8,17 @@ Folder layout (one level, sorted by name so the order is reproducible)::
 
 Every image is converted to the requested channel count with Pillow (``"L"``: ITU-R 601-2 luma, for 1 channel;
 ``"RGB"`` for 3), never resized: all images must have one size, and that size must be the reference dataset's.
+A colour image (R, G and B not all equal) is refused where 1 channel is asked for (an RGB file of grey pixels,
+as ``torchvision.utils.save_image`` writes, is fine).
+
+Hostile or odd files (issue 29), for this reader and the study's own folders (:mod:`genbench.data.custom`), which
+decode every image through :func:`load_image`: Pillow's decompression-bomb limit is set deliberately to
+:data:`MAX_IMAGE_PIXELS` (16.8 Mpx, 4096 x 4096; genbench's images are at most 1024 x 1024) and both Pillow's
+``DecompressionBombWarning`` (above it) and ``DecompressionBombError`` (above twice it) are one line, raised
+from the header before any pixel is decoded; a truncated or otherwise undecodable file, and a mode genbench does
+not convert faithfully (16-bit, 32-bit integer or float pixels), are one line each; Pillow's other warnings are
+silenced while decoding, so they add no lines to an error. Only regular files are read (a FIFO or device is
+refused before it is opened).
 
 ``.npz`` layout: key ``x`` uint8 of shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}; optional
 key ``y`` integer (N,) labels. Loaded with ``allow_pickle=False``.
@@ -15,14 +26,96 @@ key ``y`` integer (N,) labels. Loaded with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.io import regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Pillow's ``Image.MAX_IMAGE_PIXELS`` while genbench decodes an image: a file whose header claims more pixels
+is refused (a decompression bomb: a few bytes on disk that would decode to gigabytes)."""
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+"""Pillow modes converted to 8-bit ``L`` / ``RGB`` faithfully; others (``I;16``, ``I``, ``F``: 16-bit, 32-bit
+and float pixels) are refused rather than clipped."""
+GREY_MODES = ("1", "L", "LA")
+
+
+@contextlib.contextmanager
+def _pillow(path):
+    """Decode under genbench's limits: every failure, warning included, is one GenbenchError naming ``path``."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library warnings must not add lines to an error (or to a clean run)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+        try:
+            yield
+        except GenbenchError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise GenbenchError(f"{path} claims more than {MAX_IMAGE_PIXELS:,} pixels (genbench's limit, "
+                                f"{' '.join(str(e).split())[:80]}); it is not an image genbench reads (a "
+                                f"decompression bomb?): remove or replace it") from None
+        except MemoryError:
+            raise GenbenchError(f"{path} is too large to decode; remove or replace it") from None
+        except Exception as e:  # noqa: BLE001 - Pillow raises OSError (truncated), SyntaxError, ValueError, ...
+            why = "truncated" if "truncated" in str(e) else type(e).__name__
+            raise GenbenchError(f"cannot read image {path} ({why}); remove or replace it") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def image_header(path: str | Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and Pillow mode of an image file, from its header (no pixels decoded).
+
+    Raises:
+        GenbenchError: not a regular file, not an image, a decompression bomb, an unsupported mode.
+    """
+    from PIL import Image
+
+    regular_file(path, "image", "remove it or replace it with a PNG/JPEG file")
+    with _pillow(path), Image.open(path) as im:
+        size, mode = im.size, im.mode
+    _check_mode(path, mode)
+    return size, mode
+
+
+def _check_mode(path, mode: str) -> None:
+    if mode not in MODES:
+        raise GenbenchError(f"{path} is a Pillow mode {mode!r} image (16-bit, 32-bit or float pixels); save it as "
+                            f"8-bit grey or RGB")
+
+
+def load_image(path: str | Path, mode: str, *, colour_ok: bool = True):
+    """The image at ``path`` decoded in full and converted to ``mode`` (``L`` or ``RGB``): a Pillow image detached
+    from the file. With ``colour_ok=False`` a colour image (R, G, B not all equal) is refused for ``L``.
+
+    Raises:
+        GenbenchError: one line: not a regular file, not an image, truncated, a decompression bomb, an unsupported
+            mode, a colour image where grey is required.
+    """
+    from PIL import Image
+
+    regular_file(path, "image", "remove it or replace it with a PNG/JPEG file")
+    with _pillow(path), Image.open(path) as im:
+        _check_mode(path, im.mode)
+        im.load()
+        if mode == "L" and not colour_ok and im.mode not in GREY_MODES:
+            rgb = np.asarray(im.convert("RGB"))
+            if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+                raise GenbenchError(f"{path} is a colour image, and these images must be grey (1 channel); convert "
+                                    f"the images to grey first")
+        out = im.convert(mode)
+        out.load()
+    return out
 
 
 def read_images(path: str | Path, *, channels: int) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
@@ -45,6 +138,8 @@ def read_images(path: str | Path, *, channels: int) -> tuple[torch.Tensor, torch
     p = Path(path)
     if not p.exists():
         raise GenbenchError(f"{p} not found; give a folder of PNG/JPEG images or an .npz file with a uint8 array `x`")
+    if not p.is_dir():  # a FIFO or device named x.npz is refused before it is opened (a read would block)
+        regular_file(p, "SAMPLES", "give a folder of PNG/JPEG images or an .npz file with a uint8 array `x`")
     if p.is_dir():
         x, y = _read_folder(p, channels)
         fmt = "folder"
@@ -63,8 +158,6 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _read_folder(folder: Path, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
-    from PIL import Image, UnidentifiedImageError
-
     top = _image_files(folder)
     subs = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
     labelled = [(d, _image_files(d)) for d in subs]
@@ -86,11 +179,11 @@ def _read_folder(folder: Path, channels: int) -> tuple[np.ndarray, np.ndarray | 
     mode = {1: "L", 3: "RGB"}[channels]
     out, first = None, None
     for i, (f, _) in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                a = np.asarray(im.convert(mode), dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise GenbenchError(f"{f} is not a readable image ({type(e).__name__}); remove or replace it") from None
+        size, _m = image_header(f)  # sizes compared before any pixel is decoded
+        if first is not None and size[::-1] != first[1]:
+            raise GenbenchError(f"{folder} holds images of mixed sizes: {first[0].name} is {_hw(first[1])}, "
+                                f"{f.relative_to(folder)} is {_hw(size[::-1])}; resize them all to one size")
+        a = np.asarray(load_image(f, mode, colour_ok=channels == 3), dtype=np.uint8)
         if out is None:
             first = (f, a.shape[:2])
             out = np.empty((len(files), channels, *a.shape[:2]), np.uint8)

@@ -20,14 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from genbench.errors import AssetError
+from genbench.io import regular_file, safe_name
 
 ENV = "GENBENCH_QUICKDRAW_DIR"
 
 
 def _class_file(d: Path, name: str) -> Path | None:
+    safe_name(name, "quickdraw class")  # a class names a file in d, never a path out of it
     for f in (f"{name}.npy", f"full_numpy_bitmap_{name}.npy"):
         if (d / f).exists():
-            return d / f
+            return regular_file(d / f, "QuickDraw file", "put Google's numpy_bitmap .npy file there")
     return None
 
 

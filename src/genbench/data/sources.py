@@ -34,7 +34,7 @@ from genbench.data.assets import ASSETS, cache_home, fetch_asset, verify_debian_
 from genbench.data.cache import drop_arrays
 from genbench.data.download import DownloadError, download
 from genbench.errors import AssetError
-from genbench.io import atomic_write_json, sha256_file
+from genbench.io import atomic_write_json, inside, remove_inside, safe_name, sha256_file
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def _fetch_fashion_mnist(url, sha256, force, source_dir, progress, **_) -> str:
     if force:
         drop_arrays(name)
         for f in files:
-            (cache / f).unlink(missing_ok=True)
+            remove_inside(cache, cache / f)
     explicit = source_dir or os.environ.get(asset.env)
     if explicit:
         d, src = verify_debian_asset(asset, source_dir), f"directory {asset.locate(source_dir)}"
@@ -255,7 +255,7 @@ def _fetch_cifar10(url, sha256, force, source_dir, progress, **_) -> str:
     archive = asset_dir(name) / C.ARCHIVE
     if force:
         drop_arrays(name)
-        archive.unlink(missing_ok=True)
+        remove_inside(asset_dir(name), archive)
     d = source_dir or os.environ.get(C.ENV)
     if d:
         a = C.load_cifar10(d) if source_dir is None else C.read_cifar10_dir(_cifar_dir(Path(source_dir)))
@@ -325,7 +325,7 @@ def verify_quickdraw_cache(classes: list[str]) -> None:
     """
     man = _manifest()
     for c in classes:
-        p = quickdraw_cache() / f"{c}.npy"
+        p = inside(quickdraw_cache(), quickdraw_cache() / f"{safe_name(c, 'quickdraw class')}.npy", "quickdraw class")
         rec = man.get(f"{c}.npy")
         if rec is None or sha256_file(p) != rec.get("sha256"):
             raise AssetError(f"cached file {p} {'has no fetch record' if rec is None else 'changed since it was fetched'}"
@@ -338,7 +338,7 @@ def _fetch_quickdraw(url, sha256, force, source_dir, progress, classes=None, **_
     if not classes:
         raise AssetError("quickdraw: name the classes, e.g. `genbench data fetch quickdraw --classes rabbit,yoga` "
                          "(the study file's data.classes)")
-    files = [f"{c}.npy" for c in classes]
+    files = [f"{safe_name(c, 'quickdraw class')}.npy" for c in classes]  # each names a file: no path
     d = source_dir or os.environ.get(ENV)
     if d:
         missing = [c for c in classes if _class_file(Path(d), c) is None]
@@ -350,7 +350,7 @@ def _fetch_quickdraw(url, sha256, force, source_dir, progress, classes=None, **_
     cache, man = quickdraw_cache(), _manifest()
     if force:
         for f in files:
-            (cache / f).unlink(missing_ok=True)
+            remove_inside(cache, cache / f)
             man.pop(f, None)
     if url:
         hashes = _user_hashes("quickdraw", files, sha256)

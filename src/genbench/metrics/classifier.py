@@ -22,7 +22,7 @@ from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset, batches, to_float
 from genbench.runtime.device import autocast, get_device
 from genbench.errors import GenbenchError
-from genbench.io import atomic_torch_save
+from genbench.io import atomic_torch_save, safe_name
 from genbench.models.classifier import Classifier
 from genbench.runtime.distributed import Dist
 
@@ -110,7 +110,8 @@ def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int 
         GenbenchError: the trained classifier is below ``min_accuracy`` on the test split.
     """
     device = get_device()
-    path = cache_home() / "classifiers" / f"{train.name}-{_key(train, epochs, seed, device)}.pt"
+    name = safe_name(train.name, "dataset name")  # a study's own dataset names a cache file: never a path
+    path = cache_home() / "classifiers" / f"{name}-{_key(train, epochs, seed, device)}.pt"
     torch.manual_seed(seed)  # seeded initialisation
     model = Classifier(channels=train.shape[0], num_classes=train.num_classes)
     info = None

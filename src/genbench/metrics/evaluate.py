@@ -30,7 +30,7 @@ import torch
 
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
-from genbench.io import atomic_savez, atomic_write_bytes
+from genbench.io import atomic_savez, atomic_write_bytes, safe_name
 from genbench.metrics.classifier import classification_accuracy_score, predict
 from genbench.metrics.manifold import kid, nearest_train_distance, prdc_with_spread
 from genbench.metrics.inception import InceptionFeatures
@@ -148,7 +148,7 @@ class EvalContext:
         key = {"dataset": self.test.name, "split": "test", "n": n, "resolution": list(self.test.shape),
                "subset_seed": self.seed, "subset_sha256": indices_sha256(idx), **self.inception.key()}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        path = cache_home() / "stats" / f"{self.test.name}-test-{n}-{digest}.npz"
+        path = cache_home() / "stats" / f"{safe_name(self.test.name, 'dataset name')}-test-{n}-{digest}.npz"
         got = self._read_reference(path, n) if self.dist.main else None
         if self.dist.broadcast(got is not None):
             return got if self.dist.main else None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from genbench.errors import GenbenchError
-from genbench.io import atomic_write_text, read_jsonl
+from genbench.io import atomic_write_text, read_jsonl, regular_file, safe_name
 from genbench.report import figures as F
 from genbench.report.analysis import analysis
 from genbench.report.curves import curve_sentences, curve_table, finite_curves, quality_curves
@@ -65,6 +65,7 @@ def load_summary(study_dir: Path) -> dict:
     mpath = Path(study_dir) / "metrics.json"
     if not mpath.exists():
         raise GenbenchError(f"no metrics.json in {study_dir}; run `genbench run` or `genbench evaluate` first")
+    regular_file(mpath, "metrics file", "rerun `genbench evaluate` on the study's models to rewrite it")
     try:
         summary = json.loads(mpath.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError) as ex:
@@ -77,6 +78,8 @@ def load_summary(study_dir: Path) -> dict:
     recs = summary.get("models") or []
     if not any(r.get("model") == "real" for r in recs) or len(recs) < 2:
         raise GenbenchError(f"{mpath} lacks the real-data row or models; rerun `genbench evaluate` on the study")
+    for r in recs:  # a row's name becomes figure and folder names: never a path out of the study folder
+        safe_name(r.get("model"), f"{mpath}: model")
     return summary
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genbench.io import read_jsonl
+from genbench.io import name_problem, read_jsonl
 from genbench.report import figures as F
 from genbench.report import vae_figures as vf
 from genbench.report.page import Page, figure, table
@@ -24,6 +24,12 @@ def _load(study_dir: Path, name: str) -> tuple[dict, dict] | None:
         res = json.loads((d / "result.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(res, dict):
+        return None
+    named = list(res["models"]) if isinstance(res.get("models"), dict) else []
+    named += [res["model"]] if "model" in res else []
+    if any(name_problem(m) is not None for m in named):  # model names become figure file names: no paths
+        return None
     arrays = {}
     if (d / "arrays.npz").exists():
         with np.load(d / "arrays.npz") as z:
@@ -35,8 +41,8 @@ def render_experiments(page: Page, study_dir: Path, summary: dict, figdir: Path,
     """Add one subsection per experiment listed in ``summary['experiments']`` whose files exist."""
     info = summary.get("dataset_info", {})
     for name in summary.get("experiments") or {}:
-        got = _load(study_dir, name)
-        if got is None or name not in RENDER:
+        got = _load(study_dir, name) if name in RENDER else None  # a known experiment name only: it names a folder
+        if got is None:
             continue
         res, arrays = got
         parts = page.section(f"exp-{name}", TITLES.get(name, name), level=3)

@@ -34,6 +34,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from genbench.errors import GenbenchError
+from genbench.io import inside, safe_name
 
 TRACKERS = ("tensorboard", "mlflow")
 INSTALL = {"tensorboard": "pip install tensorboard (or pip install 'genbench[tracking]')",
@@ -94,7 +95,8 @@ def open_tracker(names, *, log_dir: Path, experiment: str, run: str, config: Map
     got: list[Tracker] = []
     for n in names:
         if n == "tensorboard":
-            got.append(TensorBoardTracker(Path(log_dir) / "tensorboard" / run))
+            tb = Path(log_dir) / "tensorboard"
+            got.append(TensorBoardTracker(inside(tb, tb / safe_name(run, "tracker run name"), "tracker run name")))
         else:
             got.append(MlflowTracker(mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                      or (Path(log_dir) / "mlruns").resolve().as_uri(), experiment, run,

@@ -51,6 +51,7 @@ import yaml
 from genbench.data.info import dataset_info
 from genbench.errors import GenbenchError
 from genbench.families import check_settings, get_family, resolve_kind
+from genbench.io import regular_file
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
@@ -492,6 +493,7 @@ def read_study_yaml(p: Path) -> Any:
     Raises:
         GenbenchError: unreadable, too large, not UTF-8 or not YAML.
     """
+    regular_file(p, "study file", "give a UTF-8 YAML file")  # a FIFO or device: refused, not read (it could block)
     try:
         with open(p, "rb") as f:
             blob = f.read(MAX_STUDY_BYTES + 1)

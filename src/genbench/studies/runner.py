@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -34,7 +36,8 @@ import torch
 from genbench.data.info import dataset_info
 from genbench.data.registry import Dataset, load_dataset
 from genbench.errors import GenbenchError
-from genbench.io import atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
+from genbench.io import (
+    atomic_write_json, atomic_write_text, exclusive_lock, inside, own_folder, read_jsonl, remove_inside, remove_temps)
 from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, classifier_fd, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
@@ -297,8 +300,11 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
 
 
 def _read_summary(study_dir: Path) -> dict | None:
+    p = Path(study_dir) / "metrics.json"
     try:
-        return json.loads((Path(study_dir) / "metrics.json").read_text())
+        if not stat.S_ISREG(os.stat(p).st_mode):  # a FIFO there must not block: treated as unreadable
+            return None
+        return json.loads(p.read_text())
     except (OSError, ValueError):
         return None
 
@@ -335,6 +341,36 @@ def study_lock(study_dir: Path):
     with exclusive_lock(study_dir / ".study.lock", f"another genbench process is running the study in "
                         f"{study_dir}; wait for it to finish (or stop it), then run again"):
         yield
+
+
+STUDY_MARKERS = ("study.yaml", ".study.lock", "metrics.json", "finished.json")
+"""Files genbench writes in a study folder first: a folder holding none of them (and anything else) is not one."""
+RUN_MARKERS = ("config.yaml", "checkpoints", ".lock")
+"""The same for a model's run folder (``genbench train --out``, ``runs/<study>/<model>``)."""
+
+
+def check_run_folder(run_dir: Path, what: str) -> Path:
+    """A run folder genbench may train into and delete its own files in (``--overwrite``, temp files): absent,
+    empty or a genbench run folder, whose ``checkpoints`` and ``samples`` do not lead out through a symlink.
+
+    Raises:
+        GenbenchError: one line naming the folder and the fix.
+    """
+    return own_folder(run_dir, RUN_MARKERS, what, subfolders=("checkpoints", "samples"))
+
+
+def check_study_folders(study: StudyConfig, out_root: Path) -> Path:
+    """The study folder ``out_root/<study.name>`` and its model folders, checked before anything is written or
+    deleted there: inside ``out_root``, genbench's own (:func:`check_run_folder`). Returns the study folder.
+
+    Raises:
+        GenbenchError: one line naming the folder and the fix.
+    """
+    study_dir = inside(out_root, Path(out_root) / study.name, "study name")
+    own_folder(study_dir, STUDY_MARKERS, "the study folder")
+    for m in study.models:
+        check_run_folder(inside(study_dir, study_dir / m.name, "model name"), f"the run folder of {m.name}")
+    return study_dir
 
 
 def is_finished(study_dir: Path) -> bool:
@@ -374,7 +410,7 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
             another process runs the same study; a stage fails on bad input.
     """
     t_start = time.perf_counter()
-    study_dir = Path(out_root) / study.name
+    study_dir = check_study_folders(study, out_root)  # before anything is written or deleted there
     if is_finished(study_dir) and not (overwrite or resume):
         raise GenbenchError(f"{study_dir} already holds a finished study; pass --resume to reuse its trained models "
                             f"and evaluate again, or --overwrite to retrain from scratch")
@@ -390,9 +426,8 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
 def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report, mlflow_uri=None) -> None:
     main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
     if main:
-        (study_dir / "finished.json").unlink(missing_ok=True)
-        for tmp in study_dir.rglob(".*.tmp"):  # temp files of atomic writes killed halfway (we hold the lock)
-            tmp.unlink(missing_ok=True)
+        remove_inside(study_dir, study_dir / "finished.json")
+        remove_temps(study_dir)  # temp files of atomic writes killed halfway (we hold the lock); no symlink followed
         atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
     sweeps = parse_sweeps(study)
     log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from genbench.data.info import DATASET_NAMES
 from genbench.errors import GenbenchError
+from genbench.io import name_problem
 from genbench.models.vae import ENCODERS, LIKELIHOODS
 from genbench.runtime.tracking import TRACKERS
 from genbench.sampling.diffusion import SAMPLERS
@@ -105,8 +106,9 @@ def short(v) -> str:
 
 
 def folder_name(v: str) -> bool:
-    """A study or model name becomes a folder name: letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``."""
-    return bool(re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v)) and v not in (".", "..")
+    """A study or model name becomes a folder name: letters, digits, ``.``, ``_``, ``-``; not ``.``/``..`` (and so
+    never a path: :func:`genbench.io.name_problem` holds too)."""
+    return (isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v)) and name_problem(v) is None)
 
 
 NAME_RULE = "1-100 letters, digits, '.', '_' or '-' (not '.' or '..': it names a folder)"
@@ -234,8 +236,9 @@ EVALUATION = {
 }
 DATA = {  # options of the dataset loaders (genbench.data.registry.load_dataset)
     "data_dir": Field((str, type(None)), None),
-    "classes": Field(list, None, lambda v: 1 <= len(v) <= 1000 and all(isinstance(c, str) and c for c in v)
-                     and len(set(v)) == len(v), "a list of distinct class names"),
+    "classes": Field(list, None, lambda v: 1 <= len(v) <= 1000 and all(name_problem(c) is None for c in v)
+                     and len(set(v)) == len(v), "a list of distinct class names, each a file name (no '/', '\\', "
+                     "'..' or NUL: QuickDraw reads <class>.npy)"),
     "train_per_class": _int(1, MAX_SAMPLES, 4000),
     "test_per_class": _int(1, MAX_SAMPLES, 1000),
     "seed": _int(0, MAX_SEED, 0),

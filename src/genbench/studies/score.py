@@ -35,7 +35,7 @@ import yaml
 from genbench.data.images import read_images
 from genbench.data.info import DATASET_NAMES, dataset_info
 from genbench.errors import GenbenchError
-from genbench.io import atomic_write_json
+from genbench.io import atomic_write_json, inside, regular_file
 from genbench.metrics.evaluate import evaluate_images
 from genbench.metrics.reference import indices_sha256, reference_order
 from genbench.runtime.provenance import provenance
@@ -119,9 +119,10 @@ def score_samples(samples: Path, out_dir: Path, *, reference: str, profile: str 
     """
     t0 = time.perf_counter()
     samples, out_dir = Path(samples), Path(out_dir)
-    name = name or default_name(samples)
+    name = default_name(samples) if name is None else name  # an empty --name is refused, not defaulted
     if not folder_name(name) or name == "real":
         raise GenbenchError(f"--name {name!r}: give 1-100 letters, digits, '.', '_' or '-', not 'real' (the floor row)")
+    row_dir = inside(out_dir, out_dir / name, "--name")  # the row's folder; folder_name already refuses paths
     cfg = score_config(reference, study=study, profile=profile, n=n, n_inception=n_inception)
     ev = cfg.evaluation
     info = dataset_info(cfg.dataset, classes=cfg.data.get("classes"))
@@ -154,14 +155,14 @@ def score_samples(samples: Path, out_dir: Path, *, reference: str, profile: str 
                     "selection": ("seeded class-stratified random" if y is not None else "seeded random")
                     + f" subset of the {len(x)} given images (sorted by label, then file name)",
                     "labels": "given" if y is not None else "none (unconditional)", "sampler": "external"}
-        save_images(out_dir / name / "samples" / "bank.npz", out_dir / name / "samples" / "manifest.json", images,
+        save_images(row_dir / "samples" / "bank.npz", row_dir / "samples" / "manifest.json", images,
                     labels, seed=cfg.seed, manifest=manifest)
         record = {"model": name, "kind": "samples", "family": "external", "conditional": labels is not None,
                   "metrics": metrics, "family_metrics": [], "sample_bank": manifest, "seed": cfg.seed,
                   "files": {"bank": f"{name}/samples/bank.npz", "manifest": f"{name}/samples/manifest.json",
                             "metrics": f"{name}/metrics.json"},
                   "provenance": provenance()}
-        atomic_write_json(out_dir / name / "metrics.json", record)
+        atomic_write_json(row_dir / "metrics.json", record)
         real = evaluate_real(cfg, splits, ctx)
         scored = dataclasses.replace(cfg, name=f"score-{info.name}", models=())
         return write_summary(out_dir, scored, ctx, [record, real], evaluate_seconds=time.perf_counter() - t0,
@@ -179,6 +180,7 @@ def _check_same_settings(out_dir: Path, cfg: StudyConfig) -> None:
     p = out_dir / "metrics.json"
     if not p.exists():
         return
+    regular_file(p, "--out", f"give another --out folder or delete {p}")
     try:
         old = json.loads(p.read_text())
     except (OSError, ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.io import atomic_torch_save
+from genbench.io import atomic_torch_save, regular_file
 
 FORMAT_VERSION = 2
 _V1_SAMPLER_PARAMS = {"sampler": ("sampler", "ddim"), "sampler_steps": ("steps", 50),
@@ -41,6 +41,7 @@ def load_checkpoint(path: Path, *, expect_kind: str | None = None) -> dict:
     path = Path(path)
     if not path.exists():
         raise GenbenchError(f"no checkpoint at {path}; train first with `genbench train` or `genbench run`")
+    regular_file(path, "checkpoint", "point at a run folder whose checkpoints/last.pt genbench wrote")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
