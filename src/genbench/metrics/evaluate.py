@@ -31,16 +31,14 @@ import torch
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
 from genbench.io import atomic_savez, atomic_write_bytes, safe_name
-from genbench.metrics.classifier import classification_accuracy_score, predict
-from genbench.metrics.manifold import kid, nearest_train_distance, prdc_with_spread
+from genbench.metrics import generic  # noqa: F401 - registers the built-in metrics
+from genbench.metrics.classifier import predict
+from genbench.metrics.generic import MIN_FID_RESAMPLES  # noqa: F401 - re-exported
 from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.reference import indices_sha256, reference_order, subset_record
-from genbench.metrics.scores import (
-    bootstrap_fid, conditional_accuracy, feature_stats, fid_infinity, frechet_distance, frechet_distance_to,
-    inception_score, mean_pairwise_l2, mode_coverage)
+from genbench.metrics.registry import Inputs, metrics
+from genbench.metrics.scores import bootstrap_fid, feature_stats, frechet_distance
 from genbench.runtime.distributed import Dist
-
-MIN_FID_RESAMPLES = 20  # bootstrap resamples behind every Inception FID spread (the study's fid_bootstrap, at least)
 REFERENCE_FILE, HELDOUT_FILE = "reference_indices.npy", "heldout_indices.npy"
 
 
@@ -164,7 +162,8 @@ class EvalContext:
 
 def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor | None, *,
                     what: str) -> dict | None:
-    """Score images.
+    """Score images with every registered metric that applies (:mod:`genbench.metrics.registry`; the built-ins
+    are :mod:`genbench.metrics.generic`).
 
     Args:
         ctx: evaluation context.
@@ -178,79 +177,27 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
         call it: the features are extracted sharded and gathered, rank 0 computes the metrics and gets the
         dict, the other ranks get None.
     """
-    ev = ctx.eval_cfg
-    k = ctx.test.num_classes
     t0 = time.perf_counter()
     n = len(images)
-    m = min(ev.n_inception, n)
+    x = Inputs(ctx=ctx, images=images, labels=labels, conditional=labels is not None and bool((labels >= 0).all()),
+               n=n, m=min(ctx.eval_cfg.n_inception, n))
+    todo = [mt for mt in metrics() if mt.applies(x)]
+    needs = {need for mt in todo for need in mt.needs}
     # features first (collective under DDP, every rank takes part), then the metrics (rank 0)
-    probs, feats = predict(ctx.classifier, images, dist=ctx.dist)  # on the classifier's device
-    ref = ctx.classifier_reference()
-    ref_manifold = ctx.classifier_reference_features(ev.n_manifold)
-    inc_ref = ctx.inception_reference(m)
-    ctx.log(f"[evaluate] {what}: Inception features of {m} images")
-    feats_i = ctx.inception(images[:m], log=ctx.log, dist=ctx.dist)
+    if "classifier" in needs:
+        x.probs, x.feats = predict(ctx.classifier, images, dist=ctx.dist)  # on the classifier's device
+        x.clf_ref = ctx.classifier_reference()
+        x.clf_ref_manifold = ctx.classifier_reference_features(ctx.eval_cfg.n_manifold)
+        x.clf_name = f"{ctx.test.name} classifier (test acc {ctx.classifier_info['test_accuracy']:.4f})"
+    if "inception" in needs:
+        inc_ref = ctx.inception_reference(x.m)
+        ctx.log(f"[evaluate] {what}: Inception features of {x.m} images")
+        x.feats_i = ctx.inception(images[:x.m], log=ctx.log, dist=ctx.dist)
+        if ctx.dist.main:
+            x.inc_mu, x.inc_sigma, x.inc_ref = inc_ref
     if not ctx.dist.main:
         return None
-    mu, sigma, ref_i = inc_ref
-    pred = probs.argmax(1)
-    clf_name = f"{ctx.test.name} classifier (test acc {ctx.classifier_info['test_accuracy']:.4f})"
-    out: dict = {}
-    is_mean, is_std = inception_score(probs, ev.is_splits)
-    out["is"] = {"value": is_mean, "std": is_std, "n_generated": n, "splits": ev.is_splits,
-                 "extractor": clf_name, "direction": "higher is better", "range": f"[1, {k}]"}
-    out["fd_classifier"] = {"value": frechet_distance(*feature_stats(feats), *ref),
-                            "std": bootstrap_fid(feats, ref, n_boot=10, seed=ctx.seed), "spread": "bootstrap std, 10",
-                            "n_generated": n, "n_reference": len(ctx.test), "reference": "test split",
-                            "extractor": clf_name + " penultimate (128-d)", "direction": "lower is better"}
-    mc = mode_coverage(pred, k)
-    out["mode_coverage"] = {"value": mc["modes_covered"], "kl_to_uniform_nats": mc["kl_to_uniform_nats"],
-                            "histogram": mc["histogram"], "n_generated": n, "extractor": clf_name,
-                            "direction": f"higher is better (max {k}); KL lower is better"}
-    out["diversity_l2"] = {"value": mean_pairwise_l2(images.numpy(), seed=ctx.seed), "n_generated": min(n, 1000),
-                           "direction": "higher = more diverse (pixels in [0, 1])"}
-    conditional = labels is not None and bool((labels >= 0).all())
-    if conditional:
-        ca = conditional_accuracy(pred, labels.numpy(), k)
-        out["conditional_accuracy"] = {"value": ca["overall"], "std": _binomial_se(ca["overall"], n),
-                                       "spread": "binomial standard error", "per_class": ca["per_class"],
-                                       "n_generated": n, "extractor": clf_name, "direction": "higher is better"}
-        n_cas = getattr(ev, "cas_n_test", None)  # None: the whole test split; else its seeded stratified prefix
-        cas_test = ctx.test if not n_cas or n_cas >= len(ctx.test) else \
-            ctx.test.subset(torch.as_tensor(ctx.reference_indices(n_cas)))
-        cas = classification_accuracy_score(images, labels, cas_test, steps=ev.cas_steps, seed=ctx.seed)
-        out["cas"] = {**cas, "std": _binomial_se(cas["value"], cas["n_test"]),
-                      "spread": "binomial standard error on the test split"}
-    nn_d = nearest_train_distance(images.numpy()[:ev.n_memorisation], ctx.train.x.numpy())
-    out["nearest_train_l2"] = {"value": float(np.median(nn_d)), "p01": float(np.quantile(nn_d, 0.01)),
-                               "n_generated": len(nn_d), "n_train": len(ctx.train),
-                               "direction": "near 0 = copies of training images (memorisation)",
-                               "stat": "median over samples of the L2 distance (pixels in [0, 1]) to the nearest "
-                                       "training image; p01 = 1st percentile"}
-    _manifold(out, "classifier", feats[:ev.n_manifold], ref_manifold, ctx.seed, ctx.reference_record)
-    ref_inc = ctx.reference_record(m)
-    n_boot = max(ev.fid_bootstrap, MIN_FID_RESAMPLES) if ev.fid_bootstrap > 0 else 0
-    out["fid_inception"] = {"value": frechet_distance_to(feats_i, mu, sigma),
-                            "std": bootstrap_fid(feats_i, (mu, sigma), n_boot=n_boot, seed=ctx.seed)
-                            if n_boot else None,
-                            "spread": f"std over {n_boot} bootstrap resamples of the generated features, reference "
-                                      f"statistics fixed" if n_boot else "none (fid_bootstrap: 0)",
-                            "resamples": n_boot, "n_generated": m, "n_reference": m,
-                            "reference": "test split, seeded class-stratified random subset",
-                            "reference_subset": ref_inc,
-                            **ctx.inception.key(), "direction": "lower is better",
-                            "note": f"FID at N={m} is biased upwards; compare values at the same N, or FID-infinity"}
-    if m >= 8:
-        fi = fid_infinity(feats_i, ref_i, seed=ctx.seed)
-        out["fid_inf_inception"] = {**fi, "n_generated": m, "n_reference": m, "reference_subset": ref_inc,
-                                    **ctx.inception.key(), "direction": "lower is better",
-                                    "method": "Chong & Forsyth 2020: FID of nested random subsets of the generated and "
-                                              "reference sets (N vs N) at the sizes ns, least-squares line in 1/N, "
-                                              "intercept at 1/N = 0",
-                                    "note": "less biased than FID at N, but FID_N is linear in 1/N only for N >> 2048: "
-                                            "below that compare FID-infinity only at the same N (real vs real MNIST: "
-                                            "15.3 / 7.2 / 3.8 at N = 400 / 1,000 / 2,000)"}
-    _manifold(out, "inception", feats_i, ref_i, ctx.seed, ctx.reference_record)
+    out = {mt.name: mt.compute(x) for mt in todo}
     out["eval_seconds"] = time.perf_counter() - t0
     return out
 
@@ -280,25 +227,3 @@ def classifier_fd(ctx: EvalContext, images: torch.Tensor) -> dict | None:
             "std": bootstrap_fid(feats, ref, n_boot=CURVE_BOOTSTRAP, seed=ctx.seed),
             "spread": f"bootstrap std, {CURVE_BOOTSTRAP} resamples of the generated set, reference fixed",
             "n_generated": len(images), "n_reference": len(ctx.test)}
-
-
-def _manifold(out: dict, name: str, gen: np.ndarray, real: np.ndarray, seed: int, ref_record) -> None:
-    """KID, precision/recall (k=3), density/coverage (k=5) on one feature set, at equal N. ``real`` holds the
-    reference subset in its saved order, so its first n rows are the n-subset ``ref_record(n)`` describes."""
-    n = min(len(gen), len(real))
-    gen, real = gen[:n], real[:n]
-    size = max(2, min(1000, n // 2))  # subsets smaller than N, or the spread over subsets would be 0
-    km, ks = kid(gen, real, subsets=100, subset_size=size, seed=seed)
-    out[f"kid_{name}"] = {"value": km, "std": ks, "n_generated": n, "n_reference": n, "subsets": 100,
-                          "subset_size": size, "kernel": "cubic polynomial (x.y/d + 1)^3",
-                          "direction": "lower is better", "spread": "std over subsets",
-                          "reference_subset": ref_record(n)}
-    prdc = prdc_with_spread(gen, real, k_pr=3, k_dc=5, n_boot=10, seed=seed)
-    out[f"prdc_{name}"] = {**prdc, "k_pr": 3, "k_dc": 5, "n_generated": n, "n_reference": n,
-                           "spread": "bootstrap std of the generated set, 10", "direction": "higher is better",
-                           "reference_subset": ref_record(n)}
-
-
-def _binomial_se(p: float, n: int) -> float:
-    """Standard error of a proportion p measured on n independent trials: sqrt(p (1 - p) / n)."""
-    return float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))

@@ -83,34 +83,39 @@ def load_summary(study_dir: Path) -> dict:
     return summary
 
 
+def _metric_columns(real: dict) -> list[tuple[str, object, object]]:
+    """The headline table's metric columns, from the metric registry's specs (a registered metric with
+    ``columns`` shows up here with no other edit): (header, display(record), sort value(record))."""
+    from genbench.metrics import generic  # noqa: F401 - registers the built-in metrics
+    from genbench.metrics.registry import metrics
+
+    cols = sorted(((c, mt.name) for mt in metrics() for c in mt.columns), key=lambda cm: cm[0].order)
+    out = []
+    for c, name in cols:
+        n = _v(real["metrics"].get(name), "n_generated")
+        out.append((c.header.replace("{n}", str(n)),
+                    lambda r, c=c, name=name: _pm(r["metrics"].get(name), c.digits, c.field, c.std),
+                    lambda r, c=c, name=name: _v(r["metrics"].get(name), c.field)))
+    return out
+
+
 def comparison_table(models: list[dict], real: dict, scores: dict) -> tuple[list[str], list[list], list[list]]:
-    """The headline table: (header, display rows, raw values for sorting); units and N in the headers."""
-    m0 = real["metrics"]
-    n_fid = _v(m0.get("fid_inception"), "n_generated")
-    n_clf = _v(m0.get("fd_classifier"), "n_generated")
-    header = ["model", "family", f"FID↓ Inception (N={n_fid})", "FID-inf↓ (fit)", f"KID↓ Inception (N={n_fid})",
-              f"FD↓ classifier (N={n_clf})", f"IS↑ classifier (N={n_clf})", "precision↑ Inception",
-              "recall↑ Inception", "cond. acc↑", "CAS↑", "modes", "stability cv↓", "train s", "gen s / 1,000", "NFE"] \
-        + [f"{c} (0-1)" for c in CRITERIA]
-    rows, vals = [], []
-    for r in models + [real]:
-        m = r["metrics"]
-        eff = m.get("efficiency") or {}
-        pr = m.get("prdc_inception") or {}
-        s = scores.get(r["model"])
-        row = [r["model"] + (" (floor)" if r["model"] == "real" else ""), r["family"], _pm(m.get("fid_inception")),
-               _pm(m.get("fid_inf_inception")),
-               _pm(m.get("kid_inception"), 3), _pm(m.get("fd_classifier")), _pm(m.get("is"), 3),
-               _pm(pr, 3, "precision", "precision_std"), _pm(pr, 3, "recall", "recall_std"),
-               _pm(m.get("conditional_accuracy"), 3), _pm(m.get("cas"), 3),
-               _v(m.get("mode_coverage")), _v(m.get("stability"), "cv"), eff.get("train_seconds"),
-               eff.get("gen_seconds_per_1000"), eff.get("nfe")] + ([s[c] for c in CRITERIA] if s else [None] * 4)
-        val = [None, None, _v(m.get("fid_inception")), _v(m.get("fid_inf_inception")), _v(m.get("kid_inception")), _v(m.get("fd_classifier")),
-               _v(m.get("is")), pr.get("precision"), pr.get("recall"), _v(m.get("conditional_accuracy")),
-               _v(m.get("cas")), _v(m.get("mode_coverage")), _v(m.get("stability"), "cv"), eff.get("train_seconds"),
-               eff.get("gen_seconds_per_1000"), eff.get("nfe")] + ([s[c] for c in CRITERIA] if s else [None] * 4)
-        rows.append([f"{x:.4g}" if isinstance(x, float) else x for x in row])
-        vals.append(val)
+    """The headline table: (header, display rows, raw values for sorting); units and N in the headers. Each
+    column is one (header, display, value) triple, so the three lists cannot fall out of step."""
+    eff = lambda r: r["metrics"].get("efficiency") or {}  # noqa: E731
+    crit = lambda c: (lambda r: (scores.get(r["model"]) or {}).get(c))  # noqa: E731
+    cols = [("model", lambda r: r["model"] + (" (floor)" if r["model"] == "real" else ""), lambda r: None),
+            ("family", lambda r: r["family"], lambda r: None),
+            *_metric_columns(real),
+            ("stability cv↓", lambda r: _v(r["metrics"].get("stability"), "cv"),
+             lambda r: _v(r["metrics"].get("stability"), "cv")),
+            *[(h, (lambda k: lambda r: eff(r).get(k))(k), (lambda k: lambda r: eff(r).get(k))(k))
+              for h, k in (("train s", "train_seconds"), ("gen s / 1,000", "gen_seconds_per_1000"), ("NFE", "nfe"))],
+            *[(f"{c} (0-1)", crit(c), crit(c)) for c in CRITERIA]]
+    header = [h for h, _, _ in cols]
+    rows = [[(lambda x: f"{x:.4g}" if isinstance(x, float) else x)(show(r)) for _, show, _ in cols]
+            for r in models + [real]]
+    vals = [[val(r) for _, _, val in cols] for r in models + [real]]
     return header, rows, vals
 
 

@@ -104,14 +104,15 @@ def make_context(study: StudyConfig, splits: dict[str, Dataset], dist: Dist | No
 
 
 def sample_bank(run_dir: Path, study: StudyConfig, precision: str, dist: Dist | None = None,
-                settings: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
+                settings: dict | None = None, model=None) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
     """Reuse the run's bank if it matches the checkpoint, size and sampler ``settings`` (the model's resolved
     ``sampling`` field; empty for one-pass models), else generate and save one.
 
     Returns (uint8 (N, C, H, W), int64 (N,) labels or None, the bank's manifest). Under DDP (``dist`` active)
     every rank calls it and gets the full images and labels: rank 0 decides whether its bank is reused (and
     sends it to the others), otherwise every rank generates its share of the batches; rank 0 writes the bank
-    and the others wait at a barrier. Their manifest is None.
+    and the others wait at a barrier. Their manifest is None. ``model``: the run's trained model when the caller
+    loaded it already (else it is loaded here if a bank has to be generated).
     """
     dist = dist or Dist()
     n = study.evaluation.n_samples
@@ -121,7 +122,8 @@ def sample_bank(run_dir: Path, study: StudyConfig, precision: str, dist: Dist | 
     if dist.broadcast(reuse):
         images, labels, manifest = dist.broadcast(got)  # ranks > 0 need the images for their shard of features
         return images, (labels if (labels >= 0).all() else None), manifest if dist.main else None
-    model, _ = load_trained(run_dir)
+    if model is None:
+        model, _ = load_trained(run_dir)
     labels = balanced_labels(n, getattr(model, "num_classes", 0))
     info = sampler_info(model, settings)
     log(f"[sample] {run_dir.name}: {n} images, {info['sampler']} ({info['nfe']} NFE)"
@@ -142,12 +144,12 @@ def evaluate_run(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg) -> d
     every family metric declared for its family (:data:`genbench.metrics.family.FAMILY_METRICS`); writes
     ``<run>/metrics.json``. Under DDP every rank calls it (sharded generation and features); rank 0 writes and
     returns the record, the others None."""
-    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist, mcfg.sampling)
+    model, ck = load_trained(run_dir)  # read once: the bank (if generated), the family metrics and the record
+    images, labels, manifest = sample_bank(run_dir, study, mcfg.precision, ctx.dist, mcfg.sampling, model=model)
     metrics = evaluate_images(ctx, images, labels, what=run_dir.name)
     curve = evaluate_curve(run_dir, study, ctx, mcfg, images)
     if metrics is None:  # a data-parallel rank > 0: its part (generation, features) is done
         return None
-    model, ck = load_trained(run_dir)
     family = mcfg.family
     spec = get_family(family)
     hist = read_jsonl(run_dir / "history.jsonl")
@@ -378,17 +380,18 @@ def is_finished(study_dir: Path) -> bool:
     return (Path(study_dir) / "finished.json").exists()
 
 
-def check_study(study: StudyConfig) -> None:
+def check_study(study: StudyConfig):
     """Checks that need the whole study, done before any work (sweeps, DDIM step counts, the instance attributes
-    of outside models: each is built once).
+    of outside models: each is built once). Returns the parsed sweeps (:func:`parse_sweeps`; None without).
 
     Raises:
         GenbenchError: one line naming the field.
     """
-    parse_sweeps(study)  # sampler settings (DDIM steps dividing T, ...) were checked with the study's schema
+    sweeps = parse_sweeps(study)  # sampler settings (DDIM steps dividing T, ...) were checked with the schema
     for m in study.models:  # an outside model's class was checked on load; its instance (num_classes...) here
         if resolve_kind(m.kind).external:
             build_model(m.kind, m.params)
+    return sweeps
 
 
 def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
@@ -414,22 +417,21 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
     if is_finished(study_dir) and not (overwrite or resume):
         raise GenbenchError(f"{study_dir} already holds a finished study; pass --resume to reuse its trained models "
                             f"and evaluate again, or --overwrite to retrain from scratch")
-    check_study(study)
+    sweeps = check_study(study)
     check_trackers(study.log)  # an uninstalled tracker library: one line before any work
     splits = prepare_data(study)  # before the study folder exists: a missing dataset leaves nothing behind
     with study_lock(study_dir):
-        _run_locked(study, study_dir, splits, overwrite=overwrite, only=only, t_start=t_start, report=report,
-                    mlflow_uri=mlflow_uri)
+        _run_locked(study, study_dir, splits, sweeps, overwrite=overwrite, only=only, t_start=t_start,
+                    report=report, mlflow_uri=mlflow_uri)
     return study_dir
 
 
-def _run_locked(study, study_dir, splits, *, overwrite, only, t_start, report, mlflow_uri=None) -> None:
+def _run_locked(study, study_dir, splits, sweeps, *, overwrite, only, t_start, report, mlflow_uri=None) -> None:
     main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
     if main:
         remove_inside(study_dir, study_dir / "finished.json")
         remove_temps(study_dir)  # temp files of atomic writes killed halfway (we hold the lock); no symlink followed
         atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
-    sweeps = parse_sweeps(study)
     log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
         f"test {len(splits['test'])} (profile {study.profile})")
     models = [m for m in study.models if not only or m.name in only]
