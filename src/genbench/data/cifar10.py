@@ -1,5 +1,5 @@
-"""CIFAR-10 (Krizhevsky 2009), the :data:`CIFAR10` spec, from the official ``cifar-10-batches-py`` pickles: ``data_batch_1`` ..
-``data_batch_5``, ``test_batch`` and ``batches.meta``. Each batch is a pickle (``encoding="bytes"``) of a dict
+"""CIFAR-10 (Krizhevsky 2009), the :data:`CIFAR10` spec, from the official ``cifar-10-batches-py`` pickles:
+``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``. Each batch is a pickle (``encoding="bytes"``) of a dict
 with ``b"data"`` uint8 (N, 3072) (1024 red, 1024 green, 1024 blue values, rows of 32) and ``b"labels"`` (N ints
 0..9). The pickles are read with numpy arrays as the only allowed globals (a file cannot run code), either from
 a directory or straight out of the official ``cifar-10-python.tar.gz`` (never extracted to disk) that

@@ -7,7 +7,8 @@ A study names one with a mapping instead of a dataset name::
     dataset: {kind: npz, path: data/sketches.npz}
 
 ``folder``: every ``.png``, ``.jpg``, ``.jpeg`` file (any case) under ``path``, listed by the one folder listing
-(:func:`genbench.data.images.list_image_folder`) and decoded by the one image reader (:func:`~genbench.data.images.load_image`). Sub-folders holding images are the
+(:func:`genbench.data.images.list_image_folder`) and decoded by the one image reader
+(:func:`~genbench.data.images.load_image`). Sub-folders holding images are the
 classes (sorted by name; label i = the i-th sub-folder, nested folders inside a class belong to it); a folder
 with images and no sub-folders is ONE class named after the folder, so the pipeline's class-based metrics are
 degenerate there (IS = 1, one mode, the in-domain classifier learns nothing): read the Inception metrics, or sort

@@ -161,7 +161,8 @@ def _images_in(folder: Path, *, recursive: bool) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def list_image_folder(folder: Path, *, what: str = "", empty_fix: str) -> tuple[list[Path], list[tuple[str, list[Path]]]]:
+def list_image_folder(folder: Path, *, what: str = "",
+                      empty_fix: str) -> tuple[list[Path], list[tuple[str, list[Path]]]]:
     """THE folder listing (``genbench score``'s samples and a study's own ``dataset: {kind: folder}``): the images at
     the top level of ``folder``, or its class sub-folders with their images (nested folders inside a class belong to
     it), all sorted by name; hidden files and folders are skipped, and so are files that are not ``.png``, ``.jpg``,

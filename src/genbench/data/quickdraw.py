@@ -1,6 +1,6 @@
-"""QuickDraw (Ha & Eck 2017), the :data:`QUICKDRAW` spec, from Google's per-class ``numpy_bitmap`` files: ``<class>.npy`` (as served under
-``quickdraw_dataset/full/numpy_bitmap/``; ``full_numpy_bitmap_<class>.npy`` is accepted too), each a uint8
-array (N, 784) of 28 x 28 bitmaps, 0 = background. ``genbench data fetch quickdraw`` downloads them from
+"""QuickDraw (Ha & Eck 2017), the :data:`QUICKDRAW` spec, from Google's per-class ``numpy_bitmap`` files:
+``<class>.npy`` (as served under ``quickdraw_dataset/full/numpy_bitmap/``; ``full_numpy_bitmap_<class>.npy`` is
+accepted too), each a uint8 array (N, 784) of 28 x 28 bitmaps, 0 = background. ``genbench data fetch quickdraw`` downloads them from
 Google's bucket into ``$GENBENCH_HOME/assets/quickdraw/`` (:func:`fetch_quickdraw`).
 
 Sources (``genbench data fetch quickdraw --classes a,b``), in order: a directory (``--dir``,
@@ -135,7 +135,8 @@ def verify_quickdraw_cache(classes: list[str]) -> None:
         p = inside(quickdraw_cache(), quickdraw_cache() / f"{safe_name(c, 'quickdraw class')}.npy", "quickdraw class")
         rec = man.get(f"{c}.npy")
         if rec is None or sha256_file(p) != rec.get("sha256"):
-            raise AssetError(f"cached file {p} {'has no fetch record' if rec is None else 'changed since it was fetched'}"
+            why = "has no fetch record" if rec is None else "changed since it was fetched"
+            raise AssetError(f"cached file {p} {why}"
                              f"; run `genbench data fetch quickdraw --classes {c} --force`")
 
 
@@ -157,7 +158,7 @@ def fetch_quickdraw(*, url, sha256, force, source_dir, progress, classes=None, *
             raise AssetError(f"QuickDraw: {d} lacks {', '.join(f'{c}.npy' for c in missing)}; put Google's "
                              f"numpy_bitmap files there")
         rows = [check_quickdraw_npy(_class_file(Path(d), c)) for c in classes]
-        return f"quickdraw: {len(classes)} class{'es' if len(classes) > 1 else ''} ({sum(rows)} drawings) from directory {d}"
+        return f"quickdraw: {_classes(classes)} ({sum(rows)} drawings) from directory {d}"
     cache, man = quickdraw_cache(), _manifest()
     if force:
         for f in files:
@@ -184,7 +185,11 @@ def fetch_quickdraw(*, url, sha256, force, source_dir, progress, classes=None, *
         atomic_write_json(cache / "manifest.json", man)
     verify_quickdraw_cache(list(classes))
     n = sum(man[f]["rows"] for f in files)
-    return f"quickdraw: {len(classes)} class{'es' if len(classes) > 1 else ''} ({n} drawings) from {src} (sha256 recorded) -> {cache}"
+    return f"quickdraw: {_classes(classes)} ({n} drawings) from {src} (sha256 recorded) -> {cache}"
+
+
+def _classes(classes: list[str]) -> str:
+    return f"{len(classes)} class{'es' if len(classes) > 1 else ''}"
 
 
 def load_quickdraw_shuffled(data_dir: str | None = None, classes: list[str] | None = None, train_per_class: int = 4000,

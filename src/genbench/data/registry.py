@@ -77,7 +77,8 @@ def get_dataset(name: str, *, by_mapping: bool = False) -> DatasetSpec:
     spec = _REGISTRY.get(name) if isinstance(name, str) else None
     if spec is None or spec.by_mapping != by_mapping:
         what = "dataset kind" if by_mapping else "dataset"
-        raise GenbenchError(f"unknown {what} {name!r}; choose one of: {', '.join(dataset_names(by_mapping=by_mapping))}")
+        names = ", ".join(dataset_names(by_mapping=by_mapping))
+        raise GenbenchError(f"unknown {what} {name!r}; choose one of: {names}")
     return spec
 
 

@@ -58,7 +58,7 @@ from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
     DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
     MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
-    PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, data_fields, dataset_fields, folder_name,
+    PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, dataset_fields, folder_name,
     resolve_profile, short, validate)
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files), see studies/catalog.py
