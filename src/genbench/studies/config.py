@@ -16,7 +16,8 @@ image_size: 32, channels: 3}`` or ``{kind: npz, path: ...}``, :mod:`genbench.dat
 read from the study file's folder and stored absolute in the resolved config.
 
 The schema is declarative: one table of fields per section (``TOP``, ``MODEL``, ``OPTIMIZER``, ``EVALUATION``,
-``DATA``, ``EXPERIMENT_OPTIONS``, ``SWEEPS``, ``PARAMS``), each field with its type, default and the range it can work
+``EXPERIMENT_OPTIONS``, ``SWEEPS``, ``PARAMS``; the ``data:`` section's and a ``dataset:`` mapping's fields come
+from the dataset's :class:`~genbench.data.DatasetSpec`), each field with its type, default and the range it can work
 with, and one validator (:func:`~genbench.studies.schema.validate`) that checks a section against its table
 (both in :mod:`genbench.studies.schema`). Every check runs before any
 work starts, so a bad value costs a second, not a training run:
@@ -32,7 +33,7 @@ work starts, so a bad value costs a second, not a training run:
   refused in one line instead of filling the memory).
 
 Dataset geometry and class count are filled in ONCE here for every model kind from
-:func:`genbench.data.info.dataset_info`, so ``genbench train vae --study cifar10_vae_dcgan`` builds a 3x32x32
+the dataset's registered spec (:func:`genbench.data.dataset_info`), so ``genbench train vae --study cifar10_vae_dcgan`` builds a 3x32x32
 model. The split sizes (``holdout`` against the training split) can only be checked once the data is loaded:
 :func:`check_split_sizes`.
 """
@@ -48,16 +49,17 @@ from typing import Any
 
 import yaml
 
-from genbench.data.info import dataset_info
+from genbench.data import dataset_info
 from genbench.errors import GenbenchError
 from genbench.families import check_settings, get_family, resolve_kind
 from genbench.io import regular_file
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
-    CUSTOM_DATASET, DATA, DATA_OPTIONS, DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
+    DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
     MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
-    PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, folder_name, resolve_profile, short, validate)
+    PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, dataset_fields, folder_name,
+    resolve_profile, short, validate)
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files), see studies/catalog.py
 
@@ -355,8 +357,9 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         raise GenbenchError(f"{where}: nested too deeply (or a YAML alias refers to itself)") from e
     top = validate(r, TOP, where)
     spec = None
-    if isinstance(top["dataset"], dict):  # the study's own images (genbench.data.custom)
-        spec = validate(top["dataset"], CUSTOM_DATASET, f"{where}.dataset")
+    dataset, fields = dataset_fields(top["dataset"], f"{where}.dataset")  # the registered DatasetSpec
+    if isinstance(top["dataset"], dict):  # the study's own images (a `folder` / `npz` spec, genbench.data.custom)
+        spec = validate(top["dataset"], fields, f"{where}.dataset")
         spec["path"] = _absolute(spec["path"], source)
         r = {**r, "dataset": {**r["dataset"], "path": spec["path"]}}  # the run folder's study.yaml: absolute
         info = dataset_info(spec)
@@ -364,12 +367,12 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         top["dataset"] = info.name
         if top["data"]:
             raise GenbenchError(f"{where}.data: a study's own dataset takes its options in the `dataset:` mapping "
-                                f"({', '.join(CUSTOM_DATASET)}); drop the `data:` section")
+                                f"({', '.join(fields)}); drop the `data:` section")
         data = {}
     else:
-        data = validate(top["data"] or {}, {k: DATA[k] for k in DATA_OPTIONS[top["dataset"]]}, f"{where}.data")
+        data = validate(top["data"] or {}, fields, f"{where}.data")
         data = {k: v for k, v in data.items() if k in (top["data"] or {})}  # the loader keeps its own defaults
-        info = dataset_info(top["dataset"], classes=data.get("classes"))
+        info = dataset_info(dataset.name, **data)
     models = tuple(_model(n, m, f"{where}.models.{n}" if isinstance(n, str) else f"{where}.models", top, info)
                    for n, m in top["models"].items() if not (isinstance(m, dict) and m.get("enabled") is False))
     if not models:

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from genbench.data.info import DATASET_NAMES
+from genbench.data import DatasetSpec, Option, dataset_names, get_dataset
+from genbench.data.base import REQUIRED as DATA_REQUIRED
 from genbench.errors import GenbenchError
 from genbench.io import name_problem
 from genbench.models.vae import ENCODERS, LIKELIHOODS
@@ -164,9 +165,7 @@ def validate(section, schema: dict[str, Field], where: str, *, extra: tuple = ()
 
 TOP = {
     "name": Field(str, _REQUIRED, folder_name, NAME_RULE),
-    "dataset": Field((str, dict), _REQUIRED, lambda v: isinstance(v, dict) or v in DATASET_NAMES,
-                     f"one of {', '.join(DATASET_NAMES)}, or a mapping {{kind: folder | npz, path: ...}}",
-                     "dataset"),
+    "dataset": Field((str, dict)),  # a registered dataset (or a {kind: ...} mapping): checked by dataset_fields
     "seed": _int(0, MAX_SEED, 42),
     "batch_size": _int(1, MAX_SAMPLES, 128),
     "precision": _choice(("bf16", "fp32"), "bf16", "precision"),
@@ -234,26 +233,41 @@ EVALUATION = {
     "curve_points": _int(0, 100, 4),  # quality-vs-compute snapshots per model (0 = no curve)
     "curve_n": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),  # images per snapshot (at most n_samples are drawn)
 }
-DATA = {  # options of the dataset loaders (genbench.data.registry.load_dataset)
-    "data_dir": Field((str, type(None)), None),
-    "classes": Field(list, None, lambda v: 1 <= len(v) <= 1000 and all(name_problem(c) is None for c in v)
-                     and len(set(v)) == len(v), "a list of distinct class names, each a file name (no '/', '\\', "
-                     "'..' or NUL: QuickDraw reads <class>.npy)"),
-    "train_per_class": _int(1, MAX_SAMPLES, 4000),
-    "test_per_class": _int(1, MAX_SAMPLES, 1000),
-    "seed": _int(0, MAX_SEED, 0),
-}
-CUSTOM_DATASET = {  # a study's own dataset (genbench.data.custom): `dataset: {kind: folder, path: ...}`
-    "kind": _choice(("folder", "npz"), noun="dataset kind"),
-    "path": Field(str, _REQUIRED, lambda v: bool(v.strip()), "the path of an image folder or .npz file"),
-    "name": Field(str, None, folder_name, NAME_RULE),
-    "image_size": _int(4, 1024, None, null=True),
-    "channels": Field((int, type(None)), None, lambda v: v in (None, 1, 3), "1 or 3 (Inception takes 1 or 3)"),
-    "test_fraction": _float(0, 1, 0.2, lo_open=True, hi_open=True),
-    "split_seed": _int(0, MAX_SEED, 0),
-}
-DATA_OPTIONS = {"mnist": (), "fashion_mnist": ("data_dir",), "cifar10": ("data_dir",),
-                "quickdraw": ("data_dir", "classes", "train_per_class", "test_per_class", "seed")}
+
+
+def _field(o: Option) -> Field:
+    """A dataset spec's :class:`~genbench.data.Option` as a schema field."""
+    return Field(o.typ, _REQUIRED if o.default is DATA_REQUIRED else o.default, o.ok, o.want, o.noun)
+
+
+def data_fields(spec: DatasetSpec) -> dict[str, Field]:
+    """The ``data:`` section's fields for a dataset: its spec's ``options`` (:mod:`genbench.data`)."""
+    return {k: _field(o) for k, o in spec.options.items()}
+
+
+def dataset_fields(value: str | dict, where: str) -> tuple[DatasetSpec, dict[str, Field]]:
+    """The spec a study's ``dataset:`` names (a registered name, or a ``{kind: folder | npz, path: ...}`` mapping)
+    and the fields of its options: the ``data:`` section's, or the mapping's own (``kind`` first).
+
+    Raises:
+        GenbenchError: an unknown dataset name or mapping kind, in one line listing the registered ones.
+    """
+    if isinstance(value, dict):
+        kinds = dataset_names(by_mapping=True)
+        kind = _choice(kinds, noun="dataset kind")
+        if "kind" in value and value["kind"] in kinds:
+            spec = get_dataset(value["kind"], by_mapping=True)
+            return spec, {"kind": kind, **data_fields(spec)}
+        union = {k: f for n in kinds for k, f in data_fields(get_dataset(n, by_mapping=True)).items()}
+        return None, {"kind": kind, **union}  # validate() then names the bad or missing kind
+    names = dataset_names()
+    if value not in names:
+        raise GenbenchError(f"{where}: unknown dataset {short(value)}; choose one of {', '.join(names)}, or a "
+                            f"mapping {{kind: {' | '.join(dataset_names(by_mapping=True))}, path: ...}}")
+    spec = get_dataset(value)
+    return spec, data_fields(spec)
+
+
 SELECT = {"model": Field(str, None), "models": Field(list, None, lambda v: all(isinstance(x, str) for x in v),
                                                    "a list of model names")}
 EXPERIMENT_OPTIONS = {
