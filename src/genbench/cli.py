@@ -595,7 +595,9 @@ def main() -> None:
     """The ``genbench`` command: a user mistake (a GenbenchError, a usage error, a path that cannot be written)
     prints ONE line ``genbench: error: ...`` on stderr and exits with code 2; ``--debug`` shows tracebacks."""
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv:  # typer returns Exit codes here, Ctrl-C's
+            sys.exit(rv)  # 130 among them (KeyboardInterrupt, also one raised by a plugin's import): not exit 0
     except GenbenchError as e:
         if _state["debug"]:
             raise
