@@ -38,7 +38,7 @@ from genbench.errors import GenbenchError
 ROOT = Path(__file__).resolve().parent.parent
 _SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 CASES: Counter = Counter()
-N_EXAMPLES = {"sample_options": 120, "run_options": 80, "uris": 150, "fetch_urls": 60, "sample_returns": 250,
+N_EXAMPLES = {"sample_options": 120, "run_options": 80, "uris": 60, "fetch_urls": 60, "sample_returns": 250,
               "step_returns": 250, "loss_returns": 200}
 
 
@@ -551,7 +551,8 @@ def test_endpoint_options_property(uri, which, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("uri")
     t0 = time.monotonic()
     with mock.patch("genbench.studies.runner.run_study", _reached), contextlib.chdir(cwd), \
-            mock.patch("genbench.studies.trials.aggregate", _reached), mock.patch.dict(
+            mock.patch("genbench.studies.trials.aggregate", _reached), mock.patch("genbench.io.PROBE_WAIT", 0.0), \
+            mock.patch.dict(
                 sys.modules, {"ray": None}):  # a reachable address goes on to `import ray`: one line, no cluster
         code, lines = _cli(*args, env={"MLFLOW_TRACKING_URI": ""})
     assert time.monotonic() - t0 < 30

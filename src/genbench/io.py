@@ -436,10 +436,11 @@ def check_memory(need: float, what: str, fix: str) -> None:
 
 PROBE_TRIES = 3
 PROBE_TIMEOUT = 5.0  # seconds per connection attempt: 3 tries, 1 s apart, end within 17 s
+PROBE_WAIT = 1.0  # seconds between tries
 
 
-def probe_tcp(host: str, port: int, what: str, fix: str, *, tries: int = PROBE_TRIES,
-              timeout: float = PROBE_TIMEOUT) -> None:
+def probe_tcp(host: str, port: int, what: str, fix: str, *, tries: int | None = None,
+              timeout: float | None = None) -> None:
     """Open (and close) a TCP connection to ``host:port``, at most ``tries`` times, 1 s apart, each within
     ``timeout`` seconds; so an endpoint nobody listens on fails in seconds, not after a client library's own
     retries.
@@ -453,10 +454,12 @@ def probe_tcp(host: str, port: int, what: str, fix: str, *, tries: int = PROBE_T
 
     from genbench.errors import GenbenchError
 
+    tries = PROBE_TRIES if tries is None else tries
+    timeout = PROBE_TIMEOUT if timeout is None else timeout
     t0, why = time.monotonic(), ""
     for i in range(max(1, tries)):
         if i:
-            time.sleep(1.0)
+            time.sleep(PROBE_WAIT)
         try:
             with socket.create_connection((host, int(port)), timeout=timeout):
                 return

@@ -71,13 +71,13 @@ def _why(e: BaseException) -> str:
     if isinstance(e, requests.HTTPError) and e.response is not None:
         return f"HTTP {e.response.status_code} {e.response.reason}"
     if isinstance(e, requests.ConnectTimeout):
-        return f"no answer within {CONNECT_TIMEOUT:g} s"
+        return f"ConnectTimeout: no answer within {CONNECT_TIMEOUT:g} s"
     if isinstance(e, requests.ReadTimeout):
         return f"the server sent nothing for {READ_TIMEOUT:g} s"
     if isinstance(e, requests.ConnectionError) and "NameResolution" in str(e):
         return "host not found (no internet connection?)"
     if isinstance(e, requests.ConnectionError) and "Connection refused" in str(e):
-        return "connection refused: nothing listens there"
+        return "ConnectionError: connection refused, nothing listens there"
     text = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {text[:160]}" if text else type(e).__name__
 

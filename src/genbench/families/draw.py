@@ -49,7 +49,7 @@ def check_images(x, n: int, model, where: str = "sample()") -> None:
                              f"or 3, values in [-1, 1] (see docs/BRING_YOUR_OWN.md)")
 
     if not isinstance(x, torch.Tensor):
-        r = repr(x)
+        r = " ".join(repr(x).split())
         raise bad(f"returned {type(x).__name__} ({r if len(r) <= 40 else r[:37] + '...'}), not a torch.Tensor")
     if not x.is_floating_point():
         raise bad(f"returned dtype {x.dtype}, not floating point (uint8 images: divide by 127.5 and subtract 1)")

@@ -263,7 +263,7 @@ def _bad_logs(logs, keys) -> str | None:
 
 
 def _short(v) -> str:
-    r = repr(v)
+    r = " ".join(repr(v).split())
     return r if len(r) <= 50 else r[:47] + "..."
 
 

@@ -77,11 +77,12 @@ def check_losses(losses, model, method: str, keys: tuple[str, ...] = ("loss",)) 
                              f"gradients) (see docs/BRING_YOUR_OWN.md)")
 
     if not isinstance(losses, dict):
-        r = repr(losses)
+        r = " ".join(repr(losses).split())
         raise bad(f"returned {type(losses).__name__} ({r if len(r) <= 40 else r[:37] + '...'}), not a dict")
     missing = [k for k in keys if k not in losses]
     if missing:
-        raise bad(f"returned a dict without {', '.join(map(repr, missing))} (keys: {list(losses)[:8]})")
+        keys_seen = " ".join(repr(list(losses)[:8]).split())[:60]
+        raise bad(f"returned a dict without {', '.join(map(repr, missing))} (keys: {keys_seen})")
     for k, v in losses.items():
         if not isinstance(v, torch.Tensor):
             raise bad(f"returned {k!r} as {type(v).__name__}, not a tensor")
