@@ -78,6 +78,54 @@ def _positive(value: Optional[int], option: str, hi: int = 1_000_000) -> None:
         raise GenbenchError(f"{option} {value}: give an integer in 1..{hi:,}")
 
 
+MAX_SEEDS = 1000  # as the study file's `seeds` list
+MAX_GUIDANCE = 1000.0  # as a model's guidance_scale parameter (studies/schema.py)
+ACTIVATION_FLOATS = 32
+"""Floats per image pixel a generation batch is assumed to hold at its peak (network activations, the sampler's
+state): the estimate behind the memory check of ``genbench sample`` and of a study's evaluation counts."""
+FEATURE_BYTES = 2048 * 4 + 512 * 4  # Inception pool3 + the in-domain classifier's features, per scored image
+
+
+def _check_memory_sample(n: int, batch: int, numel: int) -> None:
+    """``genbench sample``: the uint8 images (twice: the batches and their concatenation), the PNG grid (and its
+    encoding, ~3x) and one batch's float work, estimated before any image is drawn."""
+    from genbench.io import check_memory
+
+    need = n * numel * 5 + batch * numel * 4 * ACTIVATION_FLOATS
+    fix = (f"lower --batch (e.g. --batch {max(1, min(batch, 1000))})" if batch * numel * 4 * ACTIVATION_FLOATS
+           > n * numel * 5 else "lower --n")
+    check_memory(need, f"--n {n} --batch {batch} ({numel:,} values per image)", fix)
+
+
+def _check_memory_study(cfg) -> None:
+    """``genbench run``: a model's sample bank (uint8), the features of its scored images, one generation batch."""
+    from genbench.io import check_memory
+
+    numel = None
+    try:
+        if cfg.dataset_spec is None:
+            from genbench.data.info import dataset_info
+
+            c, h, w = dataset_info(cfg.dataset).image_shape
+            numel = c * h * w
+    except Exception:  # noqa: BLE001 - a dataset whose shape is known only once loaded: no estimate here
+        numel = None
+    if numel is None:
+        return
+    ev = cfg.evaluation
+    n = max(ev.n_samples, ev.n_eval, ev.curve_n)
+    need = n * (numel * 2 + FEATURE_BYTES) + ev.sample_batch * numel * 4 * ACTIVATION_FLOATS
+    check_memory(need, f"{Path(cfg.source).name or 'the study'}: evaluation.n_samples {ev.n_samples:,} "
+                 f"(sample_batch {ev.sample_batch:,})", "lower evaluation.n_samples (and n_eval, curve_n, "
+                 "sample_batch) in the study file, or use a smaller profile")
+
+
+def _combination(flag: bool, message: str) -> None:
+    """An option that another option (or the study) overrides or ignores is refused, never silently dropped."""
+    if flag:
+        raise GenbenchError(message)
+
+
 @data_app.command("fetch")
 def data_fetch(name: str = typer.Argument(..., help="mnist, fashion_mnist, cifar10, quickdraw, or inception (weights)"),
                force: bool = typer.Option(False, help="drop the cached files and arrays and fetch again"),
@@ -90,6 +138,10 @@ def data_fetch(name: str = typer.Argument(..., help="mnist, fashion_mnist, cifar
                                                      "shipped quickdraw_vae study's)")):
     """Fetch a dataset (or the Inception weights) from its source, verify its checksums, cache it under
     $GENBENCH_HOME, and say in one line which source was used."""
+    if url is not None:  # an unknown scheme is refused before anything is imported or contacted
+        from genbench.data.download import check_url
+
+        check_url(url, "--url")
     from genbench.data import dataset_names, fetch_dataset, get_dataset
     from genbench.data.assets import ASSETS, fetch_asset
 
@@ -150,6 +202,23 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
                                                  "a file store in runs/<study>/mlruns)")):
     """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
     continues where it stopped; a finished one needs --resume or --overwrite."""
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise GenbenchError(f"--seeds {seeds}: give 1..{MAX_SEEDS} (the number of seeds, counting up from the "
+                            f"study's seed)")
+    _combination(overwrite and resume, "--overwrite and --resume contradict each other (retrain from scratch, or "
+                                       "reuse the trained models); give one")
+    if engine not in ("sequential", "ray"):
+        raise GenbenchError(f"--engine {engine!r}: choose sequential or ray")
+    _combination(address is not None and engine != "ray", "--address applies to --engine ray only; add --engine ray "
+                                                          "or drop --address")
+    if address is not None:
+        from genbench.studies.trials import check_ray_address
+
+        check_ray_address(address)
+    if mlflow_uri is not None:
+        from genbench.runtime.tracking import check_mlflow_uri
+
+        check_mlflow_uri(mlflow_uri)
     import dataclasses
 
     from genbench.report.build import build_report
@@ -173,9 +242,14 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
         b = parse_budget(budget)
         cfg = dataclasses.replace(cfg, budget=b, models=tuple(dataclasses.replace(m, budget=b) for m in cfg.models),
                                   raw={**cfg.raw, "budget": {b["kind"]: b["value"]}})
-    if seeds is not None and seeds < 1:
-        raise GenbenchError("--seeds must be >= 1 (the number of seeds, counting up from the study's seed)")
     seed_list = list(range(cfg.seed, cfg.seed + seeds)) if seeds else list(cfg.seeds)
+    if seed_list and seed_list[-1] > 2**63 - 1:
+        raise GenbenchError(f"--seeds {seeds}: the study's seed {cfg.seed} + {seeds} passes 2**63-1; lower the "
+                            f"study's seed or --seeds")
+    _combination(engine == "ray" and len(seed_list) < 2, "--engine ray runs several seeds, and this run has one; "
+                                                         "give --seeds K (K >= 2) or drop --engine")
+    _check_trackers_of(cfg.log, mlflow_uri)
+    _check_memory_study(cfg)
     if len(seed_list) > 1:
         if only:
             raise GenbenchError("--only cannot be combined with several seeds; run the seeds of the whole study")
@@ -212,7 +286,12 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch. With ``--log`` (or
     the study's ``log`` field) every history line also goes to TensorBoard / MLflow, as in ``genbench run``."""
     _positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
-    from genbench.runtime.tracking import check_trackers, open_tracker
+    _combination(overwrite and resume, "--overwrite and --resume contradict each other (start again, or continue "
+                                       "the run); give one")
+    from genbench.runtime.tracking import check_mlflow_uri, check_trackers, open_tracker
+
+    if mlflow_uri is not None:
+        check_mlflow_uri(mlflow_uri)
 
     if log_to:  # an unknown or uninstalled tracker is one line before any work
         log_to = check_trackers(log_to)
@@ -231,6 +310,9 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
         raise GenbenchError(f"model {model!r} is not in study {cfg.name}; choose one of "
                             f"{', '.join(x.name for x in cfg.models)}")
     if epochs:
+        _combination(m.budget is not None, f"--epochs {epochs}: study {cfg.name} trains {model} under a budget "
+                     f"({m.budget['kind']}={m.budget['value']}), which sets the length of the run; drop --epochs or "
+                     f"the study's budget")
         m = dataclasses.replace(m, epochs=epochs)
     out = check_writable_dir(out or Path("runs") / cfg.name / model, "--out")
     from genbench.studies.runner import check_run_folder
@@ -241,6 +323,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     if _main_rank() and not (out.parent / "study.yaml").exists():  # what `genbench evaluate` reads back
         atomic_write_text(out.parent / "study.yaml", to_yaml({"profile": cfg.profile, **cfg.raw}))
     names = log_to if log_to is not None else check_trackers(cfg.log)  # --log was checked above
+    _check_trackers_of(names, mlflow_uri)
     data = prepare_data(cfg)
     tracker = open_tracker(names, log_dir=out.parent, experiment=cfg.name, run=model, mlflow_uri=mlflow_uri,
                            config={"study": cfg.name, "profile": cfg.profile, **m.to_dict()}) \
@@ -254,6 +337,34 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
         typer.echo(json.dumps(s))
 
 
+def _check_trackers_of(names, mlflow_uri: Optional[str]) -> None:
+    """``--mlflow-uri`` only with the mlflow tracker; a server URI (option or MLFLOW_TRACKING_URI) probed before
+    any work."""
+    names = tuple(names or ())
+    _combination(mlflow_uri is not None and "mlflow" not in names, "--mlflow-uri applies to the mlflow tracker, "
+                 "which this run does not use; add --log mlflow (or the study's log: [mlflow]) or drop --mlflow-uri")
+    if "mlflow" in names:
+        from genbench.runtime.tracking import probe_mlflow
+
+        uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            probe_mlflow(uri, "--mlflow-uri" if mlflow_uri else "MLFLOW_TRACKING_URI")
+
+
+def _image_numel(model, ck) -> int:
+    """Values per image of a trained model (its image_shape, else its dataset's; 3x64x64 when neither says)."""
+    shape = getattr(model, "image_shape", None)
+    try:
+        if shape is None:
+            from genbench.data.info import dataset_info
+
+            shape = dataset_info(ck["config"]["dataset"]).image_shape
+        c, h, w = (int(v) for v in shape)
+        return c * h * w
+    except Exception:  # noqa: BLE001 - a custom dataset or an outside model without image_shape
+        return 3 * 64 * 64
+
+
 @app.command()
 def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of images (-n under torchrun, "
                                                  "whose own options make --n ambiguous)"),
@@ -263,6 +374,8 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
            steps: Optional[int] = typer.Option(None), seed: int = typer.Option(42),
            batch: Optional[int] = typer.Option(None, help="images per batch, each seeded from (seed, batch index); "
                                                 "default: all n in one batch"),
+           guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale "
+                                                    "(conditional diffusion and flow models; 0..1000)"),
            out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
     """Draw samples from a trained run and save a PNG grid. Under accelerate launch / torchrun the batches are
     shared out over the ranks (the grid is the same as from one process) and rank 0 writes it."""
@@ -270,6 +383,9 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     _positive(steps, "--steps", 100_000)
     if not 0 <= seed < 2**63:
         raise GenbenchError(f"--seed {seed}: give an integer in 0..2**63-1")
+    _positive(batch, "--batch")
+    if guidance is not None and not (guidance == guidance and 0 <= guidance <= MAX_GUIDANCE):  # NaN fails ==
+        raise GenbenchError(f"--guidance {guidance}: give a number in 0..{MAX_GUIDANCE:g}")
     import torch
 
     from genbench.io import atomic_write_bytes
@@ -287,13 +403,17 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
     dist = context()
     model, ck = load_trained(run_dir)
     settings = dict(ck["config"].get("sampling") or {})  # the run's own settings (its study's `sampling:`)
-    if sampler or steps:
+    if sampler or steps or guidance is not None:
         if not settings and family_of(model).samplers is None:
-            raise GenbenchError("--sampler/--steps apply to diffusion and flow models only")
+            raise GenbenchError("--sampler/--steps/--guidance apply to diffusion and flow models only")
         if sampler:
             settings["sampler"] = sampler
         if steps:
             settings["steps"] = steps
+        if guidance is not None:
+            _combination(not getattr(model, "num_classes", 0), f"--guidance: {run_dir} holds an unconditional "
+                         f"model, which draws without guidance; drop --guidance")
+            settings["guidance_scale"] = guidance
     settings = resolve(model, settings)  # validated (one line on a bad sampler or step count)
     y = None
     if label is not None:
@@ -303,8 +423,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
         if not 0 <= label < k:
             raise GenbenchError(f"--label must be in 0..{k - 1}")
         y = torch.full((n,), label, dtype=torch.long)
-    if batch is not None and batch < 1:
-        raise GenbenchError("--batch must be >= 1")
+    _check_memory_sample(n, min(batch or n, n), _image_numel(model, ck))
     # fp32, no warm-up: batch 0 draws from `seed` itself, so the default (one batch) is the grid of earlier versions
     x, s1000 = generate(model, n, seed=seed, precision="fp32", batch=batch or n, labels=y, warmup=False,
                         draw=drawer(settings), dist=dist)
@@ -478,7 +597,9 @@ def main() -> None:
     """The ``genbench`` command: a user mistake (a GenbenchError, a usage error, a path that cannot be written)
     prints ONE line ``genbench: error: ...`` on stderr and exits with code 2; ``--debug`` shows tracebacks."""
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv:  # typer returns Exit codes here, Ctrl-C's
+            sys.exit(rv)  # 130 among them (KeyboardInterrupt, also one raised by a plugin's import): not exit 0
     except GenbenchError as e:
         if _state["debug"]:
             raise

@@ -3,7 +3,11 @@
 pooch streams each file into a temporary file beside its destination, checks its hash (``sha256:...`` or
 ``md5:...``), and only then moves it into place, so an interrupted or corrupt download never leaves a file in
 the cache; it shows a tqdm progress bar and retries a failed transfer (``$GENBENCH_DOWNLOAD_RETRIES`` times,
-default 2, restarting the file from its first byte: pooch does not resume partial files). A file already in the
+default 2, at most 10, restarting the file from its first byte: pooch does not resume partial files). Each try
+waits at most ``CONNECT_TIMEOUT`` seconds for the server to accept the connection (and ``READ_TIMEOUT`` for each
+read), so a mirror nobody answers fails within 30 seconds at the default retries, and the error says how many
+tries were made. Only ``http://`` and ``https://`` URLs are fetched (:func:`check_url`; ``--url`` and the
+``$GENBENCH_*_URL`` mirrors alike). A file already in the
 cache whose hash matches is not requested again. This module turns pooch's and requests' exceptions into one
 :class:`AssetError` line naming the dataset, the URL and what went wrong.
 """
@@ -13,7 +17,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from genbench.errors import AssetError
+from genbench.errors import AssetError, GenbenchError
+
+SCHEMES = ("http", "https")
+MAX_RETRIES = 10
+CONNECT_TIMEOUT = 8.0  # seconds to connect, per try: 3 tries + 1 s and 2 s waits stay under 30 s
+READ_TIMEOUT = 60.0  # seconds without a byte, per read
 
 
 class DownloadError(AssetError):
@@ -25,10 +34,34 @@ class DownloadError(AssetError):
 
 
 def _retries() -> int:
-    try:
-        return max(0, int(os.environ.get("GENBENCH_DOWNLOAD_RETRIES", "2")))
-    except ValueError:
+    """``$GENBENCH_DOWNLOAD_RETRIES`` (default 2), an integer in 0..:data:`MAX_RETRIES`.
+
+    Raises:
+        GenbenchError: any other value (it is not silently replaced by the default).
+    """
+    raw = os.environ.get("GENBENCH_DOWNLOAD_RETRIES", "").strip()
+    if not raw:
         return 2
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_RETRIES:
+        raise GenbenchError(f"GENBENCH_DOWNLOAD_RETRIES={raw[:30]!r}: give an integer in 0..{MAX_RETRIES} (retries "
+                            f"after a failed transfer), or unset it for 2")
+    return n
+
+
+def check_url(url: str, what: str = "--url") -> str:
+    """``url`` if it is an ``http://`` or ``https://`` URL with a host (a download mirror); returns it.
+
+    Raises:
+        GenbenchError: another scheme, no host, a bad port, spaces or control characters (one line).
+    """
+    from genbench.io import check_url as _check
+
+    _check(url, what, SCHEMES, "a mirror's file URL, or its folder URL ending in /; a local folder is --dir")
+    return url
 
 
 def _why(e: BaseException) -> str:
@@ -37,8 +70,14 @@ def _why(e: BaseException) -> str:
 
     if isinstance(e, requests.HTTPError) and e.response is not None:
         return f"HTTP {e.response.status_code} {e.response.reason}"
+    if isinstance(e, requests.ConnectTimeout):
+        return f"ConnectTimeout: no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(e, requests.ReadTimeout):
+        return f"the server sent nothing for {READ_TIMEOUT:g} s"
     if isinstance(e, requests.ConnectionError) and "NameResolution" in str(e):
         return "host not found (no internet connection?)"
+    if isinstance(e, requests.ConnectionError) and "Connection refused" in str(e):
+        return "ConnectionError: connection refused, nothing listens there"
     text = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {text[:160]}" if text else type(e).__name__
 
@@ -72,24 +111,30 @@ def download(dataset: str, base_url: str, files: dict[str, str | None], dest: Pa
 
     pooch.get_logger().setLevel("WARNING")
     progress = progress and sys.stderr.isatty()
+    check_url(base_url, f"{dataset}: mirror")
+    for u in (urls or {}).values():
+        check_url(u, f"{dataset}: mirror")
+    retries = _retries()
     base = base_url if base_url.endswith("/") else base_url + "/"
     if force:
         for f in files:
             (dest / f).unlink(missing_ok=True)
     p = pooch.create(path=dest, base_url=base, registry=dict(files), urls=dict(urls or {}),
-                     retry_if_failed=_retries())
+                     retry_if_failed=retries)
     out = {}
     for f in files:
         url = p.get_url(f)
         try:
-            out[f] = Path(p.fetch(f, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60)))
+            dl = pooch.HTTPDownloader(progressbar=progress, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+            out[f] = Path(p.fetch(f, downloader=dl))
         except ValueError as e:  # pooch: hash mismatch (the download was deleted)
             want = files[f]
             raise AssetError(f"{dataset}: {url} does not match its checksum {want} (the file was not cached); "
                              f"the server sent a different or damaged file: retry, or use another mirror with "
                              f"--url") from e
         except (requests.RequestException, OSError) as e:
-            raise DownloadError(f"{dataset}: could not download {url} ({_why(e)}); check the connection and retry "
-                                f"`genbench data fetch {dataset}`, or use a mirror with --url URL --sha256 HEX",
+            tries = f"{retries + 1} tr{'y' if retries == 0 else 'ies'}, GENBENCH_DOWNLOAD_RETRIES={retries}"
+            raise DownloadError(f"{dataset}: could not download {url} ({_why(e)}; {tries}); check the connection "
+                                f"and retry `genbench data fetch {dataset}`, or use a mirror with --url URL --sha256 HEX",
                                 _why(e)) from e
     return out

@@ -13,6 +13,11 @@ defaults, sampler-specific rules). :func:`draw` runs the family's loop (:mod:`ge
 ``sample(n, y, generator)`` (one decoder or generator pass). The bank (through :func:`drawer`), the sweeps and
 ``genbench sample`` call :func:`draw`; :func:`sampler_info` gives the manifest fields (sampler, steps, NFE,
 guidance scale).
+
+Nothing a model returns is scored unchecked (issue 29): :func:`check_images` holds every batch :func:`draw`
+returns to the contract (a floating tensor (n, C, H, W), C = 1 or 3, the model's ``image_shape`` when it has one,
+finite, in [-1, 1]); one line names the model class and what broke. The value check is one host sync per
+generation batch (a min and a max), against the whole sampling of that batch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,41 @@ from genbench.errors import GenbenchError
 from genbench.families.base import Family, family_names, family_of, get_family
 
 KEYS = ("sampler", "steps", "guidance_scale", "eta")
+MAX_STEPS = 100_000  # as --steps and the sampler_steps parameter
+MAX_GUIDANCE = 1000.0  # as the guidance_scale model parameter (studies/schema.py)
+RANGE_TOLERANCE = 1e-3  # a sample() output beyond [-1 - tol, 1 + tol] breaks the contract (round-off passes)
+
+
+def check_images(x, n: int, model, where: str = "sample()") -> None:
+    """Refuse a batch that breaks the contract ``float (n, C, H, W) in [-1, 1]``, C in (1, 3).
+
+    Raises:
+        GenbenchError: one line naming the model class, ``where`` and what was wrong.
+    """
+    cls = type(model)
+    name = f"{cls.__module__}:{cls.__qualname__}"
+
+    def bad(what: str) -> GenbenchError:
+        return GenbenchError(f"model {name}: {where} {what}; the contract is a float tensor (n, C, H, W) with C = 1 "
+                             f"or 3, values in [-1, 1] (see docs/BRING_YOUR_OWN.md)")
+
+    if not isinstance(x, torch.Tensor):
+        r = " ".join(repr(x).split())
+        raise bad(f"returned {type(x).__name__} ({r if len(r) <= 40 else r[:37] + '...'}), not a torch.Tensor")
+    if not x.is_floating_point():
+        raise bad(f"returned dtype {x.dtype}, not floating point (uint8 images: divide by 127.5 and subtract 1)")
+    shape = tuple(x.shape)
+    if x.dim() != 4 or shape[0] != n or shape[1] not in (1, 3) or min(shape) < 1:
+        raise bad(f"returned shape {shape} for n={n}")
+    want = getattr(model, "image_shape", None)
+    if isinstance(want, (tuple, list)) and len(want) == 3 and tuple(shape[1:]) != tuple(int(v) for v in want):
+        raise bad(f"returned images of shape {shape[1:]}, but the model's image_shape is {tuple(want)}")
+    lo, hi = torch.stack([x.min(), x.max()]).float().tolist()  # one host sync; NaN propagates through min/max
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise bad("returned NaN or infinite values")
+    if lo < -1 - RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise bad(f"returned values in [{lo:.4g}, {hi:.4g}], outside [-1, 1] (map them there, e.g. tanh or "
+                  f"2 * x - 1 for [0, 1])")
 
 
 def multi_step_families() -> dict[str, Family]:
@@ -80,14 +120,15 @@ def check_settings(raw: dict | None, family: str | Family, *, timesteps: int = 1
     if s["sampler"] not in names:
         raise GenbenchError(f"{where}.sampler: {s['sampler']!r} is not a {family} sampler; choose one of "
                             f"{', '.join(names)}")
-    if not isinstance(s["steps"], int) or isinstance(s["steps"], bool) or s["steps"] < 1:
-        raise GenbenchError(f"{where}.steps: expected an integer >= 1, got {s['steps']!r}")
+    if not isinstance(s["steps"], int) or isinstance(s["steps"], bool) or not 1 <= s["steps"] <= MAX_STEPS:
+        raise GenbenchError(f"{where}.steps: expected an integer in 1..{MAX_STEPS:,}, got {s['steps']!r}")
     if s["sampler"] in sam.fixed_steps:
         s["steps"] = timesteps
     if sam.check is not None:
         sam.check(s, timesteps, where)
-    if not _number(s["guidance_scale"]) or s["guidance_scale"] < 0:
-        raise GenbenchError(f"{where}.guidance_scale: expected a number >= 0, got {s['guidance_scale']!r}")
+    if not _number(s["guidance_scale"]) or not 0 <= s["guidance_scale"] <= MAX_GUIDANCE:
+        raise GenbenchError(f"{where}.guidance_scale: expected a number in [0, {MAX_GUIDANCE:g}], got "
+                            f"{s['guidance_scale']!r}")
     if not _number(s["eta"]) or not 0 <= s["eta"] <= 1:
         raise GenbenchError(f"{where}.eta: expected a number in [0, 1], got {s['eta']!r}")
     return {"sampler": s["sampler"], "steps": s["steps"], "guidance_scale": float(s["guidance_scale"]),
@@ -152,7 +193,9 @@ def draw(model, n: int, *, y: torch.Tensor | None = None, generator: torch.Gener
     """
     s = resolve(model, settings)
     if s is None:
-        return model.sample(n, y=y, generator=generator)
+        x = model.sample(n, y=y, generator=generator)
+        check_images(x, n, model)
+        return x
     device = next(model.parameters()).device
     if model.num_classes and y is None:
         y = torch.randint(0, model.num_classes, (n,), generator=generator)
@@ -160,7 +203,9 @@ def draw(model, n: int, *, y: torch.Tensor | None = None, generator: torch.Gener
         y = y.to(device)
     x = torch.randn((n, *model.image_shape), generator=generator).to(device)
     x = _spec(model).samplers.loop(model, x, y=y, generator=generator, settings=s)
-    return x.clamp(-1, 1)
+    x = x.clamp(-1, 1)  # NaN passes clamp: check_images still sees it
+    check_images(x, n, model, f"the {s['sampler']} sampler")
+    return x
 
 
 def drawer(settings: dict | None = None):

@@ -36,6 +36,13 @@ generator, autocast, ddp=None) -> dict[str, float]`` (the signature of
 
 Loading a trained run (:func:`load_trained`) and a curve snapshot (:func:`load_snapshot`) build the model through
 the same door.
+
+Out-of-tree code is held to its contract at the boundary (issue 29): a module or entry point that raises *or calls
+``sys.exit``* while it is imported, or a constructor that does, is one line naming it (``KeyboardInterrupt`` still
+stops the run); a class's own ``genbench_step`` (and a plugin family's step) is wrapped by :func:`checked_step`,
+which refuses a return value that is not a dict of loss name -> float holding the family's loss keys. The
+objectives check ``training_losses`` (:mod:`genbench.training.objectives`) and :func:`genbench.families.draw.draw`
+checks what ``sample()`` returns.
 """
 
 from __future__ import annotations
@@ -81,9 +88,17 @@ class ModelKind:
         return build_model(self.name, params)[0]
 
     def step(self):
-        """The optimisation step: the class's own ``genbench_step`` when it has one, else the family's."""
+        """The optimisation step: the class's own ``genbench_step`` when it has one, else the family's; a step
+        written outside genbench comes wrapped in :func:`checked_step`."""
         own = getattr(self.cls, "genbench_step", None)
-        return own if own is not None else self.spec.step
+        if own is not None:
+            return checked_step(own, f"model kind {self.name!r}: {self.cls.__name__}.genbench_step",
+                                self.spec.loss_keys)
+        step = self.spec.step
+        if getattr(step, "__module__", "").startswith("genbench."):
+            return step
+        return checked_step(step, f"model kind {self.name!r}: the step of family {self.family!r}",
+                            self.spec.loss_keys)
 
     def param_names(self) -> list[str]:
         """The constructor's keyword parameters, with those of the parent constructors it passes ``**kwargs``
@@ -137,8 +152,8 @@ def _import(kind: str) -> type:
     except ModuleNotFoundError as e:
         raise GenbenchError(f"model kind {kind!r}: no module named {e.name or mod_name!r}; install the package or "
                             f"add the folder holding it to PYTHONPATH") from e
-    except Exception as e:  # noqa: BLE001 - the user's module failed at import: SyntaxError, ImportError, ...
-        first = (str(e).strip().splitlines() or [""])[0][:160]
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the module failed at import: SyntaxError, sys.exit...
+        first = _first_line(e)
         raise GenbenchError(f"model kind {kind!r}: importing {mod_name!r} failed ({type(e).__name__}: {first}); "
                             f"fix that module (`python -c \"import {mod_name}\"` shows the traceback)") from e
     obj = mod
@@ -150,6 +165,12 @@ def _import(kind: str) -> type:
                                 f"after ':' (its nn.Module classes: {', '.join(classes) or 'none'})")
         obj = getattr(obj, part)
     return obj
+
+
+def _first_line(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"[:160]
+    return (str(e).strip().splitlines() or [""])[0][:160]
 
 
 def check_protocol(cls, kind: str) -> str:
@@ -216,10 +237,56 @@ def resolve_kind(kind: str) -> ModelKind:
             raise _unknown(kind)
         try:
             cls, origin = eps[kind].load(), "entry point"
-        except Exception as e:  # noqa: BLE001 - the installed package's import failed
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the installed package's import failed or exited
             raise GenbenchError(f"model kind {kind!r}: loading entry point {eps[kind].value!r} failed "
-                                f"({type(e).__name__}: {str(e)[:120]}); reinstall or fix that package") from e
+                                f"({type(e).__name__}: {_first_line(e)[:120]}); reinstall or fix that package") from e
     return ModelKind(kind, cls, check_protocol(cls, kind), origin)
+
+
+def _bad_logs(logs, keys) -> str | None:
+    """What is wrong with a step's return value (None: a dict of str -> int/float holding ``keys``)."""
+    import numbers
+
+    if not isinstance(logs, dict):
+        return f"returned {type(logs).__name__} ({_short(logs)}), not a dict"
+    missing = [k for k in keys if k not in logs]
+    if missing:
+        return f"returned a dict without {', '.join(map(repr, missing))} (keys: {_short(list(logs))})"
+    for k, v in logs.items():
+        if not isinstance(k, str) or not k:
+            return f"returned a dict with the key {_short(k)}, not a loss name"
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            what = (f"a tensor of shape {tuple(v.shape)}" if hasattr(v, "shape") and hasattr(v, "dtype")
+                    else type(v).__name__)
+            return f"returned {k!r}: {what}, not a float (return loss.item())"
+    return None
+
+
+def _short(v) -> str:
+    r = " ".join(repr(v).split())
+    return r if len(r) <= 50 else r[:47] + "..."
+
+
+def checked_step(fn, where: str, keys=("loss",)):
+    """``fn`` (a training step written outside genbench) with its return value checked on every call: a dict of
+    loss name -> Python float holding the family's loss ``keys``. No host sync: the values are floats already.
+
+    Raises (from the wrapped call):
+        GenbenchError: ``<where> returned ...; it must return a dict of loss name -> float with <keys>``.
+    """
+    keys = tuple(keys or ())
+
+    @functools.wraps(fn)
+    def step(model, opts, x, y, **kw):
+        logs = fn(model, opts, x, y, **kw)
+        bad = _bad_logs(logs, keys)
+        if bad is not None:
+            raise GenbenchError(f"{where} {bad}; the contract is a dict of loss name -> float with "
+                                f"{', '.join(map(repr, keys)) or 'any keys'} (see {_PROTOCOL})")
+        return {k: float(v) for k, v in logs.items()}
+
+    step.genbench_checked = True
+    return step
 
 
 def family_of_kind(kind: str) -> str:
@@ -258,11 +325,11 @@ def build_model(kind: str, params: dict) -> tuple[nn.Module, str]:
         model = mk.cls(**params)
     except (TypeError, ValueError) as e:
         raise GenbenchError(f"bad parameters for model {kind!r}: {e}; see the study file's `params`") from e
-    except Exception as e:  # noqa: BLE001 - an outside class's constructor failed: one line, not a traceback
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - an outside class's constructor failed: one line
         if not mk.external:
             raise
         raise GenbenchError(f"model kind {kind!r}: {mk.cls.__name__}(**params) raised {type(e).__name__}: "
-                            f"{str(e)[:120]}; fix its constructor (--debug shows the traceback)") from e
+                            f"{_first_line(e)[:120]}; fix its constructor (--debug shows the traceback)") from e
     if mk.external:
         check_instance(model, kind)
     return model, mk.family

@@ -20,6 +20,13 @@ runs/<study>/tensorboard``). MLflow logs to the tracking URI given (``--mlflow-u
 else to the file store ``runs/<study>/mlruns``; the experiment is the study's name, the run the model's name, and
 a resumed run logs into the MLflow run it started (found by its ``genbench_run`` tag). MLflow >= 3.7 refuses file
 stores unless ``MLFLOW_ALLOW_FILE_STORE=true``; genbench sets it (when unset) for a ``file:`` URI only.
+
+Endpoints (issue 29): a tracking URI is checked when the option is parsed (:func:`check_mlflow_uri`: a local
+path, ``file:``, ``http(s)://host``, ``sqlite:///``, ``postgresql://``/``mysql://``/``mssql://`` or
+``databricks``; any other scheme is one line). A server URI is probed before any work (:func:`probe_mlflow`: a TCP
+connection, 3 tries, so nothing listening fails in seconds with one line naming the URI), and MLflow's own HTTP
+retries are bounded (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 2, ``MLFLOW_HTTP_REQUEST_TIMEOUT`` 10 s, when unset);
+a server that answers with errors is one line too (:class:`MlflowTracker`).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from genbench.errors import GenbenchError
-from genbench.io import inside, safe_name
+from genbench.io import check_url, inside, probe_tcp, safe_name
 
 TRACKERS = ("tensorboard", "mlflow")
 INSTALL = {"tensorboard": "pip install tensorboard (or pip install 'genbench[tracking]')",
@@ -79,6 +86,55 @@ def check_trackers(names) -> tuple[str, ...]:
     return tuple(out)
 
 
+MLFLOW_SCHEMES = ("file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+_DB_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}
+_MLFLOW_FIX = "fix --mlflow-uri or MLFLOW_TRACKING_URI (a folder, file:, http(s)://host:port, sqlite:///, ...)"
+
+
+def check_mlflow_uri(uri, what: str = "--mlflow-uri") -> str:
+    """``uri`` if MLflow can use it: a local path (no scheme), or a URI with a scheme among
+    :data:`MLFLOW_SCHEMES` (``http(s)`` and the databases with a host). Nothing is contacted.
+
+    Raises:
+        GenbenchError: an unknown scheme, no host, a bad port, control characters (one line).
+    """
+    from urllib.parse import urlsplit
+
+    if not isinstance(uri, str) or not uri.strip():
+        raise GenbenchError(f"{what} {uri!r}: empty; {_MLFLOW_FIX}, or leave it out for runs/<study>/mlruns")
+    if uri == "databricks" or uri.startswith("databricks://"):
+        return uri
+    try:
+        scheme = urlsplit(uri).scheme.lower()
+    except ValueError:
+        scheme = "?"
+    if not scheme and not any(ord(c) < 32 or ord(c) == 127 for c in uri):
+        return uri  # a local folder: MLflow's file store
+    if scheme in ("file", "sqlite"):
+        check_url(uri, what, MLFLOW_SCHEMES, _MLFLOW_FIX, host_needed=False)
+        return uri
+    check_url(uri, what, MLFLOW_SCHEMES, _MLFLOW_FIX)
+    return uri
+
+
+def probe_mlflow(uri: str, what: str = "MLflow tracking URI") -> None:
+    """For a server URI (``http(s)``, a database with a host): one TCP connection, at most 3 tries within ~17 s
+    (:func:`genbench.io.probe_tcp`). Local stores are not probed.
+
+    Raises:
+        GenbenchError: ``<what> <uri> is unreachable (...); ...`` in one line.
+    """
+    from urllib.parse import urlsplit
+
+    check_mlflow_uri(uri, what)
+    u = urlsplit(uri)
+    scheme = u.scheme.lower().split("+")[0]
+    if scheme not in _DB_PORTS or not u.hostname:
+        return
+    probe_tcp(u.hostname, u.port or _DB_PORTS[scheme], f"{what} {uri}",
+              "start the tracking server, fix --mlflow-uri / MLFLOW_TRACKING_URI, or drop --log mlflow")
+
+
 def open_tracker(names, *, log_dir: Path, experiment: str, run: str, config: Mapping | None = None,
                  mlflow_uri: str | None = None) -> Tracker | None:
     """One tracker that logs to every tracker in ``names`` (None when there are none).
@@ -98,8 +154,10 @@ def open_tracker(names, *, log_dir: Path, experiment: str, run: str, config: Map
             tb = Path(log_dir) / "tensorboard"
             got.append(TensorBoardTracker(inside(tb, tb / safe_name(run, "tracker run name"), "tracker run name")))
         else:
-            got.append(MlflowTracker(mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                     or (Path(log_dir) / "mlruns").resolve().as_uri(), experiment, run,
+            uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+            if uri:
+                probe_mlflow(uri, "--mlflow-uri" if mlflow_uri else "MLFLOW_TRACKING_URI")
+            got.append(MlflowTracker(uri or (Path(log_dir) / "mlruns").resolve().as_uri(), experiment, run,
                                      key=str((Path(log_dir) / run).resolve())))
     if not got:
         return None
@@ -160,25 +218,37 @@ class MlflowTracker:
     can be open at once)."""
 
     MAX_PARAM = 500  # characters of one parameter value kept (MLflow's limit is larger; configs are short)
+    HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
     def __init__(self, uri: str, experiment: str, run: str, *, key: str):
         if uri.startswith("file:") or "://" not in uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow >= 3.7 refuses file stores otherwise
+        for k, v in self.HTTP_LIMITS.items():  # MLflow's defaults retry for minutes against a dead server
+            os.environ.setdefault(k, v)
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
-        self._Metric, self._Param = Metric, Param
-        self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        eid = exp.experiment_id if exp is not None else self.client.create_experiment(experiment)
-        tag = hashlib.sha256(key.encode()).hexdigest()[:32]
-        found = self.client.search_runs([eid], filter_string=f"tags.genbench_run = '{tag}'", max_results=1)
-        if found:
-            self.run_id = found[0].info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
-        else:
-            self.run_id = self.client.create_run(eid, run_name=run, tags={"genbench_run": tag,
-                                                                          "genbench_folder": key}).info.run_id
+        self._Metric, self._Param, self.uri = Metric, Param, uri
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            eid = exp.experiment_id if exp is not None else self.client.create_experiment(experiment)
+            tag = hashlib.sha256(key.encode()).hexdigest()[:32]
+            found = self.client.search_runs([eid], filter_string=f"tags.genbench_run = '{tag}'", max_results=1)
+            if found:
+                self.run_id = found[0].info.run_id
+                self.client.update_run(self.run_id, status="RUNNING")
+            else:
+                self.run_id = self.client.create_run(eid, run_name=run, tags={"genbench_run": tag,
+                                                                              "genbench_folder": key}).info.run_id
+        except GenbenchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - MlflowException, requests' errors, a server that is not MLflow
+            first = (str(e).strip().splitlines() or [""])[0][:140]
+            raise GenbenchError(f"MLflow tracking URI {uri} did not work ({type(e).__name__}: {first}; MLflow "
+                                f"retried at most {os.environ['MLFLOW_HTTP_REQUEST_MAX_RETRIES']} times); check "
+                                f"that an MLflow server answers there, or drop --log mlflow") from e
 
     def log_scalars(self, values, step):
         import time

@@ -182,7 +182,7 @@ TOP = {
     "sweeps": Field((dict, type(None)), None),
     "budget": Field((dict, str, type(None)), None),  # equal compute: {images: N} | {flops: F} | {seconds: S}
     "seeds": Field((list, type(None)), None, lambda v: v is None or (1 <= len(v) <= 1000 and all(
-        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED for x in v)),
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED for x in v) and len(set(v)) == len(v)),
         "a list of distinct integer seeds >= 0"),
     "log": Field((list, type(None)), None, lambda v: v is None or all(isinstance(x, str) and x in TRACKERS for x in v),
                  f"a list of trackers among {', '.join(TRACKERS)} (docs/TRACKING.md)"),  # off by default

@@ -8,7 +8,10 @@ skipping finished trials (``finished.json``); a trial killed halfway resumes lik
 
 Engines: ``sequential`` (default) runs the trials in this process; ``ray`` submits one task per trial to a Ray
 cluster (``ray.init(address=...)``; no address starts a local instance with the machine's CPUs), each task running
-the same :func:`genbench.studies.runner.run_study`. Data-parallel training inside a trial still goes through
+the same :func:`genbench.studies.runner.run_study`. The address is checked when the option is parsed
+(:func:`check_ray_address`: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST[:PORT]``) and probed before
+``ray.init`` (one TCP connection, 3 tries within ~17 s), so a cluster nobody runs is one line in seconds rather
+than Ray's own minute of reconnecting. Data-parallel training inside a trial still goes through
 accelerate / torchrun when the trial is launched that way (sequential engine).
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from genbench.errors import GenbenchError
-from genbench.io import atomic_write_json
+from genbench.io import atomic_write_json, check_url, probe_tcp
 from genbench.runtime.provenance import provenance
 from genbench.studies.config import StudyConfig
 from genbench.studies.runner import is_finished, log, run_study
@@ -31,6 +34,32 @@ AGG_METRICS = (("fid_inception", "value", True), ("kid_inception", "value", True
                ("is", "value", False), ("prdc_inception", "precision", False), ("prdc_inception", "recall", False),
                ("conditional_accuracy", "value", False), ("stability", "cv", True))
 """(metric, field, lower is better) aggregated across seeds."""
+
+
+RAY_CLIENT_PORT = 10001  # a ray:// address without a port
+_RAY_FIX = "give auto, local, HOST:PORT (the head's GCS port, e.g. 10.0.0.1:6379) or ray://HOST:10001"
+
+
+def check_ray_address(address) -> tuple[str, int] | None:
+    """(host, port) of a Ray ``--address`` to probe, or None for ``auto`` / ``local`` / no address.
+
+    Raises:
+        GenbenchError: any other form: an unknown scheme, no host, a port outside 1..65535 (one line).
+    """
+    import re
+
+    if address is None or address in ("auto", "local"):
+        return None
+    if not isinstance(address, str) or not address.strip():
+        raise GenbenchError(f"--address {address!r}: empty; {_RAY_FIX}, or leave it out for a local instance")
+    if "://" in address:
+        u = check_url(address, "--address", ("ray",), _RAY_FIX)
+        return u.hostname, u.port or RAY_CLIENT_PORT
+    m = re.fullmatch(r"([A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5})", address)
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        shown = repr(address) if len(repr(address)) <= 60 else repr(address)[:57] + "..."
+        raise GenbenchError(f"--address {shown} is not a Ray address; {_RAY_FIX}")
+    return m.group(1).strip("[]"), int(m.group(2))
 
 
 def with_seed(study: StudyConfig, seed: int) -> StudyConfig:
@@ -65,6 +94,10 @@ def run_trials(study: StudyConfig, out_root: Path, seeds: list[int], *, engine: 
         raise GenbenchError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if len(seeds) < 2:
         raise GenbenchError("several seeds need at least 2 (e.g. --seeds 3); one seed is a plain `genbench run`")
+    target = check_ray_address(address) if engine == "ray" else None
+    if target is not None:  # nothing listening: one line in seconds (before any folder), not Ray's reconnect loop
+        probe_tcp(*target, f"Ray cluster --address {address}",
+                  "start the cluster (ray start --head) or fix --address, or use --engine sequential")
     root = trial_root(out_root, study)
     root.mkdir(parents=True, exist_ok=True)
     todo = [s for s in seeds if overwrite or not is_finished(root / f"seed_{s}" / study.name)]

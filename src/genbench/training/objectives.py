@@ -56,6 +56,45 @@ def _checked_values(losses: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
     return out
 
 
+def _plugin(model) -> str:
+    cls = type(model)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def check_losses(losses, model, method: str, keys: tuple[str, ...] = ("loss",)) -> None:
+    """The contract of a model's loss method (``training_losses``, ``discriminator_losses``,
+    ``generator_losses``): a dict holding ``keys``, every value a floating tensor of one element, ``loss`` one that
+    gradients flow through. Type and shape checks only: no host sync.
+
+    Raises:
+        GenbenchError: one line naming the model class, the method and what it returned.
+    """
+    from genbench.errors import GenbenchError
+
+    def bad(what: str) -> GenbenchError:
+        return GenbenchError(f"model {_plugin(model)}: {method}() {what}; the contract is a dict with "
+                             f"{', '.join(map(repr, keys))}, each value a scalar float tensor (the loss with "
+                             f"gradients) (see docs/BRING_YOUR_OWN.md)")
+
+    if not isinstance(losses, dict):
+        r = " ".join(repr(losses).split())
+        raise bad(f"returned {type(losses).__name__} ({r if len(r) <= 40 else r[:37] + '...'}), not a dict")
+    missing = [k for k in keys if k not in losses]
+    if missing:
+        keys_seen = " ".join(repr(list(losses)[:8]).split())[:60]
+        raise bad(f"returned a dict without {', '.join(map(repr, missing))} (keys: {keys_seen})")
+    for k, v in losses.items():
+        if not isinstance(v, torch.Tensor):
+            raise bad(f"returned {k!r} as {type(v).__name__}, not a tensor")
+        if v.numel() != 1 or v.dim() > 1:
+            raise bad(f"returned {k!r} of shape {tuple(v.shape)}, not a scalar (reduce it with .mean())")
+        if not v.is_floating_point():
+            raise bad(f"returned {k!r} of dtype {v.dtype}, not a floating-point tensor")
+    if torch.is_grad_enabled() and not losses["loss"].requires_grad:
+        raise bad("returned a 'loss' that no parameter's gradient flows through (detached or computed under "
+                  "no_grad)")
+
+
 def make_optimizers(parts: dict, opt_cfg: dict) -> dict[str, torch.optim.Optimizer]:
     """Adam (Kingma & Ba 2015, Alg. 1) per trained part: ``parts`` maps a name to its parameters (the family's
     ``parts(model)``: ``{"g", "d"}`` for the adversarial family, else ``{"model"}``). ``opt_cfg``: ``lr``, optional ``betas`` (default (0.9, 0.999)) and ``fused`` (default True:
@@ -85,6 +124,7 @@ def likelihood_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dict
     losses_fn = model.training_losses if ddp is None else ddp.training_losses
     with autocast():
         losses = losses_fn(x, y if model.num_classes else None, generator=generator)
+    check_losses(losses, model, "training_losses")
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     logs = _checked_values(losses, opt, "loss", ddp)
@@ -104,6 +144,7 @@ def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dic
     with autocast():
         fake = gen(z, y_fake)
         d = model.discriminator_losses(x, y_real, fake, y_fake, discriminate=disc)
+    check_losses(d, model, "discriminator_losses", ("loss", "d_x", "d_g_z"))
     opts["d"].zero_grad(set_to_none=True)
     d["loss"].backward()
     dv = _checked_values({"loss_d": d["loss"], "d_x": d["d_x"], "d_g_z": d["d_g_z"]}, opts["d"], "discriminator",
@@ -111,6 +152,7 @@ def adversarial_step(model, opts, x, y, *, generator, autocast, ddp=None) -> dic
     opts["d"].step()
     with autocast(), (contextlib.nullcontext() if ddp is None else ddp.no_sync_discriminator()):
         g = model.generator_losses(fake, y_fake, discriminate=disc)
+    check_losses(g, model, "generator_losses")
     opts["g"].zero_grad(set_to_none=True)
     # gradients of the generator's parameters only: autograd then skips D's weight-gradient matmuls
     g["loss"].backward(inputs=[p for grp in opts["g"].param_groups for p in grp["params"]])

@@ -1,0 +1,649 @@
+"""Bad input on the new surfaces, part 2 (issue 29, classes 4-7): network endpoints, out-of-tree code that breaks
+its contract, numbers and option combinations, and generated CLI options and plugin return values.
+
+Every refused case ends in exit code 2 with one ``genbench: error:`` line (at most two on stderr), no traceback,
+within the deadline, and nothing is written outside the folder the command was given. No case trains beyond a few
+steps on 64 tiny images; a command that would train has its stage stubbed (``Reached``). Endpoints are 127.0.0.1
+ports nobody listens on and a local HTTP server the test starts; no internet. ``test_case_counts`` (run last)
+prints the number of generated cases (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import math
+import os
+import signal
+import socket
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from genbench.errors import GenbenchError
+
+ROOT = Path(__file__).resolve().parent.parent
+_SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CASES: Counter = Counter()
+N_EXAMPLES = {"sample_options": 120, "run_options": 80, "uris": 60, "fetch_urls": 60, "sample_returns": 250,
+              "step_returns": 250, "loss_returns": 200}
+
+
+class Reached(Exception):
+    """Raised by a stubbed stage: the input passed every check before it."""
+
+
+def _reached(*a, **k):
+    raise Reached
+
+
+def _cli(*args: str, env: dict | None = None, timeout: int = 60) -> tuple[int | str, list[str]]:
+    """``genbench ARGS`` in this process with a SIGALRM deadline: (exit code or 'reached', non-empty stderr lines)."""
+    from genbench import cli
+
+    def _late(*_):
+        raise TimeoutError(f"genbench {' '.join(args)} did not return within {timeout} s")
+
+    err = io.StringIO()
+    code: int | str = 0
+    old = signal.signal(signal.SIGALRM, _late)
+    signal.alarm(timeout)
+    try:
+        with mock.patch.object(sys, "argv", ["genbench", *args]), mock.patch.dict(os.environ, env or {}), \
+                contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                cli.main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Reached:
+                code = "reached"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        cli._state["debug"] = False
+    return code, [line for line in err.getvalue().splitlines() if line.strip()]
+
+
+def _refused(code, lines, needle: str = "") -> None:
+    assert code == 2, (code, lines[-5:])
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("genbench: error: "), lines[-5:]
+    assert not any("Traceback" in x for x in lines), lines
+    assert needle in lines[0], (needle, lines[0])
+
+
+def _free_port() -> int:
+    """A 127.0.0.1 port nobody listens on (bound then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty working folder and GENBENCH_HOME, with sentinels beside them that must survive."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("GENBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sentinel = tmp_path / "sentinel.txt"
+    sentinel.write_text("keep")
+    yield work
+    assert sentinel.read_text() == "keep"
+    assert {p.name for p in work.iterdir()} <= {"runs"}, sorted(p.name for p in work.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 4. Network endpoints
+
+BAD_URLS = ["ftp://example.org/mnist.pkl.gz", "file:///etc/passwd", "gopher://x/", "javascript:alert(1)",
+            "http://", "https:///x", "http://a b/", "http://x:99999/", "mnist.pkl.gz", "//host/x", "http://x\n/"]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_fetch_url_scheme_refused_when_parsed(url, home):
+    t0 = time.monotonic()
+    with mock.patch("genbench.data.sources.fetch_dataset", _reached):
+        _refused(*_cli("data", "fetch", "mnist", "--url", url), "--url")
+    assert time.monotonic() - t0 < 10
+
+
+BAD_URIS = ["gopher://host/", "ftp://host/x", "http://", "http://host:0/", "https://:5000", "s3://bucket/x",
+            "ldap://x", "mysql://", "file:///tmp/\x01x", "x\ny"]
+
+
+@pytest.mark.parametrize("uri", BAD_URIS)
+def test_mlflow_uri_scheme_refused_when_parsed(uri, home):
+    with mock.patch("genbench.studies.runner.run_study", _reached):
+        _refused(*_cli("run", "--log", "mlflow", "--mlflow-uri", uri), "--mlflow-uri")
+
+
+BAD_ADDRESSES = ["bogus", "http://127.0.0.1:6379", "ray://", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000",
+                 "host name:6379", ":6379", "ray://x:99999"]
+
+
+@pytest.mark.parametrize("address", BAD_ADDRESSES)
+def test_ray_address_refused_when_parsed(address, home):
+    with mock.patch("genbench.studies.trials.run_trials", _reached):
+        _refused(*_cli("run", "--engine", "ray", "--seeds", "2", "--address", address), "--address")
+
+
+def test_unreachable_endpoints_fail_fast_in_one_line(home, monkeypatch):
+    """Nothing listening: MLflow (option and environment), a Ray cluster, a download mirror; each one line naming
+    the endpoint and the tries, well within 30 s."""
+    port = _free_port()
+    cases = [
+        (("run", "--log", "mlflow", "--mlflow-uri", f"http://127.0.0.1:{port}"), {}, f"127.0.0.1:{port} is unreachable"),
+        (("run", "--log", "mlflow"), {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, "MLFLOW_TRACKING_URI"),
+        (("run", "--engine", "ray", "--seeds", "2", "--address", f"127.0.0.1:{port}"), {}, "Ray cluster"),
+        (("run", "--engine", "ray", "--seeds", "2", "--address", f"ray://127.0.0.1:{port}"), {}, "Ray cluster"),
+        (("data", "fetch", "cifar10", "--url", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz", "--sha256",
+          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"), {"GENBENCH_DOWNLOAD_RETRIES": "1"},
+         "could not download"),
+    ]
+    with mock.patch("genbench.studies.runner.run_study", _reached):
+        for args, env, needle in cases:
+            t0 = time.monotonic()
+            code, lines = _cli(*args, env=env, timeout=60)
+            _refused(code, lines, needle)
+            assert "tr" in lines[0] and ("tries" in lines[0] or "try" in lines[0]), lines[0]
+            assert time.monotonic() - t0 < 30, (args, time.monotonic() - t0)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    status = 500
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits += 1
+        self.send_response(self.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"no")
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *a):
+        pass
+
+
+@contextlib.contextmanager
+def _server(status: int):
+    handler = type("H", (_Handler,), {"status": status, "hits": 0})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", handler
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_mirror_that_fails_retries_a_bounded_number_of_times(home):
+    with _server(503) as (url, h):
+        t0 = time.monotonic()
+        _refused(*_cli("data", "fetch", "cifar10", "--url", f"{url}/cifar-10-python.tar.gz", "--sha256",
+                       "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                       env={"GENBENCH_DOWNLOAD_RETRIES": "2"}), "3 tries, GENBENCH_DOWNLOAD_RETRIES=2")
+        assert h.hits == 3 and time.monotonic() - t0 < 30
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "11", "1e9"])
+def test_download_retries_out_of_range(value, home):
+    with _server(404) as (url, _):
+        _refused(*_cli("data", "fetch", "cifar10", "--url", f"{url}/cifar-10-python.tar.gz", "--sha256",
+                       "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                       env={"GENBENCH_DOWNLOAD_RETRIES": value}), "GENBENCH_DOWNLOAD_RETRIES")
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_mlflow_server_that_is_not_mlflow_is_one_line(status, tmp_path, monkeypatch):
+    """A local HTTP server answering errors: the tracker fails in one line within 30 s, with bounded retries."""
+    pytest.importorskip("mlflow")
+    from genbench.runtime.tracking import open_tracker
+
+    for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(k, raising=False)
+    with _server(status) as (url, h):
+        t0 = time.monotonic()
+        with pytest.raises(GenbenchError) as e:
+            open_tracker(["mlflow"], log_dir=tmp_path, experiment="e", run="r", mlflow_uri=url)
+        assert "\n" not in str(e.value) and url in str(e.value) and "retried at most 2" in str(e.value)
+        assert time.monotonic() - t0 < 30 and h.hits <= 6
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 5. Out-of-tree code that breaks its contract
+
+MODEL_SRC = '''
+import torch
+from torch import nn
+
+class M(nn.Module):
+    genbench_family = "likelihood"
+
+    def __init__(self, *, image_shape=(1, 28, 28), num_classes=0):
+        super().__init__()
+        self.num_classes = 0
+        self.w = nn.Parameter(torch.zeros(image_shape))
+
+    def training_losses(self, x, y=None, *, generator=None):
+        return {"loss": (self.w - x.mean(0)).pow(2).mean()}
+
+    def sample(self, n, y=None, generator=None):
+        return self.w.detach().expand(n, *self.w.shape).clamp(-1, 1)
+'''
+
+
+def _study(tmp: Path, kind: str, **extra) -> Path:
+    doc = {"name": "s", "dataset": "mnist", "batch_size": 32,
+           "models": {"m": {"kind": kind, "optimizer": {"lr": 0.1}, "epochs": 1}}, **extra}
+    p = tmp / "study.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+_N = Counter()
+
+
+def _module(tmp: Path, prefix: str, source: str) -> str:
+    """A fresh module name on sys.path (resolve_kind is cached by kind)."""
+    _N[prefix] += 1
+    name = f"bad2_{prefix}_{_N[prefix]}"
+    (tmp / f"{name}.py").write_text(textwrap.dedent(source))
+    return name
+
+
+@pytest.mark.parametrize("head,needle", [
+    ("raise RuntimeError('boom')", "RuntimeError: boom"),
+    ("import sys; sys.exit(0)", "sys.exit(0)"),
+    ("import sys; sys.exit(3)", "sys.exit(3)"),
+    ("import sys; sys.exit('bye')", "sys.exit('bye')"),
+    ("raise SystemExit", "sys.exit(None)"),
+    ("import nonexistent_pkg_xyz", "nonexistent_pkg_xyz"),
+    ("def f(:\n    pass", "SyntaxError"),
+])
+def test_plugin_that_fails_or_exits_at_import(head, needle, home, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = _module(tmp_path, "imp", head + "\n" + MODEL_SRC)
+    with mock.patch("genbench.studies.runner.run_study", _reached):
+        code, lines = _cli("run", str(_study(tmp_path, f"{name}:M")))
+    _refused(code, lines, name)
+    assert needle in lines[0], lines[0]
+
+
+def test_plugin_keyboard_interrupt_at_import_still_stops(home, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = _module(tmp_path, "kbd", "raise KeyboardInterrupt\n" + MODEL_SRC)
+    code, _ = _cli("run", str(_study(tmp_path, f"{name}:M")))
+    assert code == 130
+
+
+def test_plugin_constructor_that_exits(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = _module(tmp_path, "ctor", MODEL_SRC.replace("super().__init__()", "super().__init__(); import sys; "
+                                                       "sys.exit(0)"))
+    from genbench.families import build_model
+
+    with pytest.raises(GenbenchError, match=r"M\(\*\*params\) raised SystemExit: it called sys.exit\(0\)"):
+        build_model(f"{name}:M", {})
+
+
+LOSS_BODIES = {
+    "a float": 'return 0.5',
+    "a non-scalar loss": 'return {"loss": (self.w - x.mean(0)).pow(2)}',
+    "no loss key": 'return {"total": (self.w - x.mean(0)).pow(2).mean()}',
+    "a list": 'return [(self.w - x.mean(0)).pow(2).mean()]',
+    "a detached loss": 'return {"loss": (self.w - x.mean(0)).pow(2).mean().detach()}',
+    "an int tensor": 'return {"loss": (self.w - x.mean(0)).pow(2).mean(), "n": torch.tensor(3)}',
+}
+
+
+@pytest.mark.parametrize("what", LOSS_BODIES)
+def test_training_losses_that_break_the_contract(what, tmp_path, monkeypatch):
+    """A few real training steps through the loop: the first step refuses the return value, naming the class."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = MODEL_SRC.replace('return {"loss": (self.w - x.mean(0)).pow(2).mean()}', LOSS_BODIES[what])
+    name = _module(tmp_path, "loss", src)
+    with pytest.raises(GenbenchError) as e:
+        _train(tmp_path, f"{name}:M")
+    msg = str(e.value)
+    assert "\n" not in msg and f"{name}:M" in msg and "training_losses()" in msg and "contract" in msg, msg
+
+
+STEP_BODIES = {
+    "a float": "return 0.5",
+    "no loss key": 'return {"total": 0.5}',
+    "a tensor": 'return {"loss": torch.ones(3)}',
+    "None": "return None",
+    "a bool": 'return {"loss": True}',
+}
+
+
+@pytest.mark.parametrize("what", STEP_BODIES)
+def test_own_step_that_breaks_the_contract(what, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = MODEL_SRC.replace("    def training_losses", f'''    @staticmethod
+    def genbench_step(model, opts, x, y, *, generator, autocast, ddp=None):
+        {STEP_BODIES[what]}
+
+    def training_losses''')
+    name = _module(tmp_path, "step", src)
+    with pytest.raises(GenbenchError) as e:
+        _train(tmp_path, f"{name}:M")
+    msg = str(e.value)
+    assert "\n" not in msg and "M.genbench_step" in msg and "'loss'" in msg, msg
+
+
+def _train(tmp: Path, kind: str) -> None:
+    from genbench.data.registry import Dataset
+    from genbench.studies.config import parse_study
+    from genbench.training.loop import train
+
+    study = parse_study({"name": "s", "dataset": "mnist", "batch_size": 32, "models": {"c": {
+        "kind": kind, "optimizer": {"lr": 0.1}, "epochs": 1}}}, "smoke")
+    data = Dataset(torch.full((64, 1, 28, 28), 255, dtype=torch.uint8), torch.zeros(64, dtype=torch.long), 10, "ones")
+    train(study.models[0], data, tmp / "run")
+
+
+class _OnePass(nn.Module):
+    """A one-pass outside model whose sample() returns whatever the test sets."""
+
+    genbench_family = "likelihood"
+
+    def __init__(self, out=None):
+        super().__init__()
+        self.num_classes, self.w, self.out = 0, nn.Parameter(torch.zeros(1)), out
+
+    def training_losses(self, x, y=None, *, generator=None):
+        return {"loss": self.w.sum()}
+
+    def sample(self, n, y=None, generator=None):
+        return self.out(n) if callable(self.out) else self.out
+
+
+SAMPLE_OUTS = {
+    "a float": lambda n: 0.5,
+    "a numpy array": lambda n: np.zeros((n, 1, 28, 28), np.float32),
+    "uint8": lambda n: torch.zeros(n, 1, 28, 28, dtype=torch.uint8),
+    "3-D": lambda n: torch.zeros(n, 28, 28),
+    "wrong n": lambda n: torch.zeros(n + 1, 1, 28, 28),
+    "2 channels": lambda n: torch.zeros(n, 2, 28, 28),
+    "NaN": lambda n: torch.full((n, 1, 28, 28), float("nan")),
+    "[0, 255]": lambda n: torch.full((n, 1, 28, 28), 200.0),
+}
+
+
+@pytest.mark.parametrize("what", SAMPLE_OUTS)
+def test_sample_that_breaks_the_contract_is_not_scored(what):
+    """The bank draws through families.draw: a bad batch never reaches to_uint8."""
+    from genbench.families import drawer
+    from genbench.sampling.bank import generate
+
+    with pytest.raises(GenbenchError) as e:
+        generate(_OnePass(SAMPLE_OUTS[what]), 5, seed=0, precision="fp32", batch=5, warmup=False, draw=drawer(None))
+    assert "\n" not in str(e.value) and "_OnePass" in str(e.value) and "contract" in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 6. Numbers and option combinations
+
+def _fake_run(model):
+    return lambda run_dir, **k: (model.eval(), {"config": {"sampling": {}, "dataset": "mnist"}})
+
+
+def _tiny_ddpm(num_classes=10):
+    from genbench.models.ddpm import DDPM
+
+    return DDPM(widths=(8, 8, 8), attention=False, num_classes=num_classes, timesteps=100)
+
+
+@pytest.mark.parametrize("args,env,needle", [
+    (("--n", "1000000"), {"GENBENCH_MAX_MEMORY": "1G"}, "lower --batch"),
+    (("--n", "1000000", "--batch", "100"), {"GENBENCH_MAX_MEMORY": "1G"}, "lower --n"),
+    (("--n", "100"), {"GENBENCH_MAX_MEMORY": "lots"}, "GENBENCH_MAX_MEMORY"),
+    (("--n", "0"), {}, "--n 0"), (("--n", "1000001"), {}, "--n 1000001"),
+    (("--batch", "-3"), {}, "--batch -3"), (("--seed", "-1"), {}, "--seed -1"),
+    (("--steps", "0"), {}, "--steps 0"), (("--guidance", "inf"), {}, "--guidance inf"),
+    (("--guidance", "-0.5"), {}, "--guidance"), (("--guidance", "1e9"), {}, "--guidance"),
+    (("--guidance", "2"), {}, "diffusion and flow models only"),
+])
+def test_sample_numbers(args, env, needle, home):
+    with mock.patch("genbench.families.load_trained", _fake_run(_OnePass(lambda n: torch.zeros(n, 1, 28, 28)))), \
+            mock.patch("genbench.sampling.bank.generate", _reached):
+        _refused(*_cli("sample", "RUN", *args, env=env), needle)
+
+
+def test_guidance_on_an_unconditional_diffusion_model_is_refused(home):
+    with mock.patch("genbench.families.load_trained", _fake_run(_tiny_ddpm(0))), \
+            mock.patch("genbench.sampling.bank.generate", _reached):
+        _refused(*_cli("sample", "RUN", "--guidance", "2"), "unconditional")
+        assert _cli("sample", "RUN", "--steps", "10", "--sampler", "ddim")[0] == "reached"
+
+
+def _study_file(tmp: Path, **changes) -> Path:
+    doc = yaml.safe_load((ROOT / "studies" / "mnist_four.yaml").read_text())
+    for k, v in changes.items():
+        doc[k] = v
+    p = tmp / "s.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def test_study_counts_beyond_memory_refused_naming_the_field(home, tmp_path):
+    ev = {"n_samples": 1_000_000, "n_inception": 500}
+    with mock.patch("genbench.studies.runner.run_study", _reached):
+        _refused(*_cli("run", str(_study_file(tmp_path, evaluation=ev)), env={"GENBENCH_MAX_MEMORY": "1G"}),
+                 "evaluation.n_samples")
+        assert _cli("run", str(_study_file(tmp_path)), env={"GENBENCH_MAX_MEMORY": "1G"})[0] == "reached"
+
+
+def test_overridden_options_are_refused(home, tmp_path):
+    with mock.patch("genbench.studies.runner.run_study", _reached), \
+            mock.patch("genbench.studies.runner.prepare_data", _reached):
+        _refused(*_cli("train", "vae", "--study", str(_study_file(tmp_path, budget={"images": 4096})), "--epochs", "3"),
+                 "under a budget")
+        _refused(*_cli("run", "--mlflow-uri", "http://127.0.0.1:1"), "--mlflow-uri applies to the mlflow tracker")
+        _refused(*_cli("run", "--address", "127.0.0.1:6379"), "--engine ray only")
+        _refused(*_cli("run", "--engine", "ray"), "several seeds")
+        _refused(*_cli("run", "--resume", "--overwrite"), "contradict")
+        _refused(*_cli("run", "--seeds", "0"), "--seeds 0")
+        _refused(*_cli("run", "--seeds", "5000"), "--seeds 5000")
+        _refused(*_cli("run", str(_study_file(tmp_path, seeds=[1, 1]))), "seeds")
+
+
+def test_debug_still_shows_the_traceback(home):
+    from genbench import cli
+
+    with mock.patch.object(sys, "argv", ["genbench", "--debug", "run", "--seeds", "0"]), \
+            pytest.raises(GenbenchError, match="--seeds 0"):
+        cli.main()
+    cli._state["debug"] = False
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 7. Generated options and plugin return values
+
+_ints = st.one_of(st.integers(-10, 10), st.integers(-2**70, 2**70), st.sampled_from([0, 1, 10**6, 10**6 + 1, 2**63]))
+_floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1.0, 1000.0, 1000.5]))
+_junk = st.sampled_from(["", "x", "1e3", "0x10", "--", " 5", "nan", "1_000"])
+
+
+def _num(s):
+    return s.map(str) | _junk
+
+
+@settings(max_examples=N_EXAMPLES["sample_options"], **_SETTINGS)
+@given(opts=st.fixed_dictionaries({}, optional={"--n": _num(_ints), "--steps": _num(_ints), "--seed": _num(_ints),
+                                                "--batch": _num(_ints), "--guidance": _num(_floats),
+                                                "--label": _num(_ints)}))
+def test_sample_options_property(opts, tmp_path_factory):
+    """``genbench sample`` with generated numbers on a conditional diffusion model: refused in one line, or
+    accepted with every number in its documented range."""
+    CASES["sample_options"] += 1
+    args = [x for k, v in opts.items() for x in (k, v)]
+    with mock.patch("genbench.families.load_trained", _fake_run(_tiny_ddpm())), \
+            mock.patch("genbench.sampling.bank.generate", _reached), mock.patch.dict(os.environ, {
+                "GENBENCH_MAX_MEMORY": "2G"}):
+        code, lines = _cli("sample", "RUN", *args)
+    if code == "reached":
+        n = int(opts.get("--n", 10))
+        assert 1 <= n <= 10**6 and 0 <= int(opts.get("--seed", 42)) < 2**63
+        assert 1 <= int(opts.get("--batch", 1)) <= 10**6 and 1 <= int(opts.get("--steps", 1)) <= 100_000
+        g = float(opts.get("--guidance", 0))
+        assert math.isfinite(g) and 0 <= g <= 1000
+        return
+    _refused(code, lines)
+
+
+_budget = st.one_of(st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["images", "flops", "seconds", "epochs", ""]),
+                              st.one_of(_ints.map(str), _floats.map(str), _junk)), _junk)
+
+
+@settings(max_examples=N_EXAMPLES["run_options"], **_SETTINGS)
+@given(opts=st.fixed_dictionaries({}, optional={"--seeds": _num(_ints), "--budget": _budget,
+                                                "--engine": st.sampled_from(["sequential", "ray", "dask", ""]),
+                                                "--profile": st.sampled_from(["smoke", "quick", "huge"])}),
+       flags=st.lists(st.sampled_from(["--resume", "--overwrite"]), unique=True))
+def test_run_options_property(opts, flags, tmp_path_factory):
+    CASES["run_options"] += 1
+    args = [x for k, v in opts.items() for x in (k, v)] + flags
+    cwd = tmp_path_factory.mktemp("run")
+    with mock.patch("genbench.studies.runner.run_study", _reached), \
+            mock.patch("genbench.studies.trials.run_trials", _reached), contextlib.chdir(cwd):
+        code, lines = _cli("run", *args)
+    assert not any(cwd.iterdir())
+    if code != "reached":
+        _refused(code, lines)
+
+
+_host = st.sampled_from(["127.0.0.1", "localhost", "", "a b", "[::1]", "x" * 300, "h\x00", "ex%41mple"])
+_scheme = st.sampled_from(["http", "https", "file", "sqlite", "postgresql", "ray", "ftp", "gopher", "HTTP", "", "s3"])
+_port = st.one_of(st.none(), st.integers(-5, 70000).map(str), _junk)
+_uri = st.one_of(st.builds(lambda s, h, p, path: f"{s}://{h}{'' if p is None else ':' + p}{path}", _scheme, _host,
+                           _port, st.sampled_from(["", "/", "/x/y", "/../..", "?q=1", "#f"])),
+                 st.text(max_size=30))
+
+
+@settings(max_examples=N_EXAMPLES["uris"], **_SETTINGS)
+@given(uri=_uri, which=st.sampled_from(["mlflow", "ray"]))
+def test_endpoint_options_property(uri, which, tmp_path_factory):
+    """Generated MLflow URIs and Ray addresses: refused in one line (a bad form, nothing listening on 127.0.0.1, or
+    the option without its tracker) or accepted; never a traceback, never longer than the probe allows."""
+    CASES["uris"] += 1
+    if "\x00" in uri:
+        uri = uri.replace("\x00", "")  # the OS refuses NUL in argv before genbench sees it
+    args = (["run", "--log", "mlflow", "--mlflow-uri", uri] if which == "mlflow"
+            else ["run", "--engine", "ray", "--seeds", "2", "--address", uri])
+    cwd = tmp_path_factory.mktemp("uri")
+    t0 = time.monotonic()
+    with mock.patch("genbench.studies.runner.run_study", _reached), contextlib.chdir(cwd), \
+            mock.patch("genbench.studies.trials.aggregate", _reached), mock.patch("genbench.io.PROBE_WAIT", 0.0), \
+            mock.patch.dict(
+                sys.modules, {"ray": None}):  # a reachable address goes on to `import ray`: one line, no cluster
+        code, lines = _cli(*args, env={"MLFLOW_TRACKING_URI": ""})
+    assert time.monotonic() - t0 < 30
+    if code != "reached":
+        _refused(code, lines)
+    leftover = [p for p in cwd.rglob("*") if p.is_file()]
+    assert not leftover or all("runs" in p.parts or "mlruns" in p.parts for p in leftover), leftover
+
+
+@settings(max_examples=N_EXAMPLES["fetch_urls"], **_SETTINGS)
+@given(uri=_uri)
+def test_fetch_url_property(uri, tmp_path_factory):
+    """``data fetch cifar10 --url`` with generated URLs (no retries): one line, nothing outside GENBENCH_HOME."""
+    CASES["fetch_urls"] += 1
+    uri = uri.replace("\x00", "")
+    cwd = tmp_path_factory.mktemp("fetch")
+    with contextlib.chdir(cwd):
+        code, lines = _cli("data", "fetch", "cifar10", "--url", uri, "--sha256",
+                           "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                           env={"GENBENCH_DOWNLOAD_RETRIES": "0", "GENBENCH_HOME": str(cwd / "home")})
+    _refused(code, lines)
+    assert {p.name for p in cwd.iterdir()} <= {"home"}
+
+
+_shapes = st.lists(st.integers(0, 5), min_size=0, max_size=5).map(tuple) | st.sampled_from(
+    [(4, 1, 28, 28), (4, 3, 28, 28), (4, 1, 28, 28, 1), (3, 1, 28, 28)])
+_dtypes = st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.int64,
+                           torch.bool])
+_fill = st.one_of(st.floats(-2, 2), st.sampled_from([float("nan"), float("inf"), -1.0, 1.0, 1.0005, 255.0]))
+_tensor = st.builds(lambda s, d, f: torch.full(s, f).to(d) if s else torch.tensor(f).to(d), _shapes, _dtypes, _fill)
+_value = st.one_of(_tensor, st.floats(allow_nan=True), st.integers(), st.none(), st.text(max_size=3),
+                   st.builds(lambda t: t.numpy(), st.builds(lambda s: torch.zeros(s), _shapes)))
+
+
+@settings(max_examples=N_EXAMPLES["sample_returns"], **_SETTINGS)
+@given(out=st.one_of(_value, st.lists(_tensor, max_size=2)))
+def test_sample_returns_property(out):
+    """Whatever sample() returns is either a valid batch (float, (4, C, 28, 28), C = 1 or 3, finite, in [-1, 1]) or
+    one line naming the model and the contract."""
+    from genbench.families import draw
+
+    CASES["sample_returns"] += 1
+    try:
+        x = draw(_OnePass(out), 4)
+    except GenbenchError as e:
+        assert "\n" not in str(e) and "_OnePass" in str(e) and "contract" in str(e)
+        return
+    assert isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[0] == 4 and x.shape[1] in (1, 3)
+    assert x.dim() == 4 and torch.isfinite(x).all() and x.abs().max() <= 1.001
+
+
+_logs = st.one_of(_value, st.dictionaries(st.one_of(st.sampled_from(["loss", "kl", ""]), st.integers(0, 2)), _value,
+                                          max_size=3))
+
+
+@settings(max_examples=N_EXAMPLES["step_returns"], **_SETTINGS)
+@given(logs=_logs)
+def test_step_returns_property(logs):
+    """Whatever an own genbench_step returns is a dict of floats with 'loss', or one line naming the step."""
+    from genbench.families.kinds import checked_step
+
+    CASES["step_returns"] += 1
+    step = checked_step(lambda *a, **k: logs, "model kind 'p:M': M.genbench_step")
+    try:
+        got = step(None, {}, None, None, generator=None, autocast=None)
+    except GenbenchError as e:
+        assert "\n" not in str(e) and "M.genbench_step" in str(e)
+        return
+    assert "loss" in got and all(isinstance(k, str) and type(v) is float for k, v in got.items())
+
+
+@settings(max_examples=N_EXAMPLES["loss_returns"], **_SETTINGS)
+@given(losses=st.one_of(_logs, st.fixed_dictionaries({"loss": _tensor}, optional={"kl": _value})),
+       grad=st.booleans())
+def test_training_losses_returns_property(losses, grad):
+    """check_losses passes only a dict whose values are one-element float tensors, 'loss' with a gradient."""
+    from genbench.training.objectives import check_losses
+
+    CASES["loss_returns"] += 1
+    if grad and isinstance(losses, dict) and isinstance(losses.get("loss"), torch.Tensor) \
+            and losses["loss"].is_floating_point():
+        losses = {**losses, "loss": losses["loss"].clone().requires_grad_(True)}
+    try:
+        check_losses(losses, _OnePass(), "training_losses")
+    except GenbenchError as e:
+        assert "\n" not in str(e) and "_OnePass" in str(e) and "training_losses()" in str(e)
+        return
+    assert isinstance(losses, dict) and losses["loss"].requires_grad
+    assert all(isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point() for v in losses.values())
+
+
+def test_case_counts():
+    """Run last: the number of generated cases per family (``pytest -s`` shows them)."""
+    print("\ngenerated cases:", dict(CASES), "total", sum(CASES.values()))
