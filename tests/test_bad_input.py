@@ -233,9 +233,9 @@ def _check_accepted(path: Path, profile: str) -> None:
 
 
 def _run_study_file(path: Path, profile: str, out: Path):
-    from genbench.studies import runner
+    from genbench.studies import stages
 
-    with mock.patch.object(runner, "run_study", _reached):
+    with mock.patch.object(stages, "run_study", _reached):
         return _cli("--threads", "1", "run", str(path), "--profile", profile, "--out", str(out))
 
 

@@ -116,7 +116,7 @@ BAD_URLS = ["ftp://example.org/mnist.pkl.gz", "file:///etc/passwd", "gopher://x/
 @pytest.mark.parametrize("url", BAD_URLS)
 def test_fetch_url_scheme_refused_when_parsed(url, home):
     t0 = time.monotonic()
-    with mock.patch("genbench.data.sources.fetch_dataset", _reached):
+    with mock.patch("genbench.data.fetch_dataset", _reached):
         _refused(*_cli("data", "fetch", "mnist", "--url", url), "--url")
     assert time.monotonic() - t0 < 10
 
@@ -127,7 +127,7 @@ BAD_URIS = ["gopher://host/", "ftp://host/x", "http://", "http://host:0/", "http
 
 @pytest.mark.parametrize("uri", BAD_URIS)
 def test_mlflow_uri_scheme_refused_when_parsed(uri, home):
-    with mock.patch("genbench.studies.runner.run_study", _reached):
+    with mock.patch("genbench.studies.stages.run_study", _reached):
         _refused(*_cli("run", "--log", "mlflow", "--mlflow-uri", uri), "--mlflow-uri")
 
 
@@ -154,7 +154,7 @@ def test_unreachable_endpoints_fail_fast_in_one_line(home, monkeypatch):
           "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"), {"GENBENCH_DOWNLOAD_RETRIES": "1"},
          "could not download"),
     ]
-    with mock.patch("genbench.studies.runner.run_study", _reached):
+    with mock.patch("genbench.studies.stages.run_study", _reached):
         for args, env, needle in cases:
             t0 = time.monotonic()
             code, lines = _cli(*args, env=env, timeout=60)
@@ -279,7 +279,7 @@ def _module(tmp: Path, prefix: str, source: str) -> str:
 def test_plugin_that_fails_or_exits_at_import(head, needle, home, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     name = _module(tmp_path, "imp", head + "\n" + MODEL_SRC)
-    with mock.patch("genbench.studies.runner.run_study", _reached):
+    with mock.patch("genbench.studies.stages.run_study", _reached):
         code, lines = _cli("run", str(_study(tmp_path, f"{name}:M")))
     _refused(code, lines, name)
     assert needle in lines[0], lines[0]
@@ -445,14 +445,14 @@ def _study_file(tmp: Path, **changes) -> Path:
 
 def test_study_counts_beyond_memory_refused_naming_the_field(home, tmp_path):
     ev = {"n_samples": 1_000_000, "n_inception": 500}
-    with mock.patch("genbench.studies.runner.run_study", _reached):
+    with mock.patch("genbench.studies.stages.run_study", _reached):
         _refused(*_cli("run", str(_study_file(tmp_path, evaluation=ev)), env={"GENBENCH_MAX_MEMORY": "1G"}),
                  "evaluation.n_samples")
         assert _cli("run", str(_study_file(tmp_path)), env={"GENBENCH_MAX_MEMORY": "1G"})[0] == "reached"
 
 
 def test_overridden_options_are_refused(home, tmp_path):
-    with mock.patch("genbench.studies.runner.run_study", _reached), \
+    with mock.patch("genbench.studies.stages.run_study", _reached), \
             mock.patch("genbench.studies.runner.prepare_data", _reached):
         _refused(*_cli("train", "vae", "--study", str(_study_file(tmp_path, budget={"images": 4096})), "--epochs", "3"),
                  "under a budget")
@@ -522,7 +522,7 @@ def test_run_options_property(opts, flags, tmp_path_factory):
     CASES["run_options"] += 1
     args = [x for k, v in opts.items() for x in (k, v)] + flags
     cwd = tmp_path_factory.mktemp("run")
-    with mock.patch("genbench.studies.runner.run_study", _reached), \
+    with mock.patch("genbench.studies.stages.run_study", _reached), \
             mock.patch("genbench.studies.trials.run_trials", _reached), contextlib.chdir(cwd):
         code, lines = _cli("run", *args)
     assert not any(cwd.iterdir())
@@ -550,7 +550,7 @@ def test_endpoint_options_property(uri, which, tmp_path_factory):
             else ["run", "--engine", "ray", "--seeds", "2", "--address", uri])
     cwd = tmp_path_factory.mktemp("uri")
     t0 = time.monotonic()
-    with mock.patch("genbench.studies.runner.run_study", _reached), contextlib.chdir(cwd), \
+    with mock.patch("genbench.studies.stages.run_study", _reached), contextlib.chdir(cwd), \
             mock.patch("genbench.studies.trials.aggregate", _reached), mock.patch("genbench.io.PROBE_WAIT", 0.0), \
             mock.patch.dict(
                 sys.modules, {"ray": None}):  # a reachable address goes on to `import ray`: one line, no cluster

@@ -174,7 +174,7 @@ def test_the_toy_runs_the_pipeline_into_metrics_and_the_report(toy, tmp_path):
     """The whole smoke pipeline on the toy in this process (its registration is not visible to a subprocess)."""
     from genbench.report.build import build_report
     from genbench.studies.config import parse_study
-    from genbench.studies.runner import run_study
+    from genbench.studies.stages import run_study
 
     d = run_study(parse_study(_study(), "smoke"), tmp_path, report=build_report)
     s = json.loads((d / "metrics.json").read_text())

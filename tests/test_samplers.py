@@ -161,9 +161,9 @@ def _study_with(**ddpm):
 
 @pytest.mark.parametrize("change,needle", [
     ({"sampling": {"sampler": "euler"}}, "models.ddpm.sampling.sampler: 'euler' is not a diffusion sampler"),
-    ({"sampling": {"steps": 0}}, "models.ddpm.sampling.steps: expected an integer >= 1"),
+    ({"sampling": {"steps": 0}}, "models.ddpm.sampling.steps: expected an integer in 1..100,000, got 0"),
     ({"sampling": {"sampler": "ddim", "steps": 30}}, "DDIM with 30 steps needs a divisor of T=1000"),
-    ({"sampling": {"guidance_scale": -1}}, "models.ddpm.sampling.guidance_scale: expected a number >= 0"),
+    ({"sampling": {"guidance_scale": -1}}, "models.ddpm.sampling.guidance_scale: expected a number in [0, 1000], got -1"),
     ({"sampling": {"eta": 1.5}}, "models.ddpm.sampling.eta: expected a number in [0, 1]"),
     ({"sampling": {"stepz": 5}}, "models.ddpm.sampling: unknown key(s) stepz"),
     ({"params": {"widths": [8, 16, 16], "sampler_steps": 20}},

@@ -223,7 +223,7 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
 
     from genbench.report.build import build_report
     from genbench.studies.config import load_study, parse_budget
-    from genbench.studies.runner import run_study
+    from genbench.studies.stages import diverged_models, run_study
     from genbench.runtime.distributed import is_main_process
     from genbench.io import check_writable_dir
 
@@ -265,7 +265,7 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     if not is_main_process():
         return  # data-parallel ranks > 0 only train and take part in the sharded evaluation
     typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
-    for name in json.loads((d / "metrics.json").read_text()).get("diverged") or {}:
+    for name in diverged_models(d):
         typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see {d / name / 'status.json'}",
                    err=True)
 
@@ -288,7 +288,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     _positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
     _combination(overwrite and resume, "--overwrite and --resume contradict each other (start again, or continue "
                                        "the run); give one")
-    from genbench.runtime.tracking import check_mlflow_uri, check_trackers, open_tracker
+    from genbench.runtime.tracking import check_mlflow_uri, check_trackers
 
     if mlflow_uri is not None:
         check_mlflow_uri(mlflow_uri)
@@ -297,43 +297,23 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
         log_to = check_trackers(log_to)
     import dataclasses
 
+    from genbench.runtime.distributed import is_main_process
     from genbench.studies.config import load_study
-    from genbench.studies.runner import prepare_data
-    from genbench.training.loop import train
-
-    from genbench.io import atomic_write_text, check_writable_dir
-    from genbench.runtime.provenance import to_yaml
+    from genbench.studies.stages import train_model
 
     cfg = load_study(study, profile)
     m = next((x for x in cfg.models if x.name == model), None)
-    if m is None:
-        raise GenbenchError(f"model {model!r} is not in study {cfg.name}; choose one of "
-                            f"{', '.join(x.name for x in cfg.models)}")
-    if epochs:
+    if m is not None and epochs:
         _combination(m.budget is not None, f"--epochs {epochs}: study {cfg.name} trains {model} under a budget "
                      f"({m.budget['kind']}={m.budget['value']}), which sets the length of the run; drop --epochs or "
                      f"the study's budget")
-        m = dataclasses.replace(m, epochs=epochs)
-    out = check_writable_dir(out or Path("runs") / cfg.name / model, "--out")
-    from genbench.studies.runner import check_run_folder
-
-    check_run_folder(out, "--out")  # --overwrite and temp-file cleanup delete only in a folder genbench wrote
-    from genbench.runtime.distributed import is_main_process as _main_rank
-
-    if _main_rank() and not (out.parent / "study.yaml").exists():  # what `genbench evaluate` reads back
-        atomic_write_text(out.parent / "study.yaml", to_yaml({"profile": cfg.profile, **cfg.raw}))
+        cfg = dataclasses.replace(cfg, models=tuple(dataclasses.replace(x, epochs=epochs) if x.name == model else x
+                                                    for x in cfg.models))
     names = log_to if log_to is not None else check_trackers(cfg.log)  # --log was checked above
     _check_trackers_of(names, mlflow_uri)
-    data = prepare_data(cfg)
-    tracker = open_tracker(names, log_dir=out.parent, experiment=cfg.name, run=model, mlflow_uri=mlflow_uri,
-                           config={"study": cfg.name, "profile": cfg.profile, **m.to_dict()}) \
-        if names and _main_rank() else None
-    try:
-        s = train(m, data["train"], out, resume=resume, overwrite=overwrite, tracker=tracker)
-    finally:
-        if tracker is not None:
-            tracker.close()
-    if _main_rank():  # one line, not one per data-parallel rank
+    s = train_model(cfg, model, out=out, resume=resume, overwrite=overwrite, trackers=tuple(names or ()),
+                    mlflow_uri=mlflow_uri)
+    if is_main_process():  # one line, not one per data-parallel rank
         typer.echo(json.dumps(s))
 
 
@@ -450,34 +430,17 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
     """Evaluate trained runs from their checkpoints (or saved sample banks), without training. Under
     accelerate launch / torchrun the generation and the feature extraction are sharded over the ranks; rank 0
     computes the metrics and writes every file."""
-    from genbench.studies.runner import (evaluate_real, evaluate_run, load_study_dir, make_context, prepare_data,
-                                         run_experiment_stage, write_summary)
-    from genbench.runtime.distributed import Dist, context
+    from genbench.report.build import build_report
+    from genbench.studies.stages import evaluate_runs
 
-    dist = context()
-    study_dir = Path(runs[0]).resolve().parent
-    cfg = load_study_dir(study_dir, profile)
-    by_name = {m.name: m for m in cfg.models}
-    for r in runs:  # checked before any work, on every rank alike
-        if Path(r).resolve().name not in by_name:
-            raise GenbenchError(f"{r} is not a model of study {cfg.name} ({', '.join(by_name)})")
-    splits = prepare_data(cfg)
-    ctx = make_context(cfg, splits, dist)
-    ctx.out_dir = study_dir  # reference_indices.npy / heldout_indices.npy go into the study folder
-    t0 = time.perf_counter()
-    records = [evaluate_run(Path(r).resolve(), cfg, ctx, by_name[Path(r).resolve().name]) for r in runs]
-    records.append(evaluate_real(cfg, splits, ctx))
-    if not dist.main:
-        return  # rank 0 writes the summary and the report
-    ctx.dist = Dist(device=dist.device)  # rank 0 alone from here on
-    summary = write_summary(study_dir, cfg, ctx, records, evaluate_seconds=time.perf_counter() - t0)
-    exp = run_experiment_stage(cfg, study_dir, splits, ctx, summary)
-    write_summary(study_dir, cfg, ctx, records, experiments=exp, evaluate_seconds=time.perf_counter() - t0)
+    reports: list[Path] = []
+    study_dir = evaluate_runs(list(runs), profile=profile,
+                              report=(lambda d: reports.append(build_report(d))) if report else None)
+    if study_dir is None:
+        return  # a data-parallel rank > 0: rank 0 writes the summary and the report
     typer.echo(f"metrics: {study_dir / 'metrics.json'}")
-    if report:
-        from genbench.report.build import build_report
-
-        typer.echo(f"report: {build_report(study_dir)}")
+    for path in reports:
+        typer.echo(f"report: {path}")
 
 
 @app.command()
@@ -524,23 +487,18 @@ def sweep(study_dir: Path = typer.Argument(Path("runs/mnist-four"), help="a stud
           report: bool = typer.Option(True, help="rebuild the study report afterwards")):
     """Diffusion sampler sweeps (quality vs NFE and vs guidance scale) on a trained study, as its study file's
     `sweeps` section says; cached sample banks are reused."""
-    from genbench.studies.runner import load_study_dir, log, make_context, prepare_data
-    from genbench.studies.sweeps import parse_sweeps, run_sweeps
+    from genbench.report.build import build_report
+    from genbench.studies.stages import sweep_study
 
-    cfg = load_study_dir(study_dir, profile)
-    sw = parse_sweeps(cfg)
-    if sw is None:
-        raise GenbenchError(f"{study_dir / 'study.yaml'} has no `sweeps` section; add one (see studies/mnist_four.yaml)")
-    splits = prepare_data(cfg)
     t0 = time.perf_counter()
-    res = run_sweeps(Path(study_dir), cfg, make_context(cfg, splits), sw, log=log)
+    reports: list[Path] = []
+    res = sweep_study(Path(study_dir), profile=profile,
+                      report=(lambda d: reports.append(build_report(d))) if report else None)
     c = res["chosen"]
     typer.echo(f"sweeps: {Path(study_dir) / 'sweeps.json'} ({time.perf_counter() - t0:.0f} s); chosen "
                f"{c['sampler']}-{c['steps']} ({c['nfe']} NFE, {c['seconds_per_1000']:.1f} s per 1,000 images)")
-    if report:
-        from genbench.report.build import build_report
-
-        typer.echo(f"report: {build_report(Path(study_dir))}")
+    for path in reports:
+        typer.echo(f"report: {path}")
 
 
 @app.command("report")

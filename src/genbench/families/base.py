@@ -147,7 +147,7 @@ def _load_entry_points() -> None:
             continue
         try:
             fam = ep.load()
-        except Exception as e:  # noqa: BLE001 - the plugin's import failed: one line, not a traceback
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the plugin's import failed (or exited): one line
             raise GenbenchError(f"family plugin {ep.name!r} ({ep.value}) failed to load ({type(e).__name__}: "
                                 f"{str(e)[:120]}); fix or uninstall that package") from e
         if not isinstance(fam, Family) or fam.name != ep.name:

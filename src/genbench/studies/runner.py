@@ -1,4 +1,5 @@
-"""The one study pipeline, for every study file: data -> train each model -> sample bank per model (saved with its
+"""The pieces of the one study pipeline (the stage sequence itself is :mod:`genbench.studies.stages`), for every
+study file: data -> train each model -> sample bank per model (saved with its
 manifest) -> evaluate (generic metrics on Inception and in-domain classifier features, the real-data floor,
 declared family metrics) -> experiments (data only) -> report (rendered from the files by the caller's
 ``report`` stage, :mod:`genbench.report`, which sits above this layer).
@@ -29,30 +30,26 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from genbench.data.info import dataset_info
 from genbench.data.registry import Dataset, load_dataset
 from genbench.errors import GenbenchError
-from genbench.io import (
-    atomic_write_json, atomic_write_text, exclusive_lock, inside, own_folder, read_jsonl, remove_inside, remove_temps)
+from genbench.io import atomic_write_json, exclusive_lock, inside, own_folder, read_jsonl
 from genbench.metrics.classifier import get_classifier
 from genbench.metrics.evaluate import EvalContext, classifier_fd, evaluate_images
 from genbench.metrics.family import FAMILY_METRICS, family_metrics
 from genbench.metrics.stability import stability
 from genbench.families import build_model, drawer, get_family, load_snapshot, load_trained, resolve_kind, sampler_info
-from genbench.runtime.distributed import Dist, context, is_main_process, main_first
-from genbench.runtime.provenance import provenance, to_yaml
-from genbench.runtime.tracking import check_trackers, image_grid, metric_scalars, open_tracker
+from genbench.runtime.distributed import Dist, is_main_process, main_first
+from genbench.runtime.provenance import provenance
 from genbench.sampling.bank import balanced_labels, generate, read_bank, write_bank
-from genbench.studies.config import StudyConfig, check_split_sizes, load_run_study, parse_study
-from genbench.studies.sweeps import parse_sweeps, run_sweeps
+from genbench.studies.config import StudyConfig, check_split_sizes, load_run_study
+from genbench.studies.sweeps import parse_sweeps
 from genbench.runtime.device import get_device
 from genbench.training.checkpoint import load_checkpoint
 from genbench.training.curve import list_snapshots, save_seconds
-from genbench.training.loop import train
 
 SCHEMA_VERSION = 2
 """Version of the ``metrics.json`` schema (docs/METRICS.md). 1: the MNIST four-model schema before the one
@@ -392,158 +389,3 @@ def check_study(study: StudyConfig):
         if resolve_kind(m.kind).external:
             build_model(m.kind, m.params)
     return sweeps
-
-
-def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, only: list[str] | None = None,
-              resume: bool = False, report: Callable[[Path], Path] | None = None,
-              mlflow_uri: str | None = None) -> Path:
-    """Run a whole study through the one pipeline. Returns the study folder ``out_root/<study.name>``.
-
-    ``report``: the report stage (``genbench.report.build.build_report``, passed by the CLI: this layer sits
-    below the report); the study is marked finished once it returns. An interrupted study always continues
-    where it stopped. A finished one is only run again with ``resume`` (reuse finished models, banks and
-    experiments, evaluate again) or ``overwrite`` (retrain).
-
-    Trackers: the study's ``log`` field (TensorBoard, MLflow; :mod:`genbench.runtime.tracking`) get each model's
-    config, losses, final metrics and sample grid, and the real row's metrics; ``mlflow_uri`` is MLflow's tracking
-    URI (default: ``MLFLOW_TRACKING_URI``, else ``<study folder>/mlruns``).
-
-    Raises:
-        GenbenchError: the study folder holds a finished study and neither ``resume`` nor ``overwrite`` is set;
-            another process runs the same study; a stage fails on bad input.
-    """
-    t_start = time.perf_counter()
-    study_dir = check_study_folders(study, out_root)  # before anything is written or deleted there
-    if is_finished(study_dir) and not (overwrite or resume):
-        raise GenbenchError(f"{study_dir} already holds a finished study; pass --resume to reuse its trained models "
-                            f"and evaluate again, or --overwrite to retrain from scratch")
-    sweeps = check_study(study)
-    check_trackers(study.log)  # an uninstalled tracker library: one line before any work
-    splits = prepare_data(study)  # before the study folder exists: a missing dataset leaves nothing behind
-    with study_lock(study_dir):
-        _run_locked(study, study_dir, splits, sweeps, overwrite=overwrite, only=only, t_start=t_start,
-                    report=report, mlflow_uri=mlflow_uri)
-    return study_dir
-
-
-def _run_locked(study, study_dir, splits, sweeps, *, overwrite, only, t_start, report, mlflow_uri=None) -> None:
-    main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
-    if main:
-        remove_inside(study_dir, study_dir / "finished.json")
-        remove_temps(study_dir)  # temp files of atomic writes killed halfway (we hold the lock); no symlink followed
-        atomic_write_text(study_dir / "study.yaml", to_yaml({"profile": study.profile, **study.raw}))
-    log(f"[data] {study.dataset}: train {len(splits['train'])}, holdout {len(splits['holdout'])}, "
-        f"test {len(splits['test'])} (profile {study.profile})")
-    models = [m for m in study.models if not only or m.name in only]
-    if only and len(models) != len(only):
-        raise GenbenchError(f"--only names {only}, the study has {[m.name for m in study.models]}")
-    diverged: dict[str, dict] = {}
-    trackers = {m.name: open_tracker(study.log, log_dir=study_dir, experiment=study.name, run=m.name,
-                                     config={"study": study.name, "profile": study.profile, **m.to_dict()},
-                                     mlflow_uri=mlflow_uri) for m in models} if main and study.log else {}
-    try:
-        _stages(study, study_dir, splits, models, diverged, trackers, sweeps, overwrite=overwrite, t_start=t_start,
-                report=report, mlflow_uri=mlflow_uri)
-    finally:
-        for t in trackers.values():
-            if t is not None:
-                t.close()
-
-
-def _stages(study, study_dir, splits, models, diverged, trackers, sweeps, *, overwrite, t_start, report,
-            mlflow_uri) -> None:
-    """Train, evaluate, experiments, sweeps and report (the part of :func:`_run_locked` the trackers are open
-    for)."""
-    main = is_main_process()
-    t_train = time.perf_counter()
-    for m in models:
-        length = (f"budget {m.budget['kind']}={m.budget['value']:g}" if getattr(m, "budget", None)
-                  else f"{m.epochs} epochs")  # a budget replaces the epochs
-        log(f"[train] {m.name}: {m.kind}, {length}, batch {m.batch_size}, {m.precision}")
-        try:
-            train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite,
-                  tracker=trackers.get(m.name))
-        except GenbenchError as e:
-            status = _diverged_status(study_dir / m.name)
-            if status is None:
-                raise
-            log(f"[train] {e}; {m.name} is left out of the evaluation and marked as diverged in the report")
-            diverged[m.name] = {**status, "message": str(e)}
-    t_train = time.perf_counter() - t_train
-    # evaluation: every data-parallel rank generates and extracts features for its share; rank 0 writes
-    dist = context()
-    diverged = dist.broadcast(diverged)  # rank 0's view (it wrote the status files), the same on every rank
-    models = [m for m in models if m.name not in diverged]
-    if not models:
-        raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
-                            f"rates in the study file and rerun with --overwrite")
-    ctx = make_context(study, splits, dist)
-    ctx.out_dir = study_dir  # reference_indices.npy / heldout_indices.npy go into the study folder
-    t_eval = time.perf_counter()
-    records = [evaluate_run(study_dir / m.name, study, ctx, m) for m in models]
-    records.append(evaluate_real(study, splits, ctx))
-    t_eval = time.perf_counter() - t_eval
-    if not main:
-        return  # experiments, sweeps and the report are rank 0's alone
-    ctx.dist = Dist(device=dist.device)  # from here on rank 0 works alone: no collectives
-    summary = write_summary(study_dir, study, ctx, records, train_seconds_total=t_train,
-                            evaluate_seconds=t_eval, diverged=diverged)
-    if study.log:  # after metrics.json is written: a tracker that fails does not cost the evaluation
-        log_results(study, study_dir, models, records, trackers, mlflow_uri)
-    exp = run_experiment_stage(study, study_dir, splits, ctx, summary, overwrite=overwrite)
-    write_summary(study_dir, study, ctx, records, experiments=exp, train_seconds_total=t_train,
-                  evaluate_seconds=t_eval, diverged=diverged, pipeline_seconds=time.perf_counter() - t_start)
-    if sweeps is not None and sweeps.in_study and sweeps.model in {m.name for m in models}:
-        run_sweeps(study_dir, study, ctx, sweeps, log=log)
-    if report is not None:
-        report(study_dir)
-        atomic_write_json(study_dir / "finished.json", {"pipeline_seconds": time.perf_counter() - t_start,
-                                                         "provenance": provenance()})
-
-
-def log_results(study: StudyConfig, study_dir: Path, models, records: list[dict], trackers: dict,
-                mlflow_uri: str | None = None) -> None:
-    """The trackers' end-of-study part (rank 0): each model's metrics (``eval/*`` at its last training step) and a
-    grid of the first 64 images of its bank; the real row's metrics in a run of its own (``real``)."""
-    by_name = {r["model"]: r for r in records if r is not None}
-    for m in models:
-        t, r = trackers.get(m.name), by_name.get(m.name)
-        if t is None or r is None:
-            continue
-        step = int(r["metrics"].get("efficiency", {}).get("steps") or 0)
-        t.log_scalars(metric_scalars(r["metrics"]), step)
-        got = read_bank(study_dir / m.name, m.sampling or None)
-        if got is not None:
-            t.log_image("samples", image_grid(got[0][:64].numpy()), step)
-    if "real" in by_name:
-        t = open_tracker(study.log, log_dir=study_dir, experiment=study.name, run="real",
-                         config={"study": study.name, "profile": study.profile, "row": "real-data floor",
-                                 "sample_bank": by_name["real"]["sample_bank"]}, mlflow_uri=mlflow_uri)
-        t.log_scalars(metric_scalars(by_name["real"]["metrics"]), 0)
-        t.close()
-
-
-def run_experiment_stage(study, study_dir: Path, splits, ctx: EvalContext, summary: dict, *,
-                         overwrite: bool = False) -> dict:
-    """The experiments stage (rank 0): every experiment of the study file, on the trained models and their
-    banks; returns the ``experiments`` entry of ``metrics.json``."""
-    if not study.experiments:
-        return {}
-    from genbench.studies.experiments import ExperimentContext, run_experiments
-
-    records = {r["model"]: r for r in summary["models"] if r["model"] != "real"}
-    models, banks = {}, {}
-    for m in study.models:
-        if m.name not in records:
-            continue
-        models[m.name] = (load_trained(study_dir / m.name)[0], m)
-        got = read_bank(study_dir / m.name, m.sampling or None)
-        if got is None:
-            raise GenbenchError(f"{study_dir / m.name / 'samples'} holds no bank of the current checkpoint; run "
-                                f"`genbench evaluate {study_dir / m.name}` first")
-        images, labels, _ = got
-        banks[m.name] = (images, labels if (labels >= 0).all() else None)
-    ectx = ExperimentContext(study=study, study_dir=study_dir, splits=splits, eval_ctx=ctx, models=models,
-                             banks=banks, records=records, overwrite=overwrite, log=log,
-                             class_names=class_names(study))
-    return run_experiments(ectx)

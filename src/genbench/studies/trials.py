@@ -8,7 +8,7 @@ skipping finished trials (``finished.json``); a trial killed halfway resumes lik
 
 Engines: ``sequential`` (default) runs the trials in this process; ``ray`` submits one task per trial to a Ray
 cluster (``ray.init(address=...)``; no address starts a local instance with the machine's CPUs), each task running
-the same :func:`genbench.studies.runner.run_study`. The address is checked when the option is parsed
+the same :func:`genbench.studies.stages.run_study`. The address is checked when the option is parsed
 (:func:`check_ray_address`: ``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST[:PORT]``) and probed before
 ``ray.init`` (one TCP connection, 3 tries within ~17 s), so a cluster nobody runs is one line in seconds rather
 than Ray's own minute of reconnecting. Data-parallel training inside a trial still goes through
@@ -27,7 +27,8 @@ from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, check_url, probe_tcp
 from genbench.runtime.provenance import provenance
 from genbench.studies.config import StudyConfig
-from genbench.studies.runner import is_finished, log, run_study
+from genbench.studies.runner import is_finished, log
+from genbench.studies.stages import run_study
 
 ENGINES = ("sequential", "ray")
 AGG_METRICS = (("fid_inception", "value", True), ("kid_inception", "value", True), ("fd_classifier", "value", True),
