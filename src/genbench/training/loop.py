@@ -39,13 +39,11 @@ from genbench.runtime.provenance import provenance, to_yaml
 from genbench.errors import GenbenchError
 from genbench.io import append_jsonl, atomic_write_json, atomic_write_text, exclusive_lock, read_jsonl
 from genbench.training.checkpoint import load_checkpoint, save_checkpoint
+from genbench.training.config import BUDGET_KINDS, DIVERGENCE_DEFAULTS, TrainConfig  # noqa: F401 (re-exported)
 from genbench.training.curve import Snapshots, clear_snapshots
 from genbench.training.ema import EMA
 from genbench.training.objectives import NonFiniteStep, make_optimizers, make_schedulers
 
-DIVERGENCE_DEFAULTS = {"max_retries": 3, "lr_factor": 0.5}
-"""What the training loop does on a NaN/inf loss or gradient: go back to the last checkpoint with the learning
-rate times ``lr_factor``, at most ``max_retries`` times, then stop."""
 
 
 def _autocast_factory(precision: str, device: torch.device):
@@ -149,7 +147,7 @@ def check_free_disk(path: Path, need_bytes: int) -> None:
                             f"for the checkpoint; free some space and rerun with --resume")
 
 
-def train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
+def train(cfg: TrainConfig, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
           stop_after_steps: int | None = None, tracker=None) -> dict:
     """Train one model (under a run-folder lock, held by rank 0 in data-parallel runs); see :func:`_train`.
     ``tracker``: a :class:`genbench.runtime.tracking.Tracker` (or None) that gets every ``history.jsonl``
@@ -178,12 +176,12 @@ def _scale_lr(opts: dict, scheds: dict, factor: float) -> None:
         sch.base_lrs = [b * factor for b in sch.base_lrs]
 
 
-def _train(cfg, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
+def _train(cfg: TrainConfig, data: Dataset, out_dir: Path, *, resume: bool = False, overwrite: bool = False,
            stop_after_steps: int | None = None, tracker=None) -> dict:
     """Train one model. Returns a summary dict (train_seconds, steps, images_seen, params).
 
     Args:
-        cfg: a ``ModelConfig`` (see :mod:`genbench.studies.config`).
+        cfg: what to train (:class:`genbench.training.config.TrainConfig`; a study's ``ModelConfig`` is one).
         data: the training split (uint8 in memory).
         out_dir: run folder.
         resume: continue from ``checkpoints/last.pt`` if present.
@@ -405,9 +403,6 @@ def _log_line(hist_path: Path, tracker, prefix: str, record: dict) -> None:
         from genbench.runtime.tracking import history_scalars
 
         tracker.log_scalars(history_scalars(record, prefix), record["step"])
-
-
-BUDGET_KINDS = ("images", "flops", "seconds")
 
 
 def _budget_steps(budget: dict, batch_size: int, steps_per_epoch: int) -> int:
