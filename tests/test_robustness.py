@@ -183,6 +183,7 @@ from genbench.data import load_dataset
 from genbench.studies.config import ModelConfig
 import dataclasses
 import genbench.families as F
+import genbench.training.loop as L
 
 _step = F.get_family("gan").step
 def slow_step(*a, **kw):  # 5 ms per step so that a kill has a run to land in; numerics untouched
