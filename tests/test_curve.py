@@ -7,6 +7,8 @@ import torch
 from genbench.families import load_snapshot
 from genbench.training.curve import list_snapshots, snapshot_path
 
+from test_training import _KillAfter  # noqa: E402  (a kill at a given step, as a hook)
+
 
 def _cfg(**kw):
     from genbench.studies.config import ModelConfig
@@ -40,7 +42,7 @@ def test_snapshots_at_budget_fractions_survive_a_resume(mnist, tmp_path):
     assert all(torch.equal(last[k], v) for k, v in ck["ema"]["model"].items())  # point K = the final EMA weights
 
     b = tmp_path / "b"
-    assert train(_cfg(), data, b, stop_after_steps=10)["stopped"]
+    assert train(_cfg(), data, b, hooks=[_KillAfter(10)])["stopped"]
     kept = {k: (snapshot_path(b, k).stat().st_mtime_ns, snapshot_path(b, k).read_bytes()) for k in (1, 2)}
     assert not snapshot_path(b, 3).exists()
     (b / "checkpoints" / ".curve_3.pt.x1y2.tmp").write_bytes(b"half a file")  # a write killed halfway

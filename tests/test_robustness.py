@@ -31,7 +31,7 @@ from genbench.training.checkpoint import load_checkpoint
 from genbench.training.loop import train
 
 
-from test_training import _cfg, _strip  # noqa: E402  (one config/history helper for both training test files)
+from test_training import _KillAfter, _cfg, _strip  # noqa: E402  (one config, history and kill helper for both)
 
 
 def _assert_same_run(a_dir: Path, b_dir: Path):
@@ -127,7 +127,7 @@ def test_divergence_then_kill_resumes_with_the_lowered_lr(tmp_path, mnist, monke
     _inject_nan(monkeypatch, {1})  # epoch 1: back to the epoch-0 checkpoint
     train(cfg, data, tmp_path / "full")
     _inject_nan(monkeypatch, {1})
-    assert train(cfg, data, tmp_path / "part", stop_after_steps=8)["stopped"]  # killed in epoch 2
+    assert train(cfg, data, tmp_path / "part", hooks=[_KillAfter(8)])["stopped"]  # killed in epoch 2
     _inject_nan(monkeypatch, set())
     train(cfg, data, tmp_path / "part", resume=True)
     _assert_same_run(tmp_path / "full", tmp_path / "part")
@@ -183,6 +183,7 @@ from genbench.data import load_dataset
 from genbench.studies.config import ModelConfig
 import dataclasses
 import genbench.families as F
+import genbench.training.loop as L
 
 _step = F.get_family("gan").step
 def slow_step(*a, **kw):  # 5 ms per step so that a kill has a run to land in; numerics untouched

@@ -9,7 +9,20 @@ from genbench.errors import GenbenchError
 from genbench.io import read_jsonl
 from genbench.studies.config import ModelConfig
 from genbench.training.checkpoint import load_checkpoint
+from genbench.training.hooks import Hook, StopRun
 from genbench.training.loop import train
+
+
+class _KillAfter(Hook):
+    """A kill after ``n`` steps of this call: the run stops there without writing a checkpoint."""
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def on_step(self, state, logs):
+        self.left -= 1
+        if self.left == 0:
+            raise StopRun
 
 
 def _cfg(kind="vae", params=None, **kw):
@@ -36,7 +49,7 @@ def test_resume_equals_uninterrupted(tmp_path, mnist, kind, params, ema):
     full = tmp_path / "full"
     train(cfg, data, full)
     part = tmp_path / "part"
-    out = train(cfg, data, part, stop_after_steps=11)  # "crash" mid epoch 2, after the epoch-1 checkpoint
+    out = train(cfg, data, part, hooks=[_KillAfter(11)])  # "crash" mid epoch 2, after the epoch-1 checkpoint
     assert out["stopped"]
     train(cfg, data, part, resume=True)
     a = load_checkpoint(full / "checkpoints" / "last.pt")
