@@ -183,3 +183,27 @@ def test_the_toy_runs_the_pipeline_into_metrics_and_the_report(toy, tmp_path):
     assert {r["model"] for r in s["models"]} == {"vae", "real"}
     assert (d / "vae" / "checkpoints").is_dir()
     assert "Toy-8" in (d / "report" / "index.html").read_text()
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (lambda a: [a["x_train"]], "not a mapping"),
+    (lambda a: {**a, "x_train": a["x_train"].astype(np.float32)}, "x_train as ndarray float32"),
+    (lambda a: {**a, "x_test": a["x_test"][:, :, :4]}, "x_test as ndarray uint8 (16, 1, 4, 8)"),
+    (lambda a: {**a, "y_train": a["y_train"][:5]}, "y_train as ndarray int64 (5,)"),
+    (lambda a: {**a, "y_test": a["y_test"].astype(np.float64)}, "y_test as ndarray float64"),
+    (lambda a: {**a, "y_train": a["y_train"] + 5}, "labels outside 0..1"),
+])
+def test_a_loader_that_breaks_the_contract_is_one_line_naming_the_dataset(bad, needle):
+    """Issue 29, class 5: a dataset whose loader yields the wrong types or shapes is refused before anything
+    trains on it, in one line naming the dataset and the contract."""
+    from genbench.errors import GenbenchError
+
+    spec = DatasetSpec(**{**TOY.__dict__, "name": "toybad", "load": lambda n=64, seed=0: bad(_toy_arrays(n, seed))})
+    register_dataset(spec)
+    try:
+        with pytest.raises(GenbenchError) as e:
+            load_dataset("toybad", holdout=8)
+    finally:
+        unregister_dataset("toybad")
+    msg = str(e.value)
+    assert "dataset 'toybad'" in msg and needle in msg and "\n" not in msg, msg

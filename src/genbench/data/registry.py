@@ -123,9 +123,40 @@ def load_dataset(source: str | Mapping, *, holdout: int = 5000, **options) -> di
     """
     spec, opts = _resolve(source, options)
     info = spec.info(opts)
-    arrays = spec.load(**opts)
+    arrays = check_arrays(spec.name, spec.load(**opts), info.image_shape, info.num_classes)
     name = content_name(info.name, arrays) if spec.content_key else info.name
     return split_arrays(name, arrays, info.num_classes, holdout)
+
+
+def check_arrays(name: str, arrays, image_shape, num_classes: int) -> dict:
+    """The loader's contract, checked before anything trains on or scores its arrays (a plugin's loader included):
+    a mapping with ``x_train``, ``x_test`` uint8 (N, C, H, W) of the spec's image shape and ``y_train``, ``y_test``
+    integer (N,) labels in 0..num_classes-1 (any labels when num_classes is 0). Returns ``arrays``.
+
+    Raises:
+        GenbenchError: one line naming the dataset and the broken part of the contract.
+    """
+    import numpy as np
+
+    where = f"dataset {name!r}: its loader"
+    if not isinstance(arrays, Mapping):
+        raise GenbenchError(f"{where} returned {type(arrays).__name__}, not a mapping with x_train, y_train, x_test, "
+                            f"y_test; fix the DatasetSpec's load()")
+    for split in ("train", "test"):
+        x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+        if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and tuple(x.shape[1:]) ==
+                tuple(image_shape)):
+            got = f"{type(x).__name__} {getattr(x, 'dtype', '')} {tuple(getattr(x, 'shape', ()))}".strip()
+            raise GenbenchError(f"{where} gave x_{split} as {got}; the contract is a uint8 numpy array (N, "
+                                f"{', '.join(map(str, image_shape))}); fix the DatasetSpec's load() or image_shape")
+        if not (isinstance(y, np.ndarray) and y.shape == (len(x),) and np.issubdtype(y.dtype, np.integer)):
+            got = f"{type(y).__name__} {getattr(y, 'dtype', '')} {tuple(getattr(y, 'shape', ()))}".strip()
+            raise GenbenchError(f"{where} gave y_{split} as {got}; the contract is integer labels ({len(x)},), one "
+                                f"per image; fix the DatasetSpec's load()")
+        if num_classes and len(y) and (y.min() < 0 or y.max() >= num_classes):
+            raise GenbenchError(f"{where} gave y_{split} labels outside 0..{num_classes - 1}; fix the DatasetSpec's "
+                                f"load() or num_classes")
+    return arrays
 
 
 def fetch_dataset(name: str, *, url: str | None = None, sha256: list[str] | tuple = (), force: bool = False,

@@ -129,8 +129,8 @@ def train_stage(study, study_dir: Path, splits, models, trackers: dict, *, overw
     same on every data-parallel rank. A model that diverged is left out of the evaluation, not fatal."""
     diverged: dict[str, dict] = {}
     for m in models:
-        length = (f"budget {m.budget['kind']}={m.budget['value']:g}" if getattr(m, "budget", None)
-                  else f"{m.epochs} epochs")  # a budget replaces the epochs
+        length = (f"budget {m.budget['kind']}={m.budget['value']:g} (it replaces the study's {m.epochs} epochs)"
+                  if getattr(m, "budget", None) else f"{m.epochs} epochs")  # reported, never silently ignored
         log(f"[train] {m.name}: {m.kind}, {length}, batch {m.batch_size}, {m.precision}")
         try:
             loop.train(m, splits["train"], study_dir / m.name, resume=not overwrite, overwrite=overwrite,
