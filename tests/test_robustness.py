@@ -229,6 +229,8 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mni
     part, marker = tmp_path / "part", tmp_path / "paused"
     hist = part / "history.jsonl"
     rng = random.Random(20240607)
+    # The child runs with this process's thread count on the same machine: the same kernels and reduction order,
+    # so bit-equality with the in-process run is a fair demand (another thread count would change the sums).
     threads = torch.get_num_threads()
 
     def launch(pause_at=0):

@@ -51,6 +51,7 @@ def test_sweep_command_reuses_cached_banks(smoke_study):
     after = json.loads((smoke_study / "sweeps.json").read_text())
     for a, b in zip(after["settings"], before["settings"]):
         assert a["timing"].startswith("cached")
+        # exact: a cached setting's numbers are read back from the cache, not recomputed
         assert a["fd_classifier"] == b["fd_classifier"] and a["seconds_per_1000"] == b["seconds_per_1000"]
 
 
