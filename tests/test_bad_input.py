@@ -849,9 +849,33 @@ def test_corrupted_run_study_yaml_gives_one_line(trained, damage):
             OUTCOMES["run_study_yaml"]["exit 2, one line"] += 1
 
 
-def test_outcome_counts():
-    """Runs last in this module: how many generated cases ended each way (pytest -s)."""
+PROPERTY_TESTS = {"study_file": "test_generated_study_files_give_one_line_or_validate",
+                  "checkpoint": "test_corrupted_checkpoint_gives_one_line_or_samples",
+                  "bank": "test_corrupted_bank_is_generated_again",
+                  "classifier_cache": "test_corrupted_classifier_cache_is_trained_again",
+                  "reference_stats": "test_corrupted_reference_statistics_are_computed_again",
+                  "metrics_json": "test_corrupted_metrics_json_gives_one_line",
+                  "run_study_yaml": "test_corrupted_run_study_yaml_gives_one_line"}
+
+
+def test_outcome_counts(request):
+    """Runs last in this module: each generated family whose test ran in this session fed at least half its
+    max_examples (hypothesis runs all of them unless the strategy's space is exhausted; measured: every family at
+    exactly max_examples) and took the error path at least once (an exit 2 or a rebuild: a generator that only
+    makes valid inputs tests nothing); the study-file generator also makes files that validate (both sides of
+    the validation). The counts are printed (pytest -s)."""
+    assert set(PROPERTY_TESTS) == set(N_EXAMPLES)
+    ran = {item.originalname for item in request.session.items if item.module is request.module}
+    families = [k for k, name in PROPERTY_TESTS.items() if name in ran]
     total = sum(sum(c.values()) for c in OUTCOMES.values())
     print(f"\nbad-input cases: {total} generated + 20 through the installed command")
     for k, c in OUTCOMES.items():
         print(f"  {k}: {dict(c)}")
+    if not families:
+        pytest.skip("no generated family of this module ran in this session")
+    for k in families:
+        c = OUTCOMES[k]
+        assert sum(c.values()) >= N_EXAMPLES[k] // 2, (k, dict(c), N_EXAMPLES[k])
+        assert sum(v for o, v in c.items() if not o.startswith(("success", "validated"))) > 0, (k, dict(c))
+    if "study_file" in families:
+        assert OUTCOMES["study_file"]["validated"] > 0, dict(OUTCOMES["study_file"])

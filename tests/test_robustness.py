@@ -734,9 +734,32 @@ def test_study_with_wrong_field_types_or_ranges_only_raises_genbench_error(edits
                 _one_line_error(GenbenchError, build_model, m.kind, m.params)
 
 
-def test_malformed_input_counts():
-    """Runs last in this module: how many malformed inputs the property tests above fed (pytest -s)."""
+PROPERTY_TESTS = {"mnist_pickle": "test_mnist_asset_decoder_only_raises_asset_error",
+                  "mnist_npz_cache": "test_mnist_cache_and_asset_only_raise_asset_error",
+                  "asset_file": "test_any_asset_file_fails_its_checksum_cleanly",
+                  "idx_file": "test_idx_loader_only_raises_asset_error",
+                  "quickdraw_npy": "test_quickdraw_loader_only_raises_asset_error",
+                  "cifar10_batch": "test_cifar10_loader_only_raises_asset_error",
+                  "checkpoint": "test_checkpoint_loader_only_raises_genbench_error",
+                  "history_jsonl": "test_history_reader_only_raises_genbench_error",
+                  "study_yaml_text": "test_study_file_loader_only_raises_genbench_error",
+                  "study_fields": "test_study_with_wrong_field_types_or_ranges_only_raises_genbench_error"}
+
+
+def test_malformed_input_counts(request):
+    """Runs after the property tests of this module: each one that ran in this session really fed its inputs (a
+    strategy that filters everything out, or a test that returns before its counter, would pass vacuously).
+    Hypothesis runs max_examples cases unless the strategy's space is exhausted; each space here is far larger
+    (measured: every family at exactly max_examples), so fewer than half means the generator broke. The counts are
+    printed (pytest -s)."""
+    assert set(PROPERTY_TESTS) == set(N_EXAMPLES)
+    ran = {item.originalname for item in request.session.items if item.module is request.module}
+    families = [k for k, name in PROPERTY_TESTS.items() if name in ran]
     print(f"\nmalformed inputs tried: {TRIED} = {sum(TRIED.values())} (max_examples {sum(N_EXAMPLES.values())})")
+    if not families:
+        pytest.skip("no property test of this module ran in this session")
+    short = {k: TRIED[k] for k in families if TRIED[k] < N_EXAMPLES[k] // 2}
+    assert not short, f"property tests that fed fewer than half their max_examples: {short} of {N_EXAMPLES}"
 
 
 _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").read_text()
