@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
@@ -37,6 +38,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import cli_in_process
 from genbench.studies.config import MAX_SAMPLES, MAX_STUDY_DEPTH, MAX_STUDY_NODES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,22 +59,8 @@ def _reached(*a, **k):
     raise Reached
 
 
-def _cli(*args: str) -> tuple[int | str, list[str], str]:
-    """``genbench ARGS`` through ``genbench.cli.main`` in this process: (exit code or 'reached', non-empty stderr
-    lines, stdout)."""
-    from genbench import cli
-
-    err, out = io.StringIO(), io.StringIO()
-    code: int | str = 0
-    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(out):
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except Reached:
-            code = "reached"
-    return code, [line for line in err.getvalue().splitlines() if line.strip()], out.getvalue()
+_cli = functools.partial(cli_in_process, reached=Reached)
+"""``genbench ARGS`` in this process: (exit code or 'reached', non-empty stderr lines, stdout)."""
 
 
 def _one_line(code, lines) -> None:

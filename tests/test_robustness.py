@@ -31,6 +31,7 @@ from genbench.training.checkpoint import load_checkpoint
 from genbench.training.loop import train
 
 
+from conftest import cli_in_process  # noqa: E402
 from test_training import _cfg, _strip  # noqa: E402  (one config/history helper for both training test files)
 
 
@@ -282,21 +283,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mni
 # The CLI: finished studies and bad study files
 
 
-def _cli(monkeypatch, capsys, *args):
-    """Run ``genbench ARGS`` in this process; returns (exit code, non-empty stderr lines)."""
-    from genbench import cli
-
-    monkeypatch.setattr(sys, "argv", ["genbench", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    return code, [l for l in capsys.readouterr().err.splitlines() if l.strip()]
-
-
-def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monkeypatch, capsys):
+def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monkeypatch):
     """Finished = the report was written (finished.json). A study killed after metrics.json but before its report
     is not finished and continues without a flag."""
     from genbench.studies import runner
@@ -305,7 +292,7 @@ def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monk
     done.mkdir()
     (done / "metrics.json").write_text("{}")
     (done / "finished.json").write_text("{}")
-    code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+    code, err, _ = cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path))
     assert code == 2 and len(err) == 1, err
     assert "already holds a finished study" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
 
@@ -318,14 +305,14 @@ def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monk
     monkeypatch.setattr(runner, "prepare_data", reached)  # past the guard = the pipeline starts
     for flag in ("--resume", "--overwrite"):
         with pytest.raises(Reached):
-            _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path), flag)
+            cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path), flag)
     (done / "finished.json").write_text("{}")
     (done / "finished.json").unlink()  # killed before the report: metrics.json alone does not mean finished
     with pytest.raises(Reached):
-        _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+        cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path))
 
 
-def test_a_second_run_of_the_same_study_stops_at_once(tmp_path, monkeypatch, capsys):
+def test_a_second_run_of_the_same_study_stops_at_once(tmp_path):
     """The whole pipeline holds the study lock: a second `genbench run` on the same folder gets one line."""
     import fcntl
 
@@ -333,7 +320,7 @@ def test_a_second_run_of_the_same_study_stops_at_once(tmp_path, monkeypatch, cap
     d.mkdir()
     with open(d / ".study.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's run, as seen from this one
-        code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+        code, err, _ = cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path))
     assert code == 2 and len(err) == 1 and "another genbench process is running the study" in err[0], err
 
 
@@ -791,7 +778,7 @@ _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").rea
     (None, b"\xff\xfe\x00garbage", "give a UTF-8 YAML file"),
 ])
 @pytest.mark.parametrize("command", ["run", "train"])
-def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys, old, new, needle, command):
+def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, old, new, needle, command):
     bad = tmp_path / "bad.yaml"
     if old is None:
         bad.write_bytes(new if isinstance(new, bytes) else new.encode())
@@ -799,19 +786,19 @@ def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys,
         assert old in _ORIG_STUDY, old
         bad.write_text(_ORIG_STUDY.replace(old, new, 1))
     args = (["run", str(bad)] if command == "run" else ["train", "vae", "--study", str(bad)])
-    code, err = _cli(monkeypatch, capsys, *args, "--profile", "smoke", "--out", str(tmp_path / "out"))
+    code, err, _ = cli_in_process(*args, "--profile", "smoke", "--out", str(tmp_path / "out"))
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("genbench: error: ") and needle in err[0], err[0]
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_a_diverged_model_is_marked_in_the_report_and_the_others_are_evaluated(tmp_path, monkeypatch, capsys):
+def test_a_diverged_model_is_marked_in_the_report_and_the_others_are_evaluated(tmp_path, monkeypatch):
     """The VAE's loss is NaN at every step: its run stops after max_retries, the study goes on with the GAN,
     metrics.json lists the VAE under ``diverged`` and the report says so instead of plotting it."""
     import json
 
     _inject_nan(monkeypatch, "all")
-    code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path),
+    code, err, _ = cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path),
                      "--only", "vae", "--only", "gan")
     assert code in (0, None), err[-5:]
     summary = json.loads((tmp_path / "mnist-four" / "metrics.json").read_text())

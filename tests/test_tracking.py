@@ -4,8 +4,6 @@ genbench wrote (``history.jsonl``, ``metrics.json``)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -15,6 +13,7 @@ from unittest import mock
 
 import pytest
 
+from conftest import cli_in_process
 from genbench.errors import GenbenchError
 from genbench.io import read_jsonl
 from genbench.runtime.tracking import check_trackers, metric_scalars, open_tracker
@@ -114,25 +113,11 @@ def test_study_logs_metrics_grid_and_real_row(tmp_path, monkeypatch):
     assert runs["real"].data.metrics["eval/fid_inception"] == rows["real"]["metrics"]["fid_inception"]["value"]
 
 
-def _cli(*args: str) -> tuple[int, list[str]]:
-    from genbench import cli
-
-    err = io.StringIO()
-    code = 0
-    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(io.StringIO()):
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code
-    return code, [x for x in err.getvalue().splitlines() if x.strip()]
-
-
 def test_bad_tracker_names_and_missing_libraries(tmp_path):
-    code, lines = _cli("run", "--log", "wandb", "--out", str(tmp_path))
+    code, lines, _ = cli_in_process("run", "--log", "wandb", "--out", str(tmp_path))
     assert code == 2 and len(lines) == 1 and "unknown tracker 'wandb'" in lines[0] and "tensorboard" in lines[0]
     with mock.patch.dict(sys.modules, {"mlflow": None}):  # the library not installed
-        code, lines = _cli("run", "--log", "mlflow", "--out", str(tmp_path))
+        code, lines, _ = cli_in_process("run", "--log", "mlflow", "--out", str(tmp_path))
     assert code == 2 and len(lines) == 1 and "pip install mlflow" in lines[0]
     with mock.patch.dict(sys.modules, {"tensorboard": None}):
         with pytest.raises(GenbenchError, match="pip install tensorboard"):
@@ -149,12 +134,12 @@ def test_train_command_logs_to_the_tracker(tmp_path):
     """`genbench train MODEL --log tensorboard`: every training history line reaches TensorBoard, like `run`."""
     (tmp_path / "track.yaml").write_text(STUDY.replace("log: [tensorboard]\n", ""))
     out = tmp_path / "runs" / "track" / "vae"
-    code, lines = _cli("train", "vae", "--study", str(tmp_path / "track.yaml"), "--profile", "smoke",
+    code, lines, _ = cli_in_process("train", "vae", "--study", str(tmp_path / "track.yaml"), "--profile", "smoke",
                        "--out", str(out), "--log", "tensorboard")
     assert code == 0, lines
     tb, _ = _tb_scalars(tmp_path / "runs" / "track" / "tensorboard" / "vae")
     steps = [r for r in read_jsonl(out / "history.jsonl") if r["kind"] == "step"]
     assert steps and len(tb["train/loss"]) == len(steps)
-    code, lines = _cli("train", "vae", "--study", str(tmp_path / "track.yaml"), "--log", "wandb",
+    code, lines, _ = cli_in_process("train", "vae", "--study", str(tmp_path / "track.yaml"), "--log", "wandb",
                        "--out", str(tmp_path / "x"))
     assert code == 2 and len(lines) == 1 and "unknown tracker 'wandb'" in lines[0]
