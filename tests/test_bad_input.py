@@ -520,6 +520,7 @@ def test_unwritable_paths_give_one_line(tmp_path, monkeypatch):
         assert needle in err[0] and str(home) in err[0], err[0]
 
 
+@pytest.mark.slow
 def test_train_writes_the_study_yaml_that_evaluate_reads(tmp_path):
     """Issue 18 class 9: `genbench train` then `genbench evaluate` used to fail (no study.yaml). The training and
     the data are stubbed: this checks the files and the hand-over, not the numbers."""
@@ -548,6 +549,7 @@ _SUBPROCESS_EDITS = [("top", 0, (("modles",), {})), ("model", 0, (("optimizer", 
                      ("typo", 11, None)]
 
 
+@pytest.mark.slow
 def test_a_sample_through_the_installed_command(tmp_path):
     """20 cases through the real ``genbench`` console script (typer's own click included): six generated study
     files and fourteen misuses, at most four processes at a time; each exit code 2 with one line on stderr."""
@@ -668,6 +670,7 @@ def _edit_checkpoint(path: Path, edit: str) -> None:
     torch.save(ck, path)
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["checkpoint"], **_SETTINGS)
 @given(damage=st.one_of(_damages, _REAL_STATE_EDITS))
 def test_corrupted_checkpoint_gives_one_line_or_samples(trained, damage):
@@ -688,6 +691,7 @@ def test_corrupted_checkpoint_gives_one_line_or_samples(trained, damage):
             OUTCOMES["checkpoint"]["exit 2, one line"] += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["bank"], **_SETTINGS)
 @given(damage=_damages, which=st.sampled_from(["bank.npz", "manifest.json"]))
 def test_corrupted_bank_is_generated_again(trained, damage, which):
@@ -734,6 +738,7 @@ def classifier_cache(mnist, tmp_path_factory):
     return (train, test), path.relative_to(home), path.read_bytes(), info
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["classifier_cache"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.sampled_from(["state", "info", "list"])))
 def test_corrupted_classifier_cache_is_trained_again(classifier_cache, damage):
@@ -794,6 +799,7 @@ def test_corrupted_reference_statistics_are_computed_again(damage):
             OUTCOMES["reference_stats"]["success (still valid)"] += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["metrics_json"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.sampled_from(['[]', '{"models": 5}', '{"models": [1]}', 'null', '"x"',
                                                     '{"models": [{"model": "real"}]}'])))
@@ -809,6 +815,7 @@ def test_corrupted_metrics_json_gives_one_line(trained, damage):
         OUTCOMES["metrics_json"]["exit 2, one line"] += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["run_study_yaml"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.tuples(st.just("edit"), st.integers(0, 10**6), _values)))
 def test_corrupted_run_study_yaml_gives_one_line(trained, damage):

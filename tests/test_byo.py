@@ -55,6 +55,7 @@ def byo_study(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_outside_models_run_next_to_the_baseline(byo_study):
     d = byo_study / "runs" / "byo-mnist"
     summary = json.loads((d / "metrics.json").read_text())
@@ -82,6 +83,7 @@ def test_outside_models_run_next_to_the_baseline(byo_study):
     assert "mlp_vae" in html and "gauss" in html
 
 
+@pytest.mark.slow
 def test_outside_model_samples_from_its_checkpoint(byo_study, tmp_path):
     """``genbench sample`` rebuilds the outside model from the kind string in its checkpoint."""
     d = byo_study / "runs" / "byo-mnist"
@@ -113,6 +115,7 @@ def digits(mnist):
     return tr.x.numpy()[idx], y[idx]
 
 
+@pytest.mark.slow
 def test_folder_dataset_runs_the_smoke_study(tmp_path, digits):
     x, y = digits
     _write_pngs(tmp_path / "digits", x, y)
@@ -166,6 +169,7 @@ def test_npz_and_folder_give_the_same_dataset(tmp_path, digits):
     assert custom_info({**spec, "image_size": 32, "channels": 3}).image_shape == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_own_step_function_is_used(tmp_path):
     """A class with its own ``genbench_step`` is trained by it (no training_losses needed)."""
     mod = tmp_path / "stepmod_byo.py"

@@ -151,6 +151,7 @@ def test_batches_shard_splits_each_global_batch():
         assert torch.equal(torch.cat([shards[0][i][1], shards[1][i][1]]), yb)
 
 
+@pytest.mark.slow
 def test_two_rank_ddp_equals_one_process(tmp_path, mnist):
     from genbench.training.loop import train
 

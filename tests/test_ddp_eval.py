@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from genbench.data.registry import Dataset
@@ -127,6 +128,7 @@ def test_batch_zero_is_seeded_with_the_seed_and_batches_are_independent():
     assert len({batch_generator(5, b).initial_seed() for b in range(4)} | {batch_generator(6, 1).initial_seed()}) == 5
 
 
+@pytest.mark.slow
 def test_two_rank_evaluation_equals_one_process(tmp_path, mnist):
     from genbench.runtime.distributed import Dist
     from genbench.training.loop import train

@@ -68,6 +68,7 @@ def _run_and_kill(study: Path, out: Path, after: str) -> str:
     return seen
 
 
+@pytest.mark.slow
 def test_sigkill_in_each_stage_after_training_then_run_again_gives_the_same_numbers(tmp_path):
     """One study killed four times in a row, each time in a later stage, then finished by a plain `genbench run`
     (no --resume: a study is finished only once its report is written); its numbers equal an uninterrupted run's,

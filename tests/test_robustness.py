@@ -101,6 +101,7 @@ def test_nan_step_is_not_applied(mnist):
     assert not opts["model"].state  # Adam never stepped
 
 
+@pytest.mark.slow
 def test_one_nan_retries_with_lower_lr_and_finishes(tmp_path, mnist, monkeypatch, capsys):
     data = mnist["train"].subset(slice(0, 256))  # 4 steps per epoch
     cfg = _cfg(epochs=3, divergence={"max_retries": 2, "lr_factor": 0.25})
@@ -121,6 +122,7 @@ def test_one_nan_retries_with_lower_lr_and_finishes(tmp_path, mnist, monkeypatch
     assert "learning rate x0.25 (retry 1/2)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_divergence_then_kill_resumes_with_the_lowered_lr(tmp_path, mnist, monkeypatch):
     """A run that diverged once and was then killed resumes with the lowered LR: same result as unkilled."""
     data = mnist["train"].subset(slice(0, 256))
@@ -134,6 +136,7 @@ def test_divergence_then_kill_resumes_with_the_lowered_lr(tmp_path, mnist, monke
     _assert_same_run(tmp_path / "full", tmp_path / "part")
 
 
+@pytest.mark.slow
 def test_persistent_nan_stops_after_max_retries(tmp_path, mnist, monkeypatch):
     data = mnist["train"].subset(slice(0, 256))
     cfg = _cfg(epochs=2, divergence={"max_retries": 2, "lr_factor": 0.5})
@@ -213,6 +216,7 @@ def _last_step(hist_path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mnist):
     """Three SIGKILLs per run at seeded random points: one at a random step of epoch 1, one inside a
     checkpoint write (temp file written, ``os.replace`` not yet done) at a random epoch end, one at a random
@@ -792,6 +796,7 @@ def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, old, new, needle, co
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_a_diverged_model_is_marked_in_the_report_and_the_others_are_evaluated(tmp_path, monkeypatch):
     """The VAE's loss is NaN at every step: its run stops after max_retries, the study goes on with the GAN,
     metrics.json lists the VAE under ``diverged`` and the report says so instead of plotting it."""

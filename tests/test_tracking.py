@@ -52,6 +52,7 @@ def _mlflow_runs(uri: str, experiment: str) -> dict:
     return c, {r.info.run_name: r for r in c.search_runs([exp.experiment_id])}
 
 
+@pytest.mark.slow
 def test_training_loop_logs_every_history_line(tmp_path, mnist, monkeypatch):
     """The loop's tracker hook: each step and epoch line of history.jsonl arrives in both trackers, same step, same
     value (float32 in TensorBoard); the config arrives once."""
@@ -81,6 +82,7 @@ def test_training_loop_logs_every_history_line(tmp_path, mnist, monkeypatch):
     assert "config.json" in {a.path for a in c.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.slow
 def test_study_logs_metrics_grid_and_real_row(tmp_path, monkeypatch):
     """`genbench run --log tensorboard --log mlflow` (the CLI overriding the study's `log: [tensorboard]`): the
     final metrics equal metrics.json, the sample grid is there, and the real-data row has a run of its own."""
@@ -130,6 +132,7 @@ def test_bad_tracker_names_and_missing_libraries(tmp_path):
         parse_study({**raw, "log": ["wandb"]}, "smoke")
 
 
+@pytest.mark.slow
 def test_train_command_logs_to_the_tracker(tmp_path):
     """`genbench train MODEL --log tensorboard`: every training history line reaches TensorBoard, like `run`."""
     (tmp_path / "track.yaml").write_text(STUDY.replace("log: [tensorboard]\n", ""))
