@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genbench-installed
 
-.PHONY: run sweep test setup browser wheel clean
+.PHONY: run sweep test test-fast setup browser wheel clean
 
 # A second `make run` on a finished study stops and asks for a choice: `make run ARGS=--resume` (reuse the
 # trained models, evaluate and report again) or `make run ARGS=--overwrite` (train from scratch).
@@ -20,6 +20,11 @@ test: $(STAMP) browser
 	$(VENV)/bin/genbench data fetch inception
 	$(VENV)/bin/genbench data fetch fashion_mnist
 	$(PY) -m pytest -q
+
+# The fast tier: everything but the tests marked slow (no training, no study pipeline), in under 3 minutes.
+test-fast: $(STAMP)
+	$(VENV)/bin/genbench data fetch mnist
+	$(PY) -m pytest -q -m "not slow"
 
 # Debian's chromium for the report's browser test (Playwright drives it; it never downloads a browser). Installed
 # as root, or through sudo when that needs no password; otherwise one line says so and the browser test is

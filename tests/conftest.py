@@ -1,11 +1,50 @@
-"""Shared fixtures. Real MNIST comes from the genbench cache (``make test`` fetches it first)."""
+"""Shared fixtures and helpers. Real MNIST comes from the genbench cache (``make test`` fetches it first).
 
+The helpers are imported by the test modules (``from conftest import cli_in_process``: pytest puts this folder on
+``sys.path``)."""
+
+import contextlib
+import io
 import os
+import subprocess
+import sys
+from unittest import mock
 
 import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+GENBENCH = [sys.executable, "-m", "genbench.cli"]
+
+
+def cli_in_process(*args: str, reached: type[BaseException] | tuple = ()) -> tuple[int | str, list[str], str]:
+    """``genbench ARGS`` through ``genbench.cli.main`` in this process (so a test's monkeypatches apply), its
+    stderr and stdout captured: (exit code, the non-empty stderr lines, stdout).
+
+    The exit code is SystemExit's as the process would report it (None -> 0, a message -> 1); 0 when main returns.
+    An exception of a type in ``reached`` (a stub a test put in a later stage to stop there) ends the call with code
+    ``"reached"``; any other exception propagates."""
+    from genbench import cli
+
+    err, out = io.StringIO(), io.StringIO()
+    code: int | str = 0
+    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(out):
+        try:
+            cli.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except reached:
+            code = "reached"
+    return code, [line for line in err.getvalue().splitlines() if line.strip()], out.getvalue()
+
+
+def cli_subprocess(*args: str, env: dict | None = None, cwd=None, timeout: float | None = None):
+    """``python -m genbench.cli ARGS`` in a child process (``env``: variables added to this process's
+    environment); the ``CompletedProcess`` with text stdout and stderr."""
+    return subprocess.run([*GENBENCH, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 @pytest.fixture(scope="session")
@@ -18,11 +57,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
     """The bundled MNIST study, smoke profile, run through the CLI on a 1,024-image slice of real MNIST."""
-    import subprocess
-    import sys
-
     out = tmp_path_factory.mktemp("runs")
-    p = subprocess.run([sys.executable, "-m", "genbench.cli", "run", "--profile", "smoke", "--out", str(out)],
-                       capture_output=True, text=True)
+    p = cli_subprocess("run", "--profile", "smoke", "--out", str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     return out / "mnist-four"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
@@ -37,6 +38,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import cli_in_process
 from genbench.studies.config import MAX_SAMPLES, MAX_STUDY_DEPTH, MAX_STUDY_NODES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,22 +59,8 @@ def _reached(*a, **k):
     raise Reached
 
 
-def _cli(*args: str) -> tuple[int | str, list[str], str]:
-    """``genbench ARGS`` through ``genbench.cli.main`` in this process: (exit code or 'reached', non-empty stderr
-    lines, stdout)."""
-    from genbench import cli
-
-    err, out = io.StringIO(), io.StringIO()
-    code: int | str = 0
-    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(out):
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except Reached:
-            code = "reached"
-    return code, [line for line in err.getvalue().splitlines() if line.strip()], out.getvalue()
+_cli = functools.partial(cli_in_process, reached=Reached)
+"""``genbench ARGS`` in this process: (exit code or 'reached', non-empty stderr lines, stdout)."""
 
 
 def _one_line(code, lines) -> None:
@@ -532,6 +520,7 @@ def test_unwritable_paths_give_one_line(tmp_path, monkeypatch):
         assert needle in err[0] and str(home) in err[0], err[0]
 
 
+@pytest.mark.slow
 def test_train_writes_the_study_yaml_that_evaluate_reads(tmp_path):
     """Issue 18 class 9: `genbench train` then `genbench evaluate` used to fail (no study.yaml). The training and
     the data are stubbed: this checks the files and the hand-over, not the numbers."""
@@ -560,6 +549,7 @@ _SUBPROCESS_EDITS = [("top", 0, (("modles",), {})), ("model", 0, (("optimizer", 
                      ("typo", 11, None)]
 
 
+@pytest.mark.slow
 def test_a_sample_through_the_installed_command(tmp_path):
     """20 cases through the real ``genbench`` console script (typer's own click included): six generated study
     files and fourteen misuses, at most four processes at a time; each exit code 2 with one line on stderr."""
@@ -681,6 +671,7 @@ def _edit_checkpoint(path: Path, edit: str) -> None:
     torch.save(ck, path)
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["checkpoint"], **_SETTINGS)
 @given(damage=st.one_of(_damages, _REAL_STATE_EDITS))
 def test_corrupted_checkpoint_gives_one_line_or_samples(trained, damage):
@@ -701,6 +692,7 @@ def test_corrupted_checkpoint_gives_one_line_or_samples(trained, damage):
             OUTCOMES["checkpoint"]["exit 2, one line"] += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["bank"], **_SETTINGS)
 @given(damage=_damages, which=st.sampled_from(["bank.npz", "manifest.json"]))
 def test_corrupted_bank_is_generated_again(trained, damage, which):
@@ -747,6 +739,7 @@ def classifier_cache(mnist, tmp_path_factory):
     return (train, test), path.relative_to(home), path.read_bytes(), info
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["classifier_cache"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.sampled_from(["state", "info", "list"])))
 def test_corrupted_classifier_cache_is_trained_again(classifier_cache, damage):
@@ -807,6 +800,7 @@ def test_corrupted_reference_statistics_are_computed_again(damage):
             OUTCOMES["reference_stats"]["success (still valid)"] += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["metrics_json"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.sampled_from(['[]', '{"models": 5}', '{"models": [1]}', 'null', '"x"',
                                                     '{"models": [{"model": "real"}]}'])))
@@ -822,6 +816,7 @@ def test_corrupted_metrics_json_gives_one_line(trained, damage):
         OUTCOMES["metrics_json"]["exit 2, one line"] += 1
 
 
+@pytest.mark.slow
 @settings(max_examples=N_EXAMPLES["run_study_yaml"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.tuples(st.just("edit"), st.integers(0, 10**6), _values)))
 def test_corrupted_run_study_yaml_gives_one_line(trained, damage):
@@ -850,9 +845,33 @@ def test_corrupted_run_study_yaml_gives_one_line(trained, damage):
             OUTCOMES["run_study_yaml"]["exit 2, one line"] += 1
 
 
-def test_outcome_counts():
-    """Runs last in this module: how many generated cases ended each way (pytest -s)."""
+PROPERTY_TESTS = {"study_file": "test_generated_study_files_give_one_line_or_validate",
+                  "checkpoint": "test_corrupted_checkpoint_gives_one_line_or_samples",
+                  "bank": "test_corrupted_bank_is_generated_again",
+                  "classifier_cache": "test_corrupted_classifier_cache_is_trained_again",
+                  "reference_stats": "test_corrupted_reference_statistics_are_computed_again",
+                  "metrics_json": "test_corrupted_metrics_json_gives_one_line",
+                  "run_study_yaml": "test_corrupted_run_study_yaml_gives_one_line"}
+
+
+def test_outcome_counts(request):
+    """Runs last in this module: each generated family whose test ran in this session fed at least half its
+    max_examples (hypothesis runs all of them unless the strategy's space is exhausted; measured: every family at
+    exactly max_examples) and took the error path at least once (an exit 2 or a rebuild: a generator that only
+    makes valid inputs tests nothing); the study-file generator also makes files that validate (both sides of
+    the validation). The counts are printed (pytest -s)."""
+    assert set(PROPERTY_TESTS) == set(N_EXAMPLES)
+    ran = {item.originalname for item in request.session.items if item.module is request.module}
+    families = [k for k, name in PROPERTY_TESTS.items() if name in ran]
     total = sum(sum(c.values()) for c in OUTCOMES.values())
     print(f"\nbad-input cases: {total} generated + 20 through the installed command")
     for k, c in OUTCOMES.items():
         print(f"  {k}: {dict(c)}")
+    if not families:
+        pytest.skip("no generated family of this module ran in this session")
+    for k in families:
+        c = OUTCOMES[k]
+        assert sum(c.values()) >= N_EXAMPLES[k] // 2, (k, dict(c), N_EXAMPLES[k])
+        assert sum(v for o, v in c.items() if not o.startswith(("success", "validated"))) > 0, (k, dict(c))
+    if "study_file" in families:
+        assert OUTCOMES["study_file"]["validated"] > 0, dict(OUTCOMES["study_file"])

@@ -56,6 +56,7 @@ def byo_study(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_outside_models_run_next_to_the_baseline(byo_study):
     d = byo_study / "runs" / "byo-mnist"
     summary = json.loads((d / "metrics.json").read_text())
@@ -83,6 +84,7 @@ def test_outside_models_run_next_to_the_baseline(byo_study):
     assert "mlp_vae" in html and "gauss" in html
 
 
+@pytest.mark.slow
 def test_a_family_registered_outside_trains_scores_and_reports(byo_study):
     """The tutorial's toy Family (one module, one registration line): its own step trained the model (its loss
     keys are in history.jsonl), metrics.json records the family and its loss keys, and the report shows the row
@@ -99,6 +101,7 @@ def test_a_family_registered_outside_trains_scores_and_reports(byo_study):
     assert "moments" in html and (d / "report" / "figures" / "training_curves.png").exists()
 
 
+@pytest.mark.slow
 def test_outside_model_samples_from_its_checkpoint(byo_study, tmp_path):
     """``genbench sample`` rebuilds the outside model from the kind string in its checkpoint."""
     d = byo_study / "runs" / "byo-mnist"
@@ -130,6 +133,7 @@ def digits(mnist):
     return tr.x.numpy()[idx], y[idx]
 
 
+@pytest.mark.slow
 def test_folder_dataset_runs_the_smoke_study(tmp_path, digits):
     x, y = digits
     _write_pngs(tmp_path / "digits", x, y)
@@ -183,6 +187,7 @@ def test_npz_and_folder_give_the_same_dataset(tmp_path, digits):
     assert custom_info({**spec, "image_size": 32, "channels": 3}).image_shape == (3, 32, 32)
 
 
+@pytest.mark.slow
 def test_own_step_function_is_used(tmp_path):
     """A class with its own ``genbench_step`` is trained by it (no training_losses needed)."""
     mod = tmp_path / "stepmod_byo.py"

@@ -2,6 +2,7 @@
 evaluation and the report make of them (the study-level check runs inside tests/test_trials.py's sequential test,
 on the study it trains anyway)."""
 
+import pytest
 import torch
 
 from genbench.families import load_snapshot
@@ -19,6 +20,7 @@ def _cfg(**kw):
     return ModelConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_snapshots_at_budget_fractions_survive_a_resume(mnist, tmp_path):
     """An images budget of 1,024 with K = 4 and batch 64: snapshots at 256/512/768/1,024 images (steps 4, 8, 12,
     16), EMA weights, the last at the end of training. A run stopped at step 10 (after its epoch-1 checkpoint at
@@ -61,6 +63,7 @@ def test_snapshots_at_budget_fractions_survive_a_resume(mnist, tmp_path):
     assert [p.name for p in list_snapshots(b)] == ["curve_1.pt", "curve_2.pt"]
 
 
+@pytest.mark.slow
 def test_epochs_mode_snapshots_at_step_fractions(mnist, tmp_path):
     """Without a budget the fractions are of the run's total steps (2 epochs x 8 steps, K = 3: steps 6, 11, 16),
     model weights when there is no EMA; curve_points 0 writes none."""

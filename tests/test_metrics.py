@@ -168,6 +168,7 @@ def test_prdc_spread_is_reported_and_small_for_matched_sets():
         assert 0 <= out[f"{k}_std"] < 0.1
 
 
+@pytest.mark.slow
 def test_cas_on_real_data_is_near_the_classifier_accuracy(mnist):
     """CAS with real images in place of generated ones must approach a real-trained classifier's accuracy."""
     from genbench.metrics.classifier import classification_accuracy_score

@@ -39,6 +39,7 @@ def served(smoke_study):
     httpd.shutdown()
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(smoke_study, served):
     """At a desktop and a narrow width: no console errors, every image loaded, the interactive plots drawn inside
     the page's width (no clipped plot, no sideways scroll), a table of contents and a sortable table."""
@@ -81,6 +82,7 @@ def test_report_renders_in_headless_chromium(smoke_study, served):
     assert not errors, errors
 
 
+@pytest.mark.slow
 def test_names_from_configs_are_escaped(smoke_study, tmp_path):
     evil = "<img src=x onerror=alert(1)>"
     d = tmp_path / "study"

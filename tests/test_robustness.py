@@ -31,6 +31,7 @@ from genbench.training.checkpoint import load_checkpoint
 from genbench.training.loop import train
 
 
+from conftest import cli_in_process  # noqa: E402
 from test_training import _KillAfter, _cfg, _strip  # noqa: E402  (one config, history and kill helper for both)
 
 
@@ -100,6 +101,7 @@ def test_nan_step_is_not_applied(mnist):
     assert not opts["model"].state  # Adam never stepped
 
 
+@pytest.mark.slow
 def test_one_nan_retries_with_lower_lr_and_finishes(tmp_path, mnist, monkeypatch, capsys):
     data = mnist["train"].subset(slice(0, 256))  # 4 steps per epoch
     cfg = _cfg(epochs=3, divergence={"max_retries": 2, "lr_factor": 0.25})
@@ -120,6 +122,7 @@ def test_one_nan_retries_with_lower_lr_and_finishes(tmp_path, mnist, monkeypatch
     assert "learning rate x0.25 (retry 1/2)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_divergence_then_kill_resumes_with_the_lowered_lr(tmp_path, mnist, monkeypatch):
     """A run that diverged once and was then killed resumes with the lowered LR: same result as unkilled."""
     data = mnist["train"].subset(slice(0, 256))
@@ -133,6 +136,7 @@ def test_divergence_then_kill_resumes_with_the_lowered_lr(tmp_path, mnist, monke
     _assert_same_run(tmp_path / "full", tmp_path / "part")
 
 
+@pytest.mark.slow
 def test_persistent_nan_stops_after_max_retries(tmp_path, mnist, monkeypatch):
     data = mnist["train"].subset(slice(0, 256))
     cfg = _cfg(epochs=2, divergence={"max_retries": 2, "lr_factor": 0.5})
@@ -214,6 +218,7 @@ def _last_step(hist_path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mnist):
     """Three SIGKILLs per run at seeded random points: one at a random step of epoch 1, one inside a
     checkpoint write (temp file written, ``os.replace`` not yet done) at a random epoch end, one at a random
@@ -231,6 +236,8 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mni
     part, marker = tmp_path / "part", tmp_path / "paused"
     hist = part / "history.jsonl"
     rng = random.Random(20240607)
+    # The child runs with this process's thread count on the same machine: the same kernels and reduction order,
+    # so bit-equality with the in-process run is a fair demand (another thread count would change the sums).
     threads = torch.get_num_threads()
 
     def launch(pause_at=0):
@@ -282,21 +289,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path, mni
 # The CLI: finished studies and bad study files
 
 
-def _cli(monkeypatch, capsys, *args):
-    """Run ``genbench ARGS`` in this process; returns (exit code, non-empty stderr lines)."""
-    from genbench import cli
-
-    monkeypatch.setattr(sys, "argv", ["genbench", *args])
-    capsys.readouterr()
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    return code, [l for l in capsys.readouterr().err.splitlines() if l.strip()]
-
-
-def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monkeypatch, capsys):
+def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monkeypatch):
     """Finished = the report was written (finished.json). A study killed after metrics.json but before its report
     is not finished and continues without a flag."""
     from genbench.studies import runner
@@ -305,7 +298,7 @@ def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monk
     done.mkdir()
     (done / "metrics.json").write_text("{}")
     (done / "finished.json").write_text("{}")
-    code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+    code, err, _ = cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path))
     assert code == 2 and len(err) == 1, err
     assert "already holds a finished study" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
 
@@ -318,14 +311,14 @@ def test_run_refuses_a_finished_study_without_resume_or_overwrite(tmp_path, monk
     monkeypatch.setattr(runner, "prepare_data", reached)  # past the guard = the pipeline starts
     for flag in ("--resume", "--overwrite"):
         with pytest.raises(Reached):
-            _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path), flag)
+            cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path), flag)
     (done / "finished.json").write_text("{}")
     (done / "finished.json").unlink()  # killed before the report: metrics.json alone does not mean finished
     with pytest.raises(Reached):
-        _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+        cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path))
 
 
-def test_a_second_run_of_the_same_study_stops_at_once(tmp_path, monkeypatch, capsys):
+def test_a_second_run_of_the_same_study_stops_at_once(tmp_path):
     """The whole pipeline holds the study lock: a second `genbench run` on the same folder gets one line."""
     import fcntl
 
@@ -333,7 +326,7 @@ def test_a_second_run_of_the_same_study_stops_at_once(tmp_path, monkeypatch, cap
     d.mkdir()
     with open(d / ".study.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's run, as seen from this one
-        code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path))
+        code, err, _ = cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path))
     assert code == 2 and len(err) == 1 and "another genbench process is running the study" in err[0], err
 
 
@@ -734,9 +727,32 @@ def test_study_with_wrong_field_types_or_ranges_only_raises_genbench_error(edits
                 _one_line_error(GenbenchError, build_model, m.kind, m.params)
 
 
-def test_malformed_input_counts():
-    """Runs last in this module: how many malformed inputs the property tests above fed (pytest -s)."""
+PROPERTY_TESTS = {"mnist_pickle": "test_mnist_asset_decoder_only_raises_asset_error",
+                  "mnist_npz_cache": "test_mnist_cache_and_asset_only_raise_asset_error",
+                  "asset_file": "test_any_asset_file_fails_its_checksum_cleanly",
+                  "idx_file": "test_idx_loader_only_raises_asset_error",
+                  "quickdraw_npy": "test_quickdraw_loader_only_raises_asset_error",
+                  "cifar10_batch": "test_cifar10_loader_only_raises_asset_error",
+                  "checkpoint": "test_checkpoint_loader_only_raises_genbench_error",
+                  "history_jsonl": "test_history_reader_only_raises_genbench_error",
+                  "study_yaml_text": "test_study_file_loader_only_raises_genbench_error",
+                  "study_fields": "test_study_with_wrong_field_types_or_ranges_only_raises_genbench_error"}
+
+
+def test_malformed_input_counts(request):
+    """Runs after the property tests of this module: each one that ran in this session really fed its inputs (a
+    strategy that filters everything out, or a test that returns before its counter, would pass vacuously).
+    Hypothesis runs max_examples cases unless the strategy's space is exhausted; each space here is far larger
+    (measured: every family at exactly max_examples), so fewer than half means the generator broke. The counts are
+    printed (pytest -s)."""
+    assert set(PROPERTY_TESTS) == set(N_EXAMPLES)
+    ran = {item.originalname for item in request.session.items if item.module is request.module}
+    families = [k for k, name in PROPERTY_TESTS.items() if name in ran]
     print(f"\nmalformed inputs tried: {TRIED} = {sum(TRIED.values())} (max_examples {sum(N_EXAMPLES.values())})")
+    if not families:
+        pytest.skip("no property test of this module ran in this session")
+    short = {k: TRIED[k] for k in families if TRIED[k] < N_EXAMPLES[k] // 2}
+    assert not short, f"property tests that fed fewer than half their max_examples: {short} of {N_EXAMPLES}"
 
 
 _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").read_text()
@@ -768,7 +784,7 @@ _ORIG_STUDY = (Path(__file__).parent.parent / "studies" / "mnist_four.yaml").rea
     (None, b"\xff\xfe\x00garbage", "give a UTF-8 YAML file"),
 ])
 @pytest.mark.parametrize("command", ["run", "train"])
-def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys, old, new, needle, command):
+def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, old, new, needle, command):
     bad = tmp_path / "bad.yaml"
     if old is None:
         bad.write_bytes(new if isinstance(new, bytes) else new.encode())
@@ -776,19 +792,20 @@ def test_bad_study_file_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys,
         assert old in _ORIG_STUDY, old
         bad.write_text(_ORIG_STUDY.replace(old, new, 1))
     args = (["run", str(bad)] if command == "run" else ["train", "vae", "--study", str(bad)])
-    code, err = _cli(monkeypatch, capsys, *args, "--profile", "smoke", "--out", str(tmp_path / "out"))
+    code, err, _ = cli_in_process(*args, "--profile", "smoke", "--out", str(tmp_path / "out"))
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("genbench: error: ") and needle in err[0], err[0]
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_a_diverged_model_is_marked_in_the_report_and_the_others_are_evaluated(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_a_diverged_model_is_marked_in_the_report_and_the_others_are_evaluated(tmp_path, monkeypatch):
     """The VAE's loss is NaN at every step: its run stops after max_retries, the study goes on with the GAN,
     metrics.json lists the VAE under ``diverged`` and the report says so instead of plotting it."""
     import json
 
     _inject_nan(monkeypatch, "all")
-    code, err = _cli(monkeypatch, capsys, "run", "--profile", "smoke", "--out", str(tmp_path),
+    code, err, _ = cli_in_process("run", "--profile", "smoke", "--out", str(tmp_path),
                      "--only", "vae", "--only", "gan")
     assert code in (0, None), err[-5:]
     summary = json.loads((tmp_path / "mnist-four" / "metrics.json").read_text())

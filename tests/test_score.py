@@ -57,6 +57,7 @@ def scored_real(real_folder, tmp_path_factory):
     return out, p
 
 
+@pytest.mark.slow
 def test_real_images_score_like_the_real_row(scored_real):
     out, p = scored_real
     rows = _rows(out)
@@ -80,6 +81,7 @@ def test_real_images_score_like_the_real_row(scored_real):
     assert "mnist_test_pngs: FID" in p.stdout
 
 
+@pytest.mark.slow
 def test_noise_scores_clearly_worse(scored_real, tmp_path):
     out_real, _ = scored_real
     fid_real = _rows(out_real)["mnist_test_pngs"]["metrics"]["fid_inception"]

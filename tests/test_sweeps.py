@@ -12,6 +12,7 @@ from genbench.studies.config import load_study, parse_study
 from genbench.studies.sweeps import parse_sweeps
 
 
+@pytest.mark.slow
 def test_smoke_study_writes_sweeps_and_report(smoke_study):
     sw = json.loads((smoke_study / "sweeps.json").read_text())
     st = sw["settings"]
@@ -43,6 +44,7 @@ def test_smoke_study_writes_sweeps_and_report(smoke_study):
     assert (smoke_study / "report" / "figures" / "sweep_nfe.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_sweep_command_reuses_cached_banks(smoke_study):
     before = json.loads((smoke_study / "sweeps.json").read_text())
     p = subprocess.run([sys.executable, "-m", "genbench.cli", "sweep", str(smoke_study), "--no-report"],
@@ -51,6 +53,7 @@ def test_sweep_command_reuses_cached_banks(smoke_study):
     after = json.loads((smoke_study / "sweeps.json").read_text())
     for a, b in zip(after["settings"], before["settings"]):
         assert a["timing"].startswith("cached")
+        # exact: a cached setting's numbers are read back from the cache, not recomputed
         assert a["fd_classifier"] == b["fd_classifier"] and a["seconds_per_1000"] == b["seconds_per_1000"]
 
 

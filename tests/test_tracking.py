@@ -4,8 +4,6 @@ genbench wrote (``history.jsonl``, ``metrics.json``)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -15,6 +13,7 @@ from unittest import mock
 
 import pytest
 
+from conftest import cli_in_process
 from genbench.errors import GenbenchError
 from genbench.io import read_jsonl
 from genbench.runtime.tracking import check_trackers, metric_scalars, open_tracker
@@ -53,6 +52,7 @@ def _mlflow_runs(uri: str, experiment: str) -> dict:
     return c, {r.info.run_name: r for r in c.search_runs([exp.experiment_id])}
 
 
+@pytest.mark.slow
 def test_training_loop_logs_every_history_line(tmp_path, mnist, monkeypatch):
     """The loop's tracker hook: each step and epoch line of history.jsonl arrives in both trackers, same step, same
     value (float32 in TensorBoard); the config arrives once."""
@@ -70,6 +70,7 @@ def test_training_loop_logs_every_history_line(tmp_path, mnist, monkeypatch):
     assert len(steps) == 4 and len(epochs) == 2
     tb, acc = _tb_scalars(tmp_path / "tensorboard" / "vae")
     assert [s for s, _ in tb["train/loss"]] == [s for s, _ in steps]
+    # TensorBoard stores float32: the logged float64 comes back rounded to 24 bits (relative error < 6e-8)
     assert [v for _, v in tb["train/loss"]] == pytest.approx([v for _, v in steps], rel=1e-6)
     assert tb["epoch/kl"] == [(s, pytest.approx(v, rel=1e-6)) for s, v in epochs]
     assert "config" in str(acc.Tags())
@@ -81,6 +82,7 @@ def test_training_loop_logs_every_history_line(tmp_path, mnist, monkeypatch):
     assert "config.json" in {a.path for a in c.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.slow
 def test_study_logs_metrics_grid_and_real_row(tmp_path, monkeypatch):
     """`genbench run --log tensorboard --log mlflow` (the CLI overriding the study's `log: [tensorboard]`): the
     final metrics equal metrics.json, the sample grid is there, and the real-data row has a run of its own."""
@@ -96,6 +98,8 @@ def test_study_logs_metrics_grid_and_real_row(tmp_path, monkeypatch):
     steps = rows["vae"]["metrics"]["efficiency"]["steps"]
     assert {"eval/fid_inception", "eval/fid_inception.std", "eval/prdc_inception.recall", "eval/elbo"} <= set(want)
     tb, acc = _tb_scalars(d / "tensorboard" / "vae")
+    # float32 in TensorBoard (see above); MLflow keeps the float64 the run logged, the same number the run wrote to
+    # metrics.json (JSON round-trips a float exactly), so the MLflow checks below are exact
     assert tb["eval/fid_inception"] == [(steps, pytest.approx(want["eval/fid_inception"], rel=1e-6))]
     assert "samples" in acc.Tags()["images"]
     tb_real, _ = _tb_scalars(d / "tensorboard" / "real")
@@ -111,25 +115,11 @@ def test_study_logs_metrics_grid_and_real_row(tmp_path, monkeypatch):
     assert runs["real"].data.metrics["eval/fid_inception"] == rows["real"]["metrics"]["fid_inception"]["value"]
 
 
-def _cli(*args: str) -> tuple[int, list[str]]:
-    from genbench import cli
-
-    err = io.StringIO()
-    code = 0
-    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(io.StringIO()):
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code
-    return code, [x for x in err.getvalue().splitlines() if x.strip()]
-
-
 def test_bad_tracker_names_and_missing_libraries(tmp_path):
-    code, lines = _cli("run", "--log", "wandb", "--out", str(tmp_path))
+    code, lines, _ = cli_in_process("run", "--log", "wandb", "--out", str(tmp_path))
     assert code == 2 and len(lines) == 1 and "unknown tracker 'wandb'" in lines[0] and "tensorboard" in lines[0]
     with mock.patch.dict(sys.modules, {"mlflow": None}):  # the library not installed
-        code, lines = _cli("run", "--log", "mlflow", "--out", str(tmp_path))
+        code, lines, _ = cli_in_process("run", "--log", "mlflow", "--out", str(tmp_path))
     assert code == 2 and len(lines) == 1 and "pip install mlflow" in lines[0]
     with mock.patch.dict(sys.modules, {"tensorboard": None}):
         with pytest.raises(GenbenchError, match="pip install tensorboard"):
@@ -142,16 +132,17 @@ def test_bad_tracker_names_and_missing_libraries(tmp_path):
         parse_study({**raw, "log": ["wandb"]}, "smoke")
 
 
+@pytest.mark.slow
 def test_train_command_logs_to_the_tracker(tmp_path):
     """`genbench train MODEL --log tensorboard`: every training history line reaches TensorBoard, like `run`."""
     (tmp_path / "track.yaml").write_text(STUDY.replace("log: [tensorboard]\n", ""))
     out = tmp_path / "runs" / "track" / "vae"
-    code, lines = _cli("train", "vae", "--study", str(tmp_path / "track.yaml"), "--profile", "smoke",
+    code, lines, _ = cli_in_process("train", "vae", "--study", str(tmp_path / "track.yaml"), "--profile", "smoke",
                        "--out", str(out), "--log", "tensorboard")
     assert code == 0, lines
     tb, _ = _tb_scalars(tmp_path / "runs" / "track" / "tensorboard" / "vae")
     steps = [r for r in read_jsonl(out / "history.jsonl") if r["kind"] == "step"]
     assert steps and len(tb["train/loss"]) == len(steps)
-    code, lines = _cli("train", "vae", "--study", str(tmp_path / "track.yaml"), "--log", "wandb",
+    code, lines, _ = cli_in_process("train", "vae", "--study", str(tmp_path / "track.yaml"), "--log", "wandb",
                        "--out", str(tmp_path / "x"))
     assert code == 2 and len(lines) == 1 and "unknown tracker 'wandb'" in lines[0]

@@ -36,6 +36,7 @@ def _strip(hist):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in hist]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,params,ema", [
     ("vae", {"latent_dim": 4}, None),
     ("cgan", {"z_dim": 8, "g_widths": [32, 32], "d_widths": [32], "num_classes": 10, "image_shape": [1, 28, 28],
@@ -63,6 +64,7 @@ def test_resume_equals_uninterrupted(tmp_path, mnist, kind, params, ema):
     assert _strip(read_jsonl(full / "history.jsonl")) == _strip(read_jsonl(part / "history.jsonl"))
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume_or_overwrite(tmp_path, mnist):
     data = mnist["train"].subset(slice(0, 128))
     cfg = _cfg(epochs=1)
@@ -74,6 +76,7 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, mnist):
         train(changed, data, tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_checkpoint_from_another_kind_is_refused(tmp_path, mnist):
     train(_cfg(epochs=1), mnist["train"].subset(slice(0, 128)), tmp_path)
     with pytest.raises(GenbenchError, match="holds a 'vae' model"):
@@ -99,6 +102,7 @@ def test_short_disk_stops_cleanly(tmp_path, mnist, monkeypatch):
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_two_fresh_runs_are_bit_identical(tmp_path, mnist):
     data = mnist["train"].subset(slice(0, 256))
     cfg = _cfg(epochs=1)
@@ -109,6 +113,7 @@ def test_two_fresh_runs_are_bit_identical(tmp_path, mnist):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,params", [
     ("vae", {"latent_dim": 4}),
     ("gan", {"z_dim": 8, "g_widths": [32, 32], "d_widths": [32], "image_shape": [1, 28, 28]}),
@@ -131,6 +136,7 @@ def test_fused_adam_keeps_the_loss_curve(tmp_path, mnist, kind, params):
             assert abs(a[k] - b[k]) <= 0.02 * abs(b[k]) + 1e-3, (a["step"], k, a[k], b[k])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switch", [{"precision": "bf16"}, {"channels_last": True}, {"compile": True}])
 def test_speed_switches_keep_the_loss_curve(tmp_path, mnist, switch):
     """Each speed switch of the trainer (bf16 autocast, channels_last, torch.compile) against the plain fp32 NCHW
@@ -148,6 +154,7 @@ def test_speed_switches_keep_the_loss_curve(tmp_path, mnist, switch):
         assert abs(a - b) <= 0.02 * abs(b), (i, a, b)
 
 
+@pytest.mark.slow
 def test_format1_ddpm_checkpoint_loads_with_its_sampler_settings_moved(tmp_path, mnist):
     """Checkpoints written before issue 14 (format 1) kept the DDPM's sampler settings in its params; loading
     moves them into config.sampling, so the run samples, resumes and evaluates as before."""

@@ -24,6 +24,7 @@ def test_t_interval_known_answer():
     assert t_interval([5.0])["half_width"] is None
 
 
+@pytest.mark.slow
 def test_budget_stops_at_the_first_step_past_it(mnist, tmp_path):
     """An images budget: the run stops at the first step whose images seen reach the budget, mid-epoch, with a
     complete finished checkpoint; a FLOPs budget likewise, counted per step by torch.utils.flop_counter."""
@@ -98,6 +99,7 @@ def _check_curves(d: Path, names, budget: int, n: int):
     assert (d / "report" / "figures" / "quality_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_budget_and_two_seeds_sequential_then_resume_skips(tmp_path):
     study = _tiny_study(tmp_path)
     cmd = [*GENBENCH, "run", str(study), "--profile", "smoke", "--budget", "images=1500", "--seeds", "2",
@@ -111,6 +113,7 @@ def test_budget_and_two_seeds_sequential_then_resume_skips(tmp_path):
     assert p.stderr.count("finished, skipped") == 2 and "[train]" not in p.stderr
 
 
+@pytest.mark.slow
 def test_two_seeds_on_a_local_ray_instance(tmp_path):
     pytest.importorskip("ray")
     study = _tiny_study(tmp_path, models=("vae",))  # the engine is under test; the sequential test has two models

@@ -127,6 +127,7 @@ def _check_one_schema(d, models):
     return s, text
 
 
+@pytest.mark.slow
 def test_quickdraw_study_smoke(quickdraw_dir, tmp_path):
     p = _run("quickdraw_vae", tmp_path, {"GENBENCH_QUICKDRAW_DIR": str(quickdraw_dir)})
     assert p.returncode == 0, p.stderr[-3000:]
@@ -163,6 +164,7 @@ def test_quickdraw_study_smoke(quickdraw_dir, tmp_path):
     assert "[sample]" not in p.stderr and p.stderr.count("current, skipped") == 6
 
 
+@pytest.mark.slow
 def test_cifar10_study_smoke(cifar_dir, tmp_path):
     p = _run("cifar10_vae_dcgan", tmp_path, {"GENBENCH_CIFAR10_DIR": str(cifar_dir.parent)})
     assert p.returncode == 0, p.stderr[-3000:]
@@ -215,6 +217,7 @@ def test_fashion_mnist_idx_reader_and_missing_files(tmp_path, monkeypatch):
         verify_debian_asset(ASSETS["fashion_mnist"])
 
 
+@pytest.mark.slow
 def test_fashion_mnist_study_smoke_runs_beta_sweep_gifs_and_frozen_latent(tmp_path):
     """The Fashion-MNIST study on the real data (``genbench data fetch fashion_mnist``, which make test runs):
     its beta sweep with a GIF per beta, the frozen-latent FIDs and the linear probe, through the one pipeline."""
@@ -235,6 +238,17 @@ def test_fashion_mnist_study_smoke_runs_beta_sweep_gifs_and_frozen_latent(tmp_pa
         gif = d / "report" / "figures" / f"beta_{b}.gif"
         assert gif.read_bytes()[:6] == b"GIF89a" and f"beta_{b}.gif" in html
     fl = json.loads((ex / "frozen_latent" / "result.json").read_text())
-    assert len(fl["sets"]) == 4 and all(v["fid_inception"]["value"] > 0 for v in fl["sets"].values())
+    order = ["standard N(0, I)", "mu = 0, sigma = 0.1", "mu = 0, sigma = 0.5", "mu = 0, sigma = 1"]
+    assert fl["set_order"] == order and list(fl["sets"]) == order and fl["model"] == "vae"
+    vae = next(r for r in s["models"] if r["model"] == "vae")
+    assert fl["sets"][order[0]]["fid_inception"] == vae["metrics"]["fid_inception"]  # the model's own bank
+    fids = [fl["sets"][k]["fid_inception"]["value"] for k in order]
+    assert all(np.isfinite(f) and f > 0 for f in fids), fids
+    assert all(fl["sets"][k]["fid_inception"]["n_generated"] == fl["n"] for k in order[1:])
+    # the sigma sets decode the same eps scaled by sigma: the images spread out as sigma grows (a decoder that
+    # ignored z, or sets all drawn with one sigma, would give equal diversities; measured on a smoke VAE: 0.097,
+    # 0.35, 0.68 for sigma 0.1, 0.5, 1)
+    div = [fl["sets"][k]["diversity_l2"] for k in order[1:]]
+    assert div[0] < div[1] < div[2], div
     lp = json.loads((ex / "linear_probe" / "result.json").read_text())
     assert lp["models"]["vae"]["value"] > lp["models"]["vae"]["chance"]
