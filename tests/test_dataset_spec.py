@@ -170,6 +170,7 @@ def test_no_import_circle_among_the_data_modules():
     assert "genbench.data.registry" not in graph["genbench.data.custom"]
 
 
+@pytest.mark.slow
 def test_the_toy_runs_the_pipeline_into_metrics_and_the_report(toy, tmp_path):
     """The whole smoke pipeline on the toy in this process (its registration is not visible to a subprocess)."""
     from genbench.report.build import build_report
