@@ -44,9 +44,11 @@ from genbench.studies.config import MAX_SAMPLES, MAX_STUDY_DEPTH, MAX_STUDY_NODE
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_NAMES = ("mnist_four", "fashion_beta_vae", "quickdraw_vae", "cifar10_vae_dcgan")
 STUDIES = {n: yaml.safe_load((ROOT / "studies" / f"{n}.yaml").read_text()) for n in STUDY_NAMES}
-N_EXAMPLES = {"study_file": 700, "checkpoint": 120, "bank": 100, "classifier_cache": 30, "reference_stats": 80,
+N_EXAMPLES = {"study_file": 300, "checkpoint": 120, "bank": 100, "classifier_cache": 10, "reference_stats": 80,
               "metrics_json": 60, "run_study_yaml": 100}
-"""max_examples per generated family: 1,190 cases (plus 20 through the installed command)."""
+"""max_examples per generated family: 770 cases (plus 20 through the installed command). The classifier-cache
+family retrains a classifier per case (its 30 cases cost ~8 minutes of CI under load), so 10; the study-file
+family sits in the fast tier, so 300."""
 OUTCOMES: dict[str, Counter] = {k: Counter() for k in N_EXAMPLES}
 _SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
