@@ -91,7 +91,7 @@ def test_stability_statistics():
     noisy = series_stats(list(1 + 0.5 * np.random.default_rng(0).standard_normal(200)))
     assert 0.3 < noisy["cv"] < 0.7
     hist = [{"kind": "step", "loss": 1.0 + 0.1 * (i % 2)} for i in range(100)]
-    s = stability(hist, "vae")
+    s = stability(hist, ("loss",))  # the VAE family's stability keys
     assert s["score"] == pytest.approx(1 / (1 + s["cv"])) and s["per_loss"]["loss"]["oscillation"] == 1.0
 
 

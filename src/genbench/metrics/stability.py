@@ -32,6 +32,8 @@ def series_stats(values) -> dict:
 def stability(history: list[dict], keys: tuple[str, ...] = ("loss",)) -> dict:
     """The stability of a run from its ``history.jsonl`` records; ``keys``: the loss series to judge (the family's
     ``stability_keys``: ``("loss_g", "loss_d")`` for GANs), the worst one counts."""
+    if isinstance(keys, str):  # a family name or one key by mistake: its characters are no loss keys
+        raise TypeError(f"stability: keys must be a tuple of history keys, got the string {keys!r}")
     steps = [r for r in history if r.get("kind") == "step"]
     per = {k: series_stats([r[k] for r in steps if k in r]) for k in keys}
     worst = max(per.values(), key=lambda s: s["cv"] if s["cv"] == s["cv"] else -1)
