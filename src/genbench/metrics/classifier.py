@@ -1,7 +1,7 @@
 """The in-domain classifier: trained by genbench on the real training split, cached with its test accuracy.
 
 Cache key: dataset, training-split size, architecture/recipe version, epochs, seed, and the device type and
-thread count it trains with: CPU kernels reduce in a thread-count-dependent order, so the same seed gives
+thread count and precision (bf16 where native) it trains with: CPU kernels reduce in a thread-count-dependent order, so the same seed gives
 different weights on 1 and 2 threads (measured: MNIST test accuracy 99.52% vs 99.55%), and every classifier
 metric (FD, IS, conditional accuracy) would shift with them under one key. The cached file records the test
 accuracy it reached and these settings; evaluation refuses a classifier below ``min_accuracy``.
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset, batches, to_float
-from genbench.runtime.device import autocast, get_device
+from genbench.runtime.device import autocast, get_device, resolve_precision
 from genbench.errors import GenbenchError
 from genbench.io import atomic_torch_save, safe_name
 from genbench.models.classifier import Classifier
@@ -32,7 +32,7 @@ RECIPE_VERSION = 2  # 2: seeded initialisation
 def _key(train: Dataset, epochs: int, seed: int, device: torch.device) -> str:
     ident = json.dumps({"dataset": train.name, "n": len(train), "shape": list(train.shape), "epochs": epochs,
                         "seed": seed, "recipe": RECIPE_VERSION, "device": device.type,
-                        "threads": torch.get_num_threads(),
+                        "threads": torch.get_num_threads(), "precision": resolve_precision("auto", device),
                         "labels_sha": hashlib.sha256(train.y.numpy().tobytes()).hexdigest()[:16]})
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
@@ -45,7 +45,7 @@ def _shift_augment(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) ->
 
 def _fit(model: Classifier, ds: Dataset, *, steps: int, batch_size: int, seed: int, device, on_epoch=None) -> None:
     """Train ``model`` for ``steps`` steps (cycling over epochs): Adam with a one-cycle schedule to 2e-3, shift
-    augmentation, bf16 autocast. ``on_epoch(epoch, last_loss)`` is called after each full epoch."""
+    augmentation, bf16 autocast where native (fp32 elsewhere). ``on_epoch(epoch, last_loss)`` is called after each full epoch."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -57,7 +57,7 @@ def _fit(model: Classifier, ds: Dataset, *, steps: int, batch_size: int, seed: i
             if done == steps:
                 break
             x, y = x.to(device), y.to(device)
-            with autocast(device, "bf16"):
+            with autocast(device, "auto"):
                 loss = F.cross_entropy(model(_shift_augment(x, gen)).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -104,7 +104,7 @@ def predict(model: Classifier, x_uint8: torch.Tensor, batch: int = 1000,
 def get_classifier(train: Dataset, test: Dataset, *, epochs: int = 3, seed: int = 42, min_accuracy: float = 0.99,
                    log=print) -> tuple[Classifier, dict]:
     """Load the cached classifier for this training split, or train it (Adam 1e-3 -> cosine, batch 128,
-    shift augmentation, bf16 autocast). Returns (model in eval mode, info with test_accuracy).
+    shift augmentation, bf16 autocast where native). Returns (model in eval mode, info with test_accuracy).
 
     Raises:
         GenbenchError: the trained classifier is below ``min_accuracy`` on the test split.

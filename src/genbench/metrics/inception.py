@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.data.assets import fetch_asset
-from genbench.runtime.device import get_device
+from genbench.runtime.device import get_device, resolve_precision
 from genbench.errors import GenbenchError
 from genbench.runtime.distributed import Dist
 
@@ -105,12 +105,11 @@ class InceptionFeatures:
     name = "inception_v3_tf_2015_12_05_pool3"
     num_features = 2048
 
-    def __init__(self, *, resize_policy: str = "tf1_bilinear", precision: str = "bf16", batch: int = 50,
+    def __init__(self, *, resize_policy: str = "tf1_bilinear", precision: str = "auto", batch: int = 50,
                  backend: str = "auto"):
         if resize_policy not in RESIZE_POLICIES:
             raise GenbenchError(f"unknown resize policy {resize_policy!r}; choose one of {RESIZE_POLICIES}")
-        if precision not in ("bf16", "fp32"):
-            raise GenbenchError(f"unknown Inception precision {precision!r}; choose bf16 or fp32")
+        precision = resolve_precision(precision)  # "auto": bf16 only where the hardware computes it
         self.resize_policy, self.precision, self.batch = resize_policy, precision, batch
         self.device = get_device()
         self.backend = resolve_backend(backend, self.device)

@@ -27,11 +27,41 @@ def get_device() -> torch.device:
     return dev
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device | None = None) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA device with bf16 support, or a CPU with
+    AVX512-BF16 or AMX tiles. Elsewhere PyTorch emulates bf16, and a bf16-autocast training step ran about 7x
+    slower than fp32 (a small conv net, 2-core AVX2 EPYC; shared/MEASURED.md's 1.4-2.3x gain is on AMX)."""
+    device = device or get_device()
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+
+
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """``"auto"`` -> ``"bf16"`` where :func:`native_bf16`, else ``"fp32"``; ``"bf16"`` and ``"fp32"`` are kept
+    as asked. Runs record the resolved value, so a report says which arithmetic produced its numbers.
+
+    Raises:
+        GenbenchError: an unknown precision."""
+    if precision not in PRECISIONS:
+        raise GenbenchError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on the device's type, or a no-op for fp32."""
+    """bf16 autocast on the device's type, or a no-op for fp32 (``"auto"`` resolves first)."""
     import contextlib
 
-    if precision == "bf16":
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

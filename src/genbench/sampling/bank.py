@@ -52,7 +52,7 @@ def batch_generator(seed: int, b: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) >> 1)
 
 
-def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 500,
+def generate(model, n: int, *, seed: int, precision: str = "auto", batch: int = 500,
              labels: torch.Tensor | None = None, warmup: bool = True,
              draw=None, dist: Dist | None = None) -> tuple[torch.Tensor, float]:
     """Generate n images in batches under inference mode, optionally sharded over data-parallel ranks.
@@ -62,7 +62,7 @@ def generate(model, n: int, *, seed: int, precision: str = "bf16", batch: int = 
         n: number of images (>= 1).
         seed: with the batch index, seeds each batch's generator (:func:`batch_generator`), which draws every
             random number of that batch's sampling.
-        precision: "bf16" (autocast) or "fp32".
+        precision: "bf16" (autocast), "fp32", or "auto" (:func:`genbench.runtime.device.resolve_precision`).
         batch: images per forward batch (>= 1); part of the images' identity (it sets the batch boundaries).
         labels: int64 (n,) conditioning labels, or None.
         warmup: run an untimed warm-up batch of 16 images first (set False when the caller warmed up).

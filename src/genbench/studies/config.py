@@ -53,6 +53,7 @@ from genbench.data import dataset_info
 from genbench.errors import GenbenchError
 from genbench.families import check_settings, get_family, resolve_kind
 from genbench.io import regular_file
+from genbench.runtime.device import resolve_precision
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
@@ -175,7 +176,7 @@ class EvalConfig:
     n_samples: int  # images per model for classifier metrics (IS, FD-classifier, modes, conditional accuracy)
     n_inception: int  # images per model for Inception FID (<= n_samples)
     resize: str = "tf1_bilinear"
-    inception_precision: str = "bf16"
+    inception_precision: str = "auto"  # resolved when a study is parsed (runtime.device.resolve_precision)
     inception_backend: str = "auto"  # auto | torch | openvino (genbench.metrics.inception: auto = openvino on CPU)
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
@@ -304,7 +305,7 @@ def _model(mname, m, w: str, top: dict, info) -> ModelConfig:
     pick = lambda k: top[k] if m[k] is None else m[k]  # noqa: E731 - a model's value or the study-wide one
     return ModelConfig(
         name=mname, kind=m["kind"], params=params, optimizer=opt, epochs=m["epochs"], batch_size=pick("batch_size"),
-        seed=top["seed"], precision=pick("precision"), dataset=top["dataset"], ema_decay=m["ema_decay"],
+        seed=top["seed"], precision=resolve_precision(pick("precision")), dataset=top["dataset"], ema_decay=m["ema_decay"],
         log_every=pick("log_every"), train_subset=top["train_subset"], threads=top["threads"], divergence=div,
         channels_last=pick("channels_last"), compile=pick("compile"), conditional=m["conditional"],
         sampling=sampling)
@@ -379,6 +380,7 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         raise GenbenchError(f"{where}.models: every model has `enabled: false` in profile {profile}; enable one")
     we = f"{where}.evaluation"
     ev = EvalConfig(**validate(top["evaluation"] or {}, EVALUATION, we))
+    ev = dataclasses.replace(ev, inception_precision=resolve_precision(ev.inception_precision))
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
     experiments = _experiments(top["experiments"] or {}, f"{where}.experiments", models, info)

@@ -20,6 +20,7 @@ from genbench.data.base import REQUIRED as DATA_REQUIRED
 from genbench.errors import GenbenchError
 from genbench.io import name_problem
 from genbench.models.vae import ENCODERS, LIKELIHOODS
+from genbench.runtime.device import PRECISIONS
 from genbench.runtime.tracking import TRACKERS
 from genbench.sampling.diffusion import SAMPLERS
 from genbench.training.loop import DIVERGENCE_DEFAULTS
@@ -168,7 +169,7 @@ TOP = {
     "dataset": Field((str, dict)),  # a registered dataset (or a {kind: ...} mapping): checked by dataset_fields
     "seed": _int(0, MAX_SEED, 42),
     "batch_size": _int(1, MAX_SAMPLES, 128),
-    "precision": _choice(("bf16", "fp32"), "bf16", "precision"),
+    "precision": _choice(PRECISIONS, "auto", "precision"),  # auto: bf16 where the hardware has it
     "holdout": _int(0, MAX_SAMPLES, 5000),
     "train_subset": _int(1, MAX_SAMPLES * 10, None, null=True),
     "threads": _int(1, 1024, None, null=True),
@@ -193,7 +194,7 @@ MODEL = {
     "optimizer": Field(dict),
     "epochs": _int(1, MAX_EPOCHS),
     "batch_size": _int(1, MAX_SAMPLES, None),  # these four default to the study-wide value
-    "precision": _choice(("bf16", "fp32"), None),
+    "precision": _choice(PRECISIONS, None),
     "log_every": _int(1, 10**9, None),
     "channels_last": Field(bool, None),
     "compile": Field(bool, None),
@@ -217,7 +218,7 @@ EVALUATION = {
     "n_samples": _int(20, MAX_SAMPLES, 2000),
     "n_inception": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),
     "resize": _choice(("tf1_bilinear", "torch_bilinear"), "tf1_bilinear", "resize policy"),
-    "inception_precision": _choice(("bf16", "fp32"), "bf16"),
+    "inception_precision": _choice(PRECISIONS, "auto"),
     "inception_backend": _choice(("auto", "torch", "openvino"), "auto", "Inception backend"),
     "classifier_epochs": _int(1, 1000, 3),
     "classifier_min_accuracy": _float(0, 1, 0.99),

@@ -38,7 +38,7 @@ from genbench.data.registry import Dataset, batches, num_batches
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_text, exclusive_lock
 from genbench.runtime.device import BatchShard
-from genbench.runtime.device import autocast as dev_autocast
+from genbench.runtime.device import autocast as dev_autocast, resolve_precision
 from genbench.runtime.distributed import Dist, context, env_rank, shard_size, wrap
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.training.checkpoint import load_checkpoint
@@ -263,9 +263,8 @@ def _standard_hooks(cfg: TrainConfig, state: TrainState, steps_per_epoch: int, o
 
 
 def _autocast_factory(precision: str, device: torch.device):
-    if precision in ("bf16", "fp32"):
-        return lambda: dev_autocast(device, precision)
-    raise GenbenchError(f"unknown precision {precision!r}; use 'bf16' or 'fp32'")
+    resolved = resolve_precision(precision, device)  # GenbenchError on an unknown precision
+    return lambda: dev_autocast(device, resolved)
 
 
 def _compile(model: torch.nn.Module, out_dir: Path) -> None:
