@@ -551,7 +551,7 @@ def test_endpoint_options_property(uri, which, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("uri")
     t0 = time.monotonic()
     with mock.patch("genbench.studies.stages.run_study", _reached), contextlib.chdir(cwd), \
-            mock.patch("genbench.studies.trials.aggregate", _reached), mock.patch("genbench.io.PROBE_WAIT", 0.0), \
+            mock.patch("genbench.studies.trials.aggregate", _reached), mock.patch("genbench.io.limits.PROBE_WAIT", 0.0), \
             mock.patch.dict(
                 sys.modules, {"ray": None}):  # a reachable address goes on to `import ray`: one line, no cluster
         code, lines = _cli(*args, env={"MLFLOW_TRACKING_URI": ""})

@@ -14,6 +14,9 @@ from typing import List, Optional
 
 import typer
 
+from genbench.cli.checks import (MAX_GUIDANCE, MAX_SEEDS, MAX_THREADS, check_device, check_memory_sample,
+                                 check_memory_study, check_trackers_of, combination, error_kind, image_numel,
+                                 positive, usage_line)
 from genbench.errors import GenbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,  # no command: one line (main), not the help
@@ -23,16 +26,13 @@ app.add_typer(data_app, name="data")
 _state = {"debug": False}
 
 
-MAX_THREADS = 1024
-
-
 @app.callback()
 def _main(ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors."),
           threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: all cores)."),
           device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N")):
     _state["debug"] = debug
     if device is not None:
-        _check_device(device)
+        check_device(device)
     if threads is not None:
         if not 1 <= threads <= MAX_THREADS:
             raise GenbenchError(f"--threads {threads}: give 1..{MAX_THREADS} torch threads, or omit it to use all cores")
@@ -44,86 +44,6 @@ def _main(ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help=
         from genbench.io import check_writable_dir
 
         check_writable_dir(home, "GENBENCH_HOME")
-
-
-def _check_device(device: str) -> None:
-    """``--device``: auto, cpu, cuda or cuda:N of a GPU that exists; set for the whole process."""
-    import re
-
-    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", device):
-        raise GenbenchError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
-    from genbench.runtime.device import get_device
-
-    before = os.environ.get("GENBENCH_DEVICE")
-    os.environ["GENBENCH_DEVICE"] = device
-    try:
-        dev = get_device()  # a CUDA device without CUDA: one line
-        if dev.type == "cuda" and dev.index is not None:
-            import torch
-
-            if dev.index >= torch.cuda.device_count():
-                raise GenbenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
-                                    f"device(s), numbered from 0")
-    except GenbenchError:
-        if before is None:  # a refused device leaves the environment as it was
-            os.environ.pop("GENBENCH_DEVICE", None)
-        else:
-            os.environ["GENBENCH_DEVICE"] = before
-        raise
-
-
-def _positive(value: Optional[int], option: str, hi: int = 1_000_000) -> None:
-    """A count option must be 1..hi when given (0 used to be ignored, negatives crashed late)."""
-    if value is not None and not 1 <= value <= hi:
-        raise GenbenchError(f"{option} {value}: give an integer in 1..{hi:,}")
-
-
-MAX_SEEDS = 1000  # as the study file's `seeds` list
-MAX_GUIDANCE = 1000.0  # as a model's guidance_scale parameter (studies/schema.py)
-ACTIVATION_FLOATS = 32
-"""Floats per image pixel a generation batch is assumed to hold at its peak (network activations, the sampler's
-state): the estimate behind the memory check of ``genbench sample`` and of a study's evaluation counts."""
-FEATURE_BYTES = 2048 * 4 + 512 * 4  # Inception pool3 + the in-domain classifier's features, per scored image
-
-
-def _check_memory_sample(n: int, batch: int, numel: int) -> None:
-    """``genbench sample``: the uint8 images (twice: the batches and their concatenation), the PNG grid (and its
-    encoding, ~3x) and one batch's float work, estimated before any image is drawn."""
-    from genbench.io import check_memory
-
-    need = n * numel * 5 + batch * numel * 4 * ACTIVATION_FLOATS
-    fix = (f"lower --batch (e.g. --batch {max(1, min(batch, 1000))})" if batch * numel * 4 * ACTIVATION_FLOATS
-           > n * numel * 5 else "lower --n")
-    check_memory(need, f"--n {n} --batch {batch} ({numel:,} values per image)", fix)
-
-
-def _check_memory_study(cfg) -> None:
-    """``genbench run``: a model's sample bank (uint8), the features of its scored images, one generation batch."""
-    from genbench.io import check_memory
-
-    numel = None
-    try:
-        if cfg.dataset_spec is None:
-            from genbench.data.info import dataset_info
-
-            c, h, w = dataset_info(cfg.dataset).image_shape
-            numel = c * h * w
-    except Exception:  # noqa: BLE001 - a dataset whose shape is known only once loaded: no estimate here
-        numel = None
-    if numel is None:
-        return
-    ev = cfg.evaluation
-    n = max(ev.n_samples, ev.n_eval, ev.curve_n)
-    need = n * (numel * 2 + FEATURE_BYTES) + ev.sample_batch * numel * 4 * ACTIVATION_FLOATS
-    check_memory(need, f"{Path(cfg.source).name or 'the study'}: evaluation.n_samples {ev.n_samples:,} "
-                 f"(sample_batch {ev.sample_batch:,})", "lower evaluation.n_samples (and n_eval, curve_n, "
-                 "sample_batch) in the study file, or use a smaller profile")
-
-
-def _combination(flag: bool, message: str) -> None:
-    """An option that another option (or the study) overrides or ignores is refused, never silently dropped."""
-    if flag:
-        raise GenbenchError(message)
 
 
 @data_app.command("fetch")
@@ -205,11 +125,11 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
         raise GenbenchError(f"--seeds {seeds}: give 1..{MAX_SEEDS} (the number of seeds, counting up from the "
                             f"study's seed)")
-    _combination(overwrite and resume, "--overwrite and --resume contradict each other (retrain from scratch, or "
+    combination(overwrite and resume, "--overwrite and --resume contradict each other (retrain from scratch, or "
                                        "reuse the trained models); give one")
     if engine not in ("sequential", "ray"):
         raise GenbenchError(f"--engine {engine!r}: choose sequential or ray")
-    _combination(address is not None and engine != "ray", "--address applies to --engine ray only; add --engine ray "
+    combination(address is not None and engine != "ray", "--address applies to --engine ray only; add --engine ray "
                                                           "or drop --address")
     if address is not None:
         from genbench.studies.trials import check_ray_address
@@ -246,10 +166,10 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
     if seed_list and seed_list[-1] > 2**63 - 1:
         raise GenbenchError(f"--seeds {seeds}: the study's seed {cfg.seed} + {seeds} passes 2**63-1; lower the "
                             f"study's seed or --seeds")
-    _combination(engine == "ray" and len(seed_list) < 2, "--engine ray runs several seeds, and this run has one; "
+    combination(engine == "ray" and len(seed_list) < 2, "--engine ray runs several seeds, and this run has one; "
                                                          "give --seeds K (K >= 2) or drop --engine")
-    _check_trackers_of(cfg.log, mlflow_uri)
-    _check_memory_study(cfg)
+    check_trackers_of(cfg.log, mlflow_uri)
+    check_memory_study(cfg)
     if len(seed_list) > 1:
         if only:
             raise GenbenchError("--only cannot be combined with several seeds; run the seeds of the whole study")
@@ -285,8 +205,8 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     """Train one model of a study (default: the MNIST four-model study). Under ``accelerate launch`` or
     ``torchrun`` it trains data-parallel (DDP): the study's batch_size is the global batch. With ``--log`` (or
     the study's ``log`` field) every history line also goes to TensorBoard / MLflow, as in ``genbench run``."""
-    _positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
-    _combination(overwrite and resume, "--overwrite and --resume contradict each other (start again, or continue "
+    positive(epochs, "--epochs", 100_000)  # checked before the heavy imports
+    combination(overwrite and resume, "--overwrite and --resume contradict each other (start again, or continue "
                                        "the run); give one")
     from genbench.runtime.tracking import check_mlflow_uri, check_trackers
 
@@ -304,45 +224,17 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     cfg = load_study(study, profile)
     m = next((x for x in cfg.models if x.name == model), None)
     if m is not None and epochs:
-        _combination(m.budget is not None, f"--epochs {epochs}: study {cfg.name} trains {model} under a budget "
+        combination(m.budget is not None, f"--epochs {epochs}: study {cfg.name} trains {model} under a budget "
                      f"({m.budget['kind']}={m.budget['value']}), which sets the length of the run; drop --epochs or "
                      f"the study's budget")
         cfg = dataclasses.replace(cfg, models=tuple(dataclasses.replace(x, epochs=epochs) if x.name == model else x
                                                     for x in cfg.models))
     names = log_to if log_to is not None else check_trackers(cfg.log)  # --log was checked above
-    _check_trackers_of(names, mlflow_uri)
+    check_trackers_of(names, mlflow_uri)
     s = train_model(cfg, model, out=out, resume=resume, overwrite=overwrite, trackers=tuple(names or ()),
                     mlflow_uri=mlflow_uri)
     if is_main_process():  # one line, not one per data-parallel rank
         typer.echo(json.dumps(s))
-
-
-def _check_trackers_of(names, mlflow_uri: Optional[str]) -> None:
-    """``--mlflow-uri`` only with the mlflow tracker; a server URI (option or MLFLOW_TRACKING_URI) probed before
-    any work."""
-    names = tuple(names or ())
-    _combination(mlflow_uri is not None and "mlflow" not in names, "--mlflow-uri applies to the mlflow tracker, "
-                 "which this run does not use; add --log mlflow (or the study's log: [mlflow]) or drop --mlflow-uri")
-    if "mlflow" in names:
-        from genbench.runtime.tracking import probe_mlflow
-
-        uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if uri:
-            probe_mlflow(uri, "--mlflow-uri" if mlflow_uri else "MLFLOW_TRACKING_URI")
-
-
-def _image_numel(model, ck) -> int:
-    """Values per image of a trained model (its image_shape, else its dataset's; 3x64x64 when neither says)."""
-    shape = getattr(model, "image_shape", None)
-    try:
-        if shape is None:
-            from genbench.data.info import dataset_info
-
-            shape = dataset_info(ck["config"]["dataset"]).image_shape
-        c, h, w = (int(v) for v in shape)
-        return c * h * w
-    except Exception:  # noqa: BLE001 - a custom dataset or an outside model without image_shape
-        return 3 * 64 * 64
 
 
 @app.command()
@@ -359,11 +251,11 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
            out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
     """Draw samples from a trained run and save a PNG grid. Under accelerate launch / torchrun the batches are
     shared out over the ranks (the grid is the same as from one process) and rank 0 writes it."""
-    _positive(n, "--n")  # checked before the heavy imports
-    _positive(steps, "--steps", 100_000)
+    positive(n, "--n")  # checked before the heavy imports
+    positive(steps, "--steps", 100_000)
     if not 0 <= seed < 2**63:
         raise GenbenchError(f"--seed {seed}: give an integer in 0..2**63-1")
-    _positive(batch, "--batch")
+    positive(batch, "--batch")
     if guidance is not None and not (guidance == guidance and 0 <= guidance <= MAX_GUIDANCE):  # NaN fails ==
         raise GenbenchError(f"--guidance {guidance}: give a number in 0..{MAX_GUIDANCE:g}")
     import torch
@@ -391,7 +283,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
         if steps:
             settings["steps"] = steps
         if guidance is not None:
-            _combination(not getattr(model, "num_classes", 0), f"--guidance: {run_dir} holds an unconditional "
+            combination(not getattr(model, "num_classes", 0), f"--guidance: {run_dir} holds an unconditional "
                          f"model, which draws without guidance; drop --guidance")
             settings["guidance_scale"] = guidance
     settings = resolve(model, settings)  # validated (one line on a bad sampler or step count)
@@ -403,7 +295,7 @@ def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of
         if not 0 <= label < k:
             raise GenbenchError(f"--label must be in 0..{k - 1}")
         y = torch.full((n,), label, dtype=torch.long)
-    _check_memory_sample(n, min(batch or n, n), _image_numel(model, ck))
+    check_memory_sample(n, min(batch or n, n), image_numel(model, ck))
     # fp32, no warm-up: batch 0 draws from `seed` itself, so the default (one batch) is the grid of earlier versions
     x, s1000 = generate(model, n, seed=seed, precision="fp32", batch=batch or n, labels=y, warmup=False,
                         draw=drawer(settings), dist=dist)
@@ -459,8 +351,8 @@ def score(samples: Path = typer.Argument(..., help="a folder of PNG/JPEG images 
           report: bool = typer.Option(True, help="write the report")):
     """Score images made by any model with a study's protocol (same N, spreads, reference subsets and real-data
     floor as `genbench run`) and write metrics.json plus a report."""
-    _positive(n, "--n")  # checked before the heavy imports
-    _positive(n_inception, "--n-inception")
+    positive(n, "--n")  # checked before the heavy imports
+    positive(n_inception, "--n-inception")
     from genbench.io import check_writable_dir
     from genbench.studies.score import score_samples
 
@@ -519,33 +411,6 @@ def report_cmd(study_dir: Path):
     typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)")
 
 
-def _kind(e: BaseException) -> str | None:
-    """'usage', 'abort' or 'exit' for the exceptions of click and of the click typer bundles (typer 0.29 ships
-    its own copy, ``typer._click``, whose classes are not click's): matched by class name along the MRO, so
-    whichever click resolves, its usage errors are caught."""
-    names = {c.__name__ for c in type(e).__mro__}
-    if "ClickException" in names or "UsageError" in names:
-        return "usage"
-    if "Abort" in names:
-        return "abort"
-    if "Exit" in names and hasattr(e, "exit_code"):
-        return "exit"
-    return None
-
-
-def _usage_line(e: BaseException) -> str:
-    """One line for a usage error: the problem and where the help is."""
-    ctx = getattr(e, "ctx", None)
-    cmd = getattr(ctx, "command_path", None) or "genbench"
-    if "NoArgsIsHelpError" in {c.__name__ for c in type(e).__mro__}:
-        group = getattr(ctx, "command", None)
-        names = ", ".join(getattr(group, "commands", {}) or ()) if group is not None else ""
-        return f"missing command; run `{cmd} --help`" + (f" (commands: {names})" if names else "")
-    msg = e.format_message() if hasattr(e, "format_message") else str(e)
-    msg = " ".join(msg.split()) or type(e).__name__
-    return f"{msg} (see `{cmd} --help`)"
-
-
 def _fail(line: str) -> None:
     print(f"genbench: error: {' '.join(line.split())}", file=sys.stderr)
     sys.exit(2)
@@ -570,15 +435,12 @@ def main() -> None:
         _fail(f"cannot use {e.filename} ({e.strerror or type(e).__name__}); check the path, its permissions and "
               f"the free space")
     except Exception as e:  # noqa: BLE001 - click usage errors and aborts (both clicks), else a bug: re-raised
-        kind = _kind(e)
+        kind = error_kind(e)
         if kind == "usage":
-            _fail(_usage_line(e))
+            _fail(usage_line(e))
         if kind == "abort":
             sys.exit(130)
         if kind == "exit":
             sys.exit(e.exit_code)
         raise
 
-
-if __name__ == "__main__":
-    main()
