@@ -6,6 +6,7 @@ The helpers are imported by the test modules (``from conftest import cli_in_proc
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from unittest import mock
@@ -18,26 +19,49 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 GENBENCH = [sys.executable, "-m", "genbench.cli"]
 
 
-def cli_in_process(*args: str, reached: type[BaseException] | tuple = ()) -> tuple[int | str, list[str], str]:
+def cli_in_process(*args: str, reached: type[BaseException] | tuple = (), env: dict | None = None,
+                   timeout: int | None = None) -> tuple[int | str, list[str], str]:
     """``genbench ARGS`` through ``genbench.cli.main`` in this process (so a test's monkeypatches apply), its
     stderr and stdout captured: (exit code, the non-empty stderr lines, stdout).
 
     The exit code is SystemExit's as the process would report it (None -> 0, a message -> 1); 0 when main returns.
     An exception of a type in ``reached`` (a stub a test put in a later stage to stop there) ends the call with code
-    ``"reached"``; any other exception propagates."""
+    ``"reached"``; any other exception propagates. ``env``: variables set for the call. ``timeout``: seconds
+    before a SIGALRM deadline raises TimeoutError (a read that blocks fails the test instead of hanging it)."""
     from genbench import cli
+
+    def _late(*_):
+        raise TimeoutError(f"genbench {' '.join(args)} did not return within {timeout} s")
 
     err, out = io.StringIO(), io.StringIO()
     code: int | str = 0
-    with mock.patch.object(sys, "argv", ["genbench", *args]), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(out):
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except reached:
-            code = "reached"
+    old = signal.signal(signal.SIGALRM, _late) if timeout else None
+    if timeout:
+        signal.alarm(timeout)
+    try:
+        with mock.patch.object(sys, "argv", ["genbench", *args]), mock.patch.dict(os.environ, env or {}), \
+                contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                cli.main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except reached:
+                code = "reached"
+    finally:
+        if timeout:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        cli._state["debug"] = False  # --debug sets it for the process; the next call starts without
     return code, [line for line in err.getvalue().splitlines() if line.strip()], out.getvalue()
+
+
+def refused(code, lines, needle: str = "") -> None:
+    """A clean refusal: exit code 2, one line (two at most) ``genbench: error: ...`` containing ``needle``, and
+    no traceback."""
+    assert code == 2, (code, lines[-5:])
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("genbench: error: "), lines[-5:]
+    assert not any("Traceback" in x for x in lines), lines
+    assert needle in lines[0], (needle, lines[0])
 
 
 def cli_subprocess(*args: str, env: dict | None = None, cwd=None, timeout: float | None = None):

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import io
 import math
 import os
-import signal
 import socket
 import sys
 import textwrap
@@ -33,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import cli_in_process, refused
 from genbench.errors import GenbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,37 +50,12 @@ def _reached(*a, **k):
 
 
 def _cli(*args: str, env: dict | None = None, timeout: int = 60) -> tuple[int | str, list[str]]:
-    """``genbench ARGS`` in this process with a SIGALRM deadline: (exit code or 'reached', non-empty stderr lines)."""
-    from genbench import cli
-
-    def _late(*_):
-        raise TimeoutError(f"genbench {' '.join(args)} did not return within {timeout} s")
-
-    err = io.StringIO()
-    code: int | str = 0
-    old = signal.signal(signal.SIGALRM, _late)
-    signal.alarm(timeout)
-    try:
-        with mock.patch.object(sys, "argv", ["genbench", *args]), mock.patch.dict(os.environ, env or {}), \
-                contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                cli.main()
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except Reached:
-                code = "reached"
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-        cli._state["debug"] = False
-    return code, [line for line in err.getvalue().splitlines() if line.strip()]
+    """``genbench ARGS`` in this process with a SIGALRM deadline: (exit code or 'reached', stderr lines)."""
+    code, err, _ = cli_in_process(*args, reached=Reached, env=env, timeout=timeout)
+    return code, err
 
 
-def _refused(code, lines, needle: str = "") -> None:
-    assert code == 2, (code, lines[-5:])
-    assert 1 <= len(lines) <= 2 and lines[0].startswith("genbench: error: "), lines[-5:]
-    assert not any("Traceback" in x for x in lines), lines
-    assert needle in lines[0], (needle, lines[0])
+_refused = refused
 
 
 def _free_port() -> int:

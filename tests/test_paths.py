@@ -9,13 +9,9 @@ the stage after it is stubbed (``Reached``). ``test_case_counts`` (run last) pri
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import signal
 import struct
-import sys
 import tempfile
 import zlib
 from collections import Counter
@@ -28,6 +24,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import cli_in_process, refused
 from genbench.errors import GenbenchError
 from genbench.io import inside, name_problem, own_folder, remove_inside, remove_temps, safe_name
 
@@ -45,37 +42,12 @@ def _reached(*a, **k):
 
 
 def _cli(*args: str, env: dict | None = None, timeout: int = 60) -> tuple[int | str, list[str]]:
-    """``genbench ARGS`` in this process, with a SIGALRM deadline (a read that blocks fails the test instead of
-    hanging it): (exit code or 'reached', non-empty stderr lines)."""
-    from genbench import cli
-
-    def _late(*_):
-        raise TimeoutError(f"genbench {' '.join(args)} did not return within {timeout} s")
-
-    err = io.StringIO()
-    code: int | str = 0
-    old = signal.signal(signal.SIGALRM, _late)
-    signal.alarm(timeout)
-    try:
-        with mock.patch.object(sys, "argv", ["genbench", *args]), mock.patch.dict(os.environ, env or {}), \
-                contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                cli.main()
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except Reached:
-                code = "reached"
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    return code, [line for line in err.getvalue().splitlines() if line.strip()]
+    """``genbench ARGS`` in this process with a SIGALRM deadline: (exit code or 'reached', stderr lines)."""
+    code, err, _ = cli_in_process(*args, reached=Reached, env=env, timeout=timeout)
+    return code, err
 
 
-def _refused(code, lines, needle: str = "") -> None:
-    assert code == 2, (code, lines[-5:])
-    assert 1 <= len(lines) <= 2 and lines[0].startswith("genbench: error: "), lines[-5:]
-    assert not any("Traceback" in x for x in lines), lines
-    assert needle in lines[0], (needle, lines[0])
+_refused = refused
 
 
 def _plant(*paths: Path) -> dict[Path, bytes]:

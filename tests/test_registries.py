@@ -120,7 +120,9 @@ def test_evaluate_images_iterates_the_registry_and_extracts_only_what_is_needed(
     from genbench.metrics.evaluate import EvalContext, evaluate_images
 
     m = _dummy_metric()
-    monkeypatch.setattr(registry, "_METRICS", {m.name: m})
+    only = registry.Registry("metric", registry.Metric, "Metric", "register_metric")
+    only.add(m)
+    monkeypatch.setattr(registry, "_METRICS", only)
     images = torch.full((6, 1, 8, 8), 51, dtype=torch.uint8)
     ctx = EvalContext(test=None, train=None, classifier=None, classifier_info={},
                       eval_cfg=SimpleNamespace(n_inception=6))

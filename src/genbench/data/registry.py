@@ -9,15 +9,16 @@ built-in specs are registered by :mod:`genbench.data` (one line each); a plugin 
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any, Mapping
 
 from genbench.data.base import Dataset, DatasetInfo, DatasetSpec, content_name, split_arrays
 from genbench.data.tensors import batches, num_batches, to_float, to_uint8
 from genbench.errors import AssetError, GenbenchError
+from genbench.runtime.registry import Registry
 
 DATASET_ENTRY_POINT_GROUP = "genbench.datasets"
-_REGISTRY: dict[str, DatasetSpec] = {}
+_REGISTRY: Registry[DatasetSpec] = Registry("dataset", DatasetSpec, "genbench.data.DatasetSpec", "register_dataset",
+                                           entry_point_group=DATASET_ENTRY_POINT_GROUP)
 
 
 def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec:
@@ -27,42 +28,17 @@ def register_dataset(spec: DatasetSpec, *, replace: bool = False) -> DatasetSpec
         GenbenchError: not a :class:`DatasetSpec`, a name that is not an identifier, or a name registered already
             (and ``replace`` is False).
     """
-    if not isinstance(spec, DatasetSpec):
-        raise GenbenchError(f"register_dataset: expected a genbench.data.DatasetSpec, got {type(spec).__name__}")
-    if not spec.name.isidentifier():
-        raise GenbenchError(f"register_dataset: dataset name {spec.name!r} must be a Python identifier")
-    if _REGISTRY.get(spec.name) is spec:
-        return spec
-    if spec.name in _REGISTRY and not replace:
-        raise GenbenchError(f"dataset {spec.name!r} is registered already; pick another name or pass replace=True")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _REGISTRY.add(spec, replace=replace)
 
 
 def unregister_dataset(name: str) -> None:
     """Remove ``name`` from the registry (tests that register a dataset of their own)."""
-    _REGISTRY.pop(name, None)
-
-
-def _load_entry_points() -> None:
-    """Register the ``genbench.datasets`` entry points not registered yet (a failing one: one line naming it)."""
-    for ep in importlib.metadata.entry_points(group=DATASET_ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            spec = ep.load()
-        except Exception as e:  # noqa: BLE001 - the plugin's import failed: one line, not a traceback
-            raise GenbenchError(f"dataset plugin {ep.name!r} ({ep.value}) failed to load ({type(e).__name__}: "
-                                f"{str(e)[:120]}); fix or uninstall that package") from e
-        if not isinstance(spec, DatasetSpec) or spec.name != ep.name:
-            raise GenbenchError(f"dataset plugin {ep.name!r} ({ep.value}) is not a genbench.data.DatasetSpec named "
-                                f"{ep.name!r}; point the entry point at one")
-        register_dataset(spec)
+    _REGISTRY.remove(name)
 
 
 def dataset_names(*, by_mapping: bool = False) -> tuple[str, ...]:
     """The registered datasets a study names (``by_mapping``: the ``kind`` values of a ``dataset:`` mapping)."""
-    _load_entry_points()
+    _REGISTRY.load_entry_points()
     return tuple(n for n, s in _REGISTRY.items() if s.by_mapping == by_mapping)
 
 
@@ -72,9 +48,7 @@ def get_dataset(name: str, *, by_mapping: bool = False) -> DatasetSpec:
     Raises:
         GenbenchError: no such dataset (of that sort: a bare name, or a ``dataset: {kind: ...}`` mapping's kind).
     """
-    if name not in _REGISTRY:
-        _load_entry_points()
-    spec = _REGISTRY.get(name) if isinstance(name, str) else None
+    spec = _REGISTRY.find(name)
     if spec is None or spec.by_mapping != by_mapping:
         what = "dataset kind" if by_mapping else "dataset"
         names = ", ".join(dataset_names(by_mapping=by_mapping))

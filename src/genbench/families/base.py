@@ -28,13 +28,13 @@ entry point in the group ``genbench.families`` whose object is a ``Family`` (doc
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from torch import nn
 
 from genbench.errors import GenbenchError
+from genbench.runtime.registry import Registry
 
 FAMILY_ENTRY_POINT_GROUP = "genbench.families"
 
@@ -112,7 +112,8 @@ class Family:
     base: type | None = None
 
 
-_REGISTRY: dict[str, Family] = {}
+_REGISTRY: Registry[Family] = Registry("family", Family, "genbench.families.Family", "register_family",
+                                      entry_point_group=FAMILY_ENTRY_POINT_GROUP)
 _KIND_OWNER: dict[str, str] = {}
 
 
@@ -123,42 +124,20 @@ def register_family(family: Family, *, replace: bool = False) -> Family:
         GenbenchError: a family of that name, or one of its kind names, is registered already (and ``replace`` is
             False), or ``family`` is not a :class:`Family`.
     """
-    if not isinstance(family, Family):
-        raise GenbenchError(f"register_family: expected a genbench.families.Family, got {type(family).__name__}")
-    if not family.name or not family.name.isidentifier():
-        raise GenbenchError(f"register_family: family name {family.name!r} must be a Python identifier")
-    if _REGISTRY.get(family.name) is family:
-        return family  # the same object again (a module imported twice): nothing to do
-    if family.name in _REGISTRY and not replace:
-        raise GenbenchError(f"family {family.name!r} is registered already; pick another name or pass replace=True")
-    taken = [k for k in family.kinds if _KIND_OWNER.get(k, family.name) != family.name]
-    if taken and not replace:
-        raise GenbenchError(f"family {family.name!r}: kind(s) {', '.join(taken)} belong to another family already")
-    _REGISTRY[family.name] = family
+    def kinds_free(f: Family) -> None:
+        taken = [k for k in f.kinds if _KIND_OWNER.get(k, f.name) != f.name]
+        if taken and not replace:
+            raise GenbenchError(f"family {f.name!r}: kind(s) {', '.join(taken)} belong to another family already")
+
+    _REGISTRY.add(family, replace=replace, check=kinds_free)
     for k in family.kinds:
         _KIND_OWNER[k] = family.name
     return family
 
 
-def _load_entry_points() -> None:
-    """Register the ``genbench.families`` entry points not registered yet (a failing one: one line naming it)."""
-    for ep in importlib.metadata.entry_points(group=FAMILY_ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            fam = ep.load()
-        except (Exception, SystemExit) as e:  # noqa: BLE001 - the plugin's import failed (or exited): one line
-            raise GenbenchError(f"family plugin {ep.name!r} ({ep.value}) failed to load ({type(e).__name__}: "
-                                f"{str(e)[:120]}); fix or uninstall that package") from e
-        if not isinstance(fam, Family) or fam.name != ep.name:
-            raise GenbenchError(f"family plugin {ep.name!r} ({ep.value}) is not a genbench.families.Family named "
-                                f"{ep.name!r}; point the entry point at one")
-        register_family(fam)
-
-
 def family_names() -> tuple[str, ...]:
     """The registered family names, built-ins first."""
-    return tuple(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def builtin_kinds() -> dict[str, tuple[type, str]]:
@@ -172,9 +151,7 @@ def get_family(name: str) -> Family:
     Raises:
         GenbenchError: no such family.
     """
-    if name not in _REGISTRY:
-        _load_entry_points()
-    if name not in _REGISTRY:
+    if _REGISTRY.find(name) is None:
         raise GenbenchError(f"unknown model family {name!r}; registered: {', '.join(_REGISTRY)} (a plugin registers "
                             f"one with genbench.families.register_family)")
     return _REGISTRY[name]

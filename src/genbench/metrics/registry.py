@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from genbench.errors import GenbenchError
+from genbench.runtime.registry import Registry
 
 NEEDS = ("images", "labels", "classifier", "inception", "train")
 """What a metric may need: the uint8 images, their conditioning labels, the in-domain classifier's predictions and
@@ -109,7 +110,8 @@ class Metric:
     doc: str = ""
 
 
-_METRICS: dict[str, Metric] = {}
+_METRICS: Registry[Metric] = Registry("metric", Metric, "genbench.metrics.registry.Metric", "register_metric",
+                                     identifier=False)
 
 
 def register_metric(metric: Metric, *, replace: bool = False) -> Metric:
@@ -118,29 +120,23 @@ def register_metric(metric: Metric, *, replace: bool = False) -> Metric:
     Raises:
         GenbenchError: the name is taken (and ``replace`` is False), or ``needs`` names an unknown input.
     """
-    if not isinstance(metric, Metric):
-        raise GenbenchError(f"register_metric: expected a genbench.metrics.registry.Metric, got "
-                            f"{type(metric).__name__}")
-    bad = [x for x in metric.needs if x not in NEEDS]
-    if bad:
-        raise GenbenchError(f"metric {metric.name!r}: unknown input(s) {', '.join(bad)}; needs are among "
-                            f"{', '.join(NEEDS)}")
-    if _METRICS.get(metric.name) is metric:
-        return metric
-    if metric.name in _METRICS and not replace:
-        raise GenbenchError(f"metric {metric.name!r} is registered already; pick another name or pass replace=True")
-    _METRICS[metric.name] = metric
-    return metric
+    def known_needs(m: Metric) -> None:
+        bad = [x for x in m.needs if x not in NEEDS]
+        if bad:
+            raise GenbenchError(f"metric {m.name!r}: unknown input(s) {', '.join(bad)}; needs are among "
+                                f"{', '.join(NEEDS)}")
+
+    return _METRICS.add(metric, replace=replace, check=known_needs)
 
 
 def unregister_metric(name: str) -> None:
     """Remove a metric (tests that register a dummy one clean up with this)."""
-    _METRICS.pop(name, None)
+    _METRICS.remove(name)
 
 
 def metrics() -> tuple[Metric, ...]:
     """Every registered metric, in registration order."""
-    return tuple(_METRICS.values())
+    return _METRICS.values()
 
 
 def get_metric(name: str) -> Metric:
@@ -149,6 +145,4 @@ def get_metric(name: str) -> Metric:
     Raises:
         GenbenchError: no such metric.
     """
-    if name not in _METRICS:
-        raise GenbenchError(f"unknown metric {name!r}; registered: {', '.join(_METRICS)}")
-    return _METRICS[name]
+    return _METRICS.get(name)
