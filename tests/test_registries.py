@@ -12,6 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
+
+from genbench.studies.catalog import resolve_study
 
 
 # -- families -----------------------------------------------------------------------------------------------------
@@ -171,3 +174,50 @@ def test_a_registered_metric_reaches_metrics_json_and_the_report(smoke_study, tm
         assert np.isfinite(v) and 0 < v < 1
     html = (study / "report" / "index.html").read_text()
     assert "mean intensity (N=" in html
+
+
+# -- experiments ----------------------------------------------------------------------------------------------
+def test_a_registered_experiment_is_validated_run_and_rendered_from_its_one_spec(tmp_path):
+    """An Experiment registered from tests: its options are checked by the study schema (an unknown option is one
+    line), the experiments stage runs it and saves its result, and the report renders that result with the spec's
+    title and render function: no other table names it."""
+    from genbench.errors import GenbenchError
+    from genbench.report.experiments import render_experiments
+    from genbench.report.page import Page
+    from genbench.studies.config import load_study
+    from genbench.studies.experiment_spec import Experiment, register_experiment, unregister_experiment
+    from genbench.studies.experiments import ExperimentContext, run_experiments
+    from genbench.studies.schema import _int
+
+    calls = []
+
+    def run(ctx, opts):
+        calls.append(opts)
+        return {"answer": 6 * opts["k"]}, {"grid": np.zeros((2, 2), np.uint8)}
+
+    def render(parts, res, arrays, figdir, rel, study_dir, info):
+        parts.append(f"<p>toy answer {res['answer']} on {arrays['grid'].shape}</p>")
+
+    register_experiment(Experiment("toy_probe", "Toy probe", {"k": _int(1, 10, 7)}, run, render, takes="any"))
+    try:
+        raw = yaml.safe_load(resolve_study("mnist_four").read_text())
+        raw["experiments"] = {"toy_probe": {"k": 3}}
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        cfg = load_study(path, "smoke")
+        assert cfg.experiments == {"toy_probe": {"k": 3}}
+        raw["experiments"] = {"toy_probe": {"kk": 3}}
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(GenbenchError, match=r"toy_probe.*kk"):
+            load_study(path, "smoke")
+        ctx = ExperimentContext(study=cfg, study_dir=tmp_path / "study", splits={}, eval_ctx=None, models={},
+                                banks={}, records={}, log=lambda *_: None)
+        out = run_experiments(ctx)
+        assert calls == [{"k": 3}] and out["toy_probe"]["skipped"] is False
+        assert json.loads((tmp_path / "study/experiments/toy_probe/result.json").read_text())["answer"] == 18
+        page = Page("t")
+        render_experiments(page, tmp_path / "study", {"experiments": out}, tmp_path, str)
+        html = page.render("")
+        assert "Toy probe" in html and "toy answer 18 on (2, 2)" in html
+    finally:
+        unregister_experiment("toy_probe")

@@ -12,11 +12,7 @@ from genbench.io import name_problem, read_jsonl
 from genbench.report import figures as F
 from genbench.report import vae_figures as vf
 from genbench.report.page import Page, figure, table
-
-TITLES = {"reconstructions": "Reconstructions", "samples": "Sample grids", "interpolations": "Latent interpolations",
-          "beta_sweep": "beta sweep", "frozen_latent": "Frozen latent", "linear_probe": "Linear probe",
-          "encoder_comparison": "Encoder comparison", "per_class": "Conditional samples per class"}
-
+from genbench.studies.experiment_spec import experiment_names, get_experiment
 
 def _load(study_dir: Path, name: str) -> tuple[dict, dict] | None:
     d = study_dir / "experiments" / name
@@ -41,17 +37,18 @@ def render_experiments(page: Page, study_dir: Path, summary: dict, figdir: Path,
     """Add one subsection per experiment listed in ``summary['experiments']`` whose files exist."""
     info = summary.get("dataset_info", {})
     for name in summary.get("experiments") or {}:
-        got = _load(study_dir, name) if name in RENDER else None  # a known experiment name only: it names a folder
+        spec = get_experiment(name) if name in experiment_names() else None  # a registered name only: it names
+        got = _load(study_dir, name) if spec is not None else None  # a folder
         if got is None:
             continue
         res, arrays = got
-        parts = page.section(f"exp-{name}", TITLES.get(name, name), level=3)
-        RENDER[name](parts, res, arrays, figdir, rel, study_dir, info)
+        parts = page.section(f"exp-{name}", spec.title, level=3)
+        spec.render_fn()(parts, res, arrays, figdir, rel, study_dir, info)
         parts.append(f"<p class='note'>{res.get('seconds', 0):.1f} s; options {json.dumps(res.get('options', {}))}; "
                      f"data: <a href='../experiments/{name}/result.json'>result.json</a></p>")
 
 
-def _reconstructions(parts, res, arrays, figdir, rel, study_dir, info):
+def render_reconstructions(parts, res, arrays, figdir, rel, study_dir, info):
     for m, r in res["models"].items():
         p = vf.strip([arrays[f"{m}__originals"], arrays[f"{m}__reconstructions"]], "", figdir / f"recon_{m}.png")
         parts.append(figure(rel(p), f"{m}: test images (top) and reconstructions decode(E_q[z|x]) (bottom); squared "
@@ -59,7 +56,7 @@ def _reconstructions(parts, res, arrays, figdir, rel, study_dir, info):
                                     f"(pixels in [0, 1])"))
 
 
-def _samples(parts, res, arrays, figdir, rel, study_dir, info):
+def render_samples(parts, res, arrays, figdir, rel, study_dir, info):
     for m, r in res["models"].items():
         imgs = arrays[f"{m}__images"]
         p = F.image_figure(F.tile(imgs, -(-len(imgs) // 8), 8), "", figdir / f"exp_samples_{m}.png")
@@ -67,7 +64,7 @@ def _samples(parts, res, arrays, figdir, rel, study_dir, info):
                                                                                else "")))
 
 
-def _interpolations(parts, res, arrays, figdir, rel, study_dir, info):
+def render_interpolations(parts, res, arrays, figdir, rel, study_dir, info):
     for m, r in res["models"].items():
         for kind in ("linear", "spherical"):
             a = arrays[f"{m}__{kind}"]  # (pairs, steps, C, H, W)
@@ -77,7 +74,7 @@ def _interpolations(parts, res, arrays, figdir, rel, study_dir, info):
                                         f"mean step L2 {r[kind]['mean_step_l2']:.3f} (lower = smoother)"))
 
 
-def _beta_sweep(parts, res, arrays, figdir, rel, study_dir, info):
+def render_beta_sweep(parts, res, arrays, figdir, rel, study_dir, info):
     rows = res["rows"]
     parts.append(f"<p>{res['latent_dim']}-D latent, classes {', '.join(res['class_names'])}, {res['train_images']} "
                  f"training images, base model {res['base_model']}; terms in nats per image on the class subset of the "
@@ -101,7 +98,7 @@ def _beta_sweep(parts, res, arrays, figdir, rel, study_dir, info):
     parts.append("<div class='grid'>" + "".join(gifs) + "</div>")
 
 
-def _frozen_latent(parts, res, arrays, figdir, rel, study_dir, info):
+def render_frozen_latent(parts, res, arrays, figdir, rel, study_dir, info):
     sets = res["sets"]
     parts.append(table(["set", f"FID (N={res['n']})", "diversity L2"],
                        [[k, v["fid_inception"]["value"], v["diversity_l2"]] for k, v in sets.items()]))
@@ -111,13 +108,13 @@ def _frozen_latent(parts, res, arrays, figdir, rel, study_dir, info):
     parts.append(figure(rel(p), f"{res['model']}: {res['note']}"))
 
 
-def _linear_probe(parts, res, arrays, figdir, rel, study_dir, info):
+def render_linear_probe(parts, res, arrays, figdir, rel, study_dir, info):
     parts.append(table(["model", "test accuracy", "chance", "train N", "test N", "probe"],
                        [[m, r["value"], r["chance"], r["n_train"], r["n_test"], r["probe"]]
                         for m, r in res["models"].items()]))
 
 
-def _encoder_comparison(parts, res, arrays, figdir, rel, study_dir, info):
+def render_encoder_comparison(parts, res, arrays, figdir, rel, study_dir, info):
     rows = res["models"]
     parts.append(table(["model", "encoder", "test recon", "test KL", "IWAE NLL", "FID (N)", "IS", "train s", "epochs"],
                        [[m, r["encoder"], r["test_recon_nats"], r["test_kl_nats"], r["iwae_nll_nats"],
@@ -128,7 +125,7 @@ def _encoder_comparison(parts, res, arrays, figdir, rel, study_dir, info):
     parts.append(figure(rel(p), f"training loss and its terms per epoch (train split, one z per image); {res['budget']}"))
 
 
-def _per_class(parts, res, arrays, figdir, rel, study_dir, info):
+def render_per_class(parts, res, arrays, figdir, rel, study_dir, info):
     for m, r in res["models"].items():
         parts.append(table(["class", "accuracy", "mean confidence"],
                            [[c, a, q] for c, a, q in zip(r["classes"], r["accuracy"], r["mean_confidence"])]))
@@ -138,8 +135,3 @@ def _per_class(parts, res, arrays, figdir, rel, study_dir, info):
         g = arrays[f"{m}__grid"]
         p = F.image_figure(F.tile(g, len(r["classes"]), 10), "", figdir / f"per_class_grid_{m}.png")
         parts.append(figure(rel(p), f"{m}: 10 samples per class (rows: {', '.join(r['classes'])})"))
-
-
-RENDER = {"reconstructions": _reconstructions, "samples": _samples, "interpolations": _interpolations,
-          "beta_sweep": _beta_sweep, "frozen_latent": _frozen_latent, "linear_probe": _linear_probe,
-          "encoder_comparison": _encoder_comparison, "per_class": _per_class}

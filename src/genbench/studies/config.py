@@ -16,7 +16,7 @@ image_size: 32, channels: 3}`` or ``{kind: npz, path: ...}``, :mod:`genbench.dat
 read from the study file's folder and stored absolute in the resolved config.
 
 The schema is declarative: one table of fields per section (``TOP``, ``MODEL``, ``OPTIMIZER``, ``EVALUATION``,
-``EXPERIMENT_OPTIONS``, ``SWEEPS``, ``PARAMS``; the ``data:`` section's and a ``dataset:`` mapping's fields come
+``SWEEPS``, ``PARAMS``, and each experiment's options from its spec in :mod:`genbench.studies.experiment_spec`; the ``data:`` section's and a ``dataset:`` mapping's fields come
 from the dataset's :class:`~genbench.data.DatasetSpec`), each field with its type, default and the range it can work
 with, and one validator (:func:`~genbench.studies.schema.validate`) that checks a section against its table
 (both in :mod:`genbench.studies.schema`). Every check runs before any
@@ -54,10 +54,11 @@ from genbench.runtime.device import resolve_precision
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
-    DIVERGENCE, EVALUATION, EXPERIMENT_OPTIONS, EXPERIMENTS, MAX_SAMPLES, MAX_SEED,
+    DIVERGENCE, EVALUATION, MAX_SAMPLES, MAX_SEED,
     MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
     PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, dataset_fields, folder_name,
     resolve_profile, short, validate)
+from genbench.studies.experiment_spec import experiment_names, get_experiment
 from genbench.studies.model_config import ModelConfig, parse_model, upgrade_legacy_sampling  # noqa: F401
 STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files), see studies/catalog.py
 
@@ -118,27 +119,28 @@ class StudyConfig:
 def _experiments(exps: dict, where: str, models: tuple[ModelConfig, ...], info) -> dict:
     by_name = {m.name: m for m in models}
     out = {}
-    for e, o in validate(exps, {k: Field((dict, type(None)), None) for k in EXPERIMENT_OPTIONS},
+    for e, o in validate(exps, {k: Field((dict, type(None)), None) for k in experiment_names()},
                           where).items():
         if e not in exps:
             continue
         w = f"{where}.{e}"
-        o = validate(o or {}, EXPERIMENT_OPTIONS[e], w)
+        spec = get_experiment(e)
+        o = validate(o or {}, spec.schema, w)
         named = ([o["model"]] if o["model"] is not None else []) + list(o["models"] or [])
         for n in named:
             if n not in by_name:
                 raise GenbenchError(f"{w}: no model {short(n)}; models: {', '.join(by_name)}")
-            if e != "samples" and by_name[n].family != "vae":
+            if spec.takes == "vae" and by_name[n].family != "vae":
                 raise GenbenchError(f"{w}: {n!r} is a {by_name[n].kind}; this experiment takes VAEs "
                                     f"({', '.join(x for x, m in by_name.items() if m.family == 'vae') or 'none here'})")
-        if e == "per_class":  # (it would fail after all the training)
+        if spec.takes == "conditional":  # (it would fail after all the training)
             for n in named:
                 if not by_name[n].params.get("num_classes"):
                     raise GenbenchError(f"{w}: {n!r} is not class-conditional; name a VAE with `conditional: true`")
             if not any(m.family == "vae" and m.params.get("num_classes") for m in models):
                 raise GenbenchError(f"{w}: no conditional VAE in the study; add `conditional: true` to one")
-        if e == "beta_sweep" and info.num_classes and max(o["classes"]) >= info.num_classes:
-            raise GenbenchError(f"{w}.classes: {o['classes']} has labels outside 0..{info.num_classes - 1}")
+        if spec.check is not None:
+            spec.check(o, info, w)
         given = exps[e] or {}  # defaults filled in, except the model selection (absent = every suitable model)
         out[e] = {k: v for k, v in o.items() if k in given or (v is not None and k not in SELECT)}
     return out

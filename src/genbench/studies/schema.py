@@ -39,8 +39,6 @@ metrics/manifold.py) need more than k+1 points per set, and their bootstrap keep
 MAX_STUDY_BYTES = 1 << 20  # a study file is a few kB; 1 MiB is generous
 MAX_STUDY_NODES = 20_000  # YAML nodes (mappings, lists, scalars) counted through aliases, before profiles resolve
 MAX_STUDY_DEPTH = 24  # nesting depth of a study file (the bundled ones reach 5)
-EXPERIMENTS = ("reconstructions", "samples", "interpolations", "beta_sweep", "frozen_latent", "linear_probe",
-               "encoder_comparison", "per_class")
 
 # --------------------------------------------------------------------------------------------------------------
 # The one validator
@@ -271,19 +269,6 @@ def dataset_fields(value: str | dict, where: str) -> tuple[DatasetSpec, dict[str
 
 SELECT = {"model": Field(str, None), "models": Field(list, None, lambda v: all(isinstance(x, str) for x in v),
                                                    "a list of model names")}
-EXPERIMENT_OPTIONS = {
-    "reconstructions": {"n": _int(1, 1000, 10), **SELECT},
-    "samples": {"n": _int(1, 10_000, 64), **SELECT},
-    "interpolations": {"pairs": _int(1, 1000, 6), "steps": _int(2, 1000, 10), **SELECT},
-    "beta_sweep": {"betas": _num_list(0, 1e6, default=[0.1, 0.5, 1.0]), "latent_dim": _int(1, MAX_WIDTH, 2),
-                   "classes": _int_list(None, 0, 100_000, [0, 1, 7]), "epochs": _int(1, MAX_EPOCHS, None, null=True),
-                   "n_points": _int(1, MAX_SAMPLES, 1000), **SELECT},
-    "frozen_latent": {"sigmas": _num_list(0, 1e6, default=[0.1, 0.5, 1.0]), **SELECT},
-    "linear_probe": {"n_train": _int(2, MAX_SAMPLES, 10000), "C": _float(0, 1e12, 1.0, lo_open=True),
-                     "max_iter": _int(1, 10**7, 1000), **SELECT},
-    "encoder_comparison": {**SELECT},
-    "per_class": {"n_per_class": _int(1, MAX_SAMPLES, 100), **SELECT},
-}
 SWEEPS = {  # the keys of genbench.studies.sweeps.parse_sweeps, which checks their values
     k: Field(object, None) for k in ("model", "models", "in_study", "samplers", "reference", "tolerance", "tolerance_metric",
                                      "guidance_scales", "guidance_sampler", "eta")}

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from genbench.io import atomic_savez, atomic_write_json
-from genbench.studies.config import EXPERIMENTS
+from genbench.studies.experiment_spec import experiment_names, get_experiment
 
 
 @dataclass
@@ -78,14 +78,14 @@ def save_result(ctx: ExperimentContext, name: str, result: dict, arrays: dict | 
 
 
 def run_experiments(ctx: ExperimentContext) -> dict:
-    """Run the study's experiments in the order of :data:`EXPERIMENTS`; returns ``{name: {"seconds",
+    """Run the study's experiments in the order they are registered
+    (:func:`~genbench.studies.experiment_spec.experiment_names`); returns ``{name: {"seconds",
     "skipped", "path"}}`` for ``metrics.json``. Each experiment's own numbers are in its ``result.json``."""
-    from genbench.studies.experiments import beta_sweep, latent_space
+    from genbench.studies.experiments import latent_space
 
-    fns = {**latent_space.EXPERIMENT_FNS, "beta_sweep": beta_sweep.exp_beta_sweep}
     out = {}
     for name, opts in ctx.study.experiments.items():
-        assert name in EXPERIMENTS and name in fns, name
+        assert name in experiment_names(), name
         key = _key(ctx, name, opts)
         path = ctx.study_dir / "experiments" / name / "result.json"
         try:
@@ -100,7 +100,7 @@ def run_experiments(ctx: ExperimentContext) -> dict:
         ctx.log(f"[experiment] {name}")
         t0 = time.perf_counter()
         try:
-            result, arrays = fns[name](ctx, opts)
+            result, arrays = get_experiment(name).run_fn()(ctx, opts)
         except latent_space.SkipExperiment as e:
             ctx.log(f"[experiment] {name}: skipped, {e}")
             continue

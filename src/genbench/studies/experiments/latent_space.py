@@ -200,9 +200,3 @@ def exp_per_class(ctx, opts):
                      "confidence": "mean softmax probability of the class the sample was generated for"}
         arr[f"{name}__grid"] = imgs.numpy()[np.concatenate([np.arange(c * per, c * per + 10) for c in range(k)])]
     return {"models": res}, arr
-
-
-EXPERIMENT_FNS = {"reconstructions": exp_reconstructions, "samples": exp_samples,
-                  "interpolations": exp_interpolations, "frozen_latent": exp_frozen_latent,
-                  "linear_probe": exp_linear_probe, "encoder_comparison": exp_encoder_comparison,
-                  "per_class": exp_per_class}
