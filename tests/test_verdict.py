@@ -1,0 +1,132 @@
+"""The verdict rule across training seeds (issue 28): Welch's t-test per pair at 95%, Holm over the pairs of one
+metric, K >= 3 seeds or provisional, seeds needed for the undecided pairs. Known answers, each with its numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from genbench.metrics.verdict import (AHEAD, PROVISIONAL, TIE, holm, metric_verdict, pair_statement,
+                                      pairwise_verdicts, seeds_needed, welch)
+
+
+def _pair(pairs, a, b):
+    return next(p for p in pairs if {p["a"], p["b"]} == {a, b})
+
+
+def test_welch_p_value_agrees_with_scipy():
+    rng = np.random.default_rng(0)
+    for ka, kb in ((3, 3), (3, 5), (4, 2), (10, 7)):
+        a, b = rng.normal(30, 5, ka), rng.normal(33, 1, kb)
+        w = welch(list(a), list(b))
+        ref = stats.ttest_ind(a, b, equal_var=False)
+        assert w["p"] == pytest.approx(ref.pvalue, rel=1e-10)
+        assert w["t"] == pytest.approx(ref.statistic, rel=1e-10)
+        assert w["df"] == pytest.approx(ref.df, rel=1e-10)
+    # by hand: a = 1, 2, 3 (s^2 = 1), b = 2, 3, 4.5 (s^2 = 1.58333): t = -1.5 / sqrt(1/3 + 1.58333/3)
+    w = welch([1.0, 2.0, 3.0], [2.0, 3.0, 4.5])
+    assert w["t"] == pytest.approx(-1.2572371141874241) and w["df"] == pytest.approx(3.8059405940594067)
+
+
+def test_welch_refuses_one_value_and_nan():
+    with pytest.raises(ValueError):
+        welch([1.0], [2.0, 3.0])
+    with pytest.raises(ValueError):
+        welch([1.0, float("nan")], [2.0, 3.0])
+    assert welch([1.0, 1.0], [2.0, 2.0])["p"] == 0.0 and welch([1.0, 1.0], [1.0, 1.0])["p"] == 1.0
+
+
+def test_holm_known_answer():
+    # sorted 0.01, 0.02, 0.04: 3 x 0.01 = 0.03, 2 x 0.02 = 0.04, 1 x 0.04 = 0.04 (monotone), in input order
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+    with pytest.raises(ValueError):
+        holm([float("nan")])
+
+
+def test_a_tie():
+    """Overlapping seeds: not distinguishable, with the seeds a decision would take."""
+    pairs = pairwise_verdicts({"a": [10.0, 11.0, 12.0], "b": [11.0, 12.0, 11.5]}, lower_is_better=True)
+    (p,) = pairs
+    assert p["outcome"] == TIE and p["leader"] == "a" and p["p_holm"] == p["p"] > 0.05
+    assert p["m_tests"] == 1
+    # sd_a = 1, sd_b = 0.5, diff = -0.5 -> sigma^2 = 0.625, d = 0.632: normal approx n0 = ceil(15.70 / 0.4) = 40,
+    # then the noncentral-t power step; the answer must reach 80% power at n and not at n - 1
+    n = p["seeds_needed"]
+    assert n == seeds_needed(-0.5, 1.0, 0.5) and 40 <= n <= 45
+    assert "not distinguishable" in pair_statement(p, "FID") and f"about {n} seeds" in pair_statement(p, "FID")
+
+
+def test_seeds_needed_known_answers():
+    """Cohen's (1988) table 2.4.1, two-sided 5%, 80% power: d = 0.5 -> 64 per group, d = 0.8 -> 26, d = 1 -> 17."""
+    assert seeds_needed(0.5, 1.0, 1.0) == 64 and seeds_needed(0.8, 1.0, 1.0) == 26 and seeds_needed(1.0, 1.0, 1.0) == 17
+    assert seeds_needed(0.0, 1.0, 1.0) is None  # no difference: no K finds it
+    assert seeds_needed(5.0, 1.0, 1.0) == 3  # never below the rule's 3 seeds
+    assert seeds_needed(1.0, 0.0, 0.0) == 3
+    with pytest.raises(ValueError):
+        seeds_needed(1.0, -1.0, 1.0)
+
+
+def test_a_clear_win_respects_the_direction():
+    seeds = {"flow": [23.1, 23.5, 23.3], "gan": [61.2, 66.9, 63.0]}
+    (p,) = pairwise_verdicts(seeds, lower_is_better=True)
+    assert p["outcome"] == AHEAD and (p["leader"], p["trailer"]) == ("flow", "gan") and p["p_holm"] < 0.05
+    assert p["seeds_needed"] is None
+    s = pair_statement(p, "FID")
+    assert s.startswith("flow (23.3) ahead of gan (63.7) by FID") and "Holm" in s
+    (q,) = pairwise_verdicts(seeds, lower_is_better=False)  # the same numbers as a higher-is-better metric
+    assert q["outcome"] == AHEAD and q["leader"] == "gan"
+    v = metric_verdict([p], "FID")
+    assert v["best"] == "flow" and v["separated"] and v["decided"] == 1
+
+
+def test_a_win_on_one_metric_and_a_loss_on_another():
+    fid = pairwise_verdicts({"vae": [25.1, 26.6, 25.9], "gan": [61.2, 66.9, 63.0]}, lower_is_better=True)
+    is_ = pairwise_verdicts({"vae": [6.1, 6.3, 6.2], "gan": [8.0, 8.3, 8.1]}, lower_is_better=False)
+    assert fid[0]["outcome"] == is_[0]["outcome"] == AHEAD
+    assert fid[0]["leader"] == "vae" and is_[0]["leader"] == "gan"
+
+
+def test_two_seeds_are_provisional_however_large_the_gap():
+    (p,) = pairwise_verdicts({"a": [10.0, 10.1], "b": [50.0, 50.2]}, lower_is_better=True)
+    assert p["outcome"] == PROVISIONAL and p["leader"] == "a" and p["p_holm"] is None and p["m_tests"] == 0
+    assert p["p"] == pytest.approx(stats.ttest_ind([10.0, 10.1], [50.0, 50.2], equal_var=False).pvalue)
+    s = pair_statement(p, "FID")
+    assert "provisionally ahead of" in s and "2 seeds" in s and " a ahead of" not in s
+    # mixed K: a K = 3 model against a K = 2 one is provisional too
+    (q,) = pairwise_verdicts({"a": [10.0, 10.1, 10.2], "b": [50.0, 50.2]}, lower_is_better=True)
+    assert q["outcome"] == PROVISIONAL
+
+
+def test_one_seed_is_provisional_with_no_p_value():
+    pairs = pairwise_verdicts({"flow": [23.47], "vae": [25.12], "gan": [66.88]}, lower_is_better=True)
+    assert len(pairs) == 3 and all(p["outcome"] == PROVISIONAL for p in pairs)
+    assert all(p["p"] is None and p["seeds_needed"] is None for p in pairs)
+    v = metric_verdict(pairs, "FID")
+    assert v["best"] == "flow" and not v["separated"] and v["provisional"] == 3
+    assert "provisional" in v["statement"] and "1 seed," in v["statement"]
+
+
+def test_holm_changes_an_outcome():
+    """a against b and c: each p < 0.05 alone (0.042, 0.034), but Holm over the 3 pairs multiplies the smallest by
+    3 (0.10 > 0.05) and stops: uncorrected, a is ahead of both; corrected, no pair is decided."""
+    seeds = {"a": [10.0, 11.0, 12.0], "b": [12.4, 13.4, 14.4], "c": [12.6, 13.4, 14.2]}
+    pairs = pairwise_verdicts(seeds, lower_is_better=True)
+    ab, ac = _pair(pairs, "a", "b"), _pair(pairs, "a", "c")
+    assert ab["p"] < 0.05 and ac["p"] < 0.05  # the uncorrected test would rank a ahead of both
+    assert ab["p_holm"] == pytest.approx(3 * ac["p"]) and ab["p_holm"] > 0.05
+    assert all(p["outcome"] == TIE for p in pairs) and all(p["m_tests"] == 3 for p in pairs)
+    one = pairwise_verdicts({"a": seeds["a"], "b": seeds["b"]}, lower_is_better=True)  # a family of one: decided
+    assert one[0]["outcome"] == AHEAD
+    assert metric_verdict(pairs, "FID")["decided"] == 0
+
+
+def test_nan_seeds_are_dropped_and_counted():
+    (p,) = pairwise_verdicts({"a": [1.0, float("nan"), 1.1, 1.2], "b": [3.0, 3.1, 3.2]}, lower_is_better=True)
+    assert p["k_a"] == 3 and p["outcome"] == AHEAD
+    assert pairwise_verdicts({"a": [float("nan")], "b": [1.0]}, True) == []
+    assert math.isclose(pairwise_verdicts({"a": [1.0], "b": [2.0]}, True)[0]["mean_b"], 2.0)
