@@ -130,3 +130,21 @@ def test_nan_seeds_are_dropped_and_counted():
     assert p["k_a"] == 3 and p["outcome"] == AHEAD
     assert pairwise_verdicts({"a": [float("nan")], "b": [1.0]}, True) == []
     assert math.isclose(pairwise_verdicts({"a": [1.0], "b": [2.0]}, True)[0]["mean_b"], 2.0)
+
+
+def test_provenance_records_what_decides_the_numerics():
+    """ISA flags from /proc/cpuinfo (x86 and aarch64 spellings), oneDNN / MKL versions from torch's build string,
+    and the live thread counts; no cpuinfo: platform only, flags unknown."""
+    from genbench.runtime.provenance import _cpuinfo, _library_versions, numerics, provenance
+
+    c = _cpuinfo("processor : 0\nmodel name : Intel Xeon\nflags : fpu avx2 fma avx512f amx_tile\n")
+    assert c["model"] == "Intel Xeon" and c["source"] == "/proc/cpuinfo"
+    assert c["isa"]["avx2"] and c["isa"]["avx512f"] and c["isa"]["amx_tile"] and not c["isa"]["avx512_bf16"]
+    assert _cpuinfo("")["isa"] is None and _cpuinfo("")["source"] == "platform"
+    v = _library_versions("  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605 for Intel\n"
+                          "  - Intel(R) MKL-DNN v3.12.0 (Git Hash 80afa71049cd69a3df32adcccb623b12cd7baa22)\n")
+    assert v == {"onednn": "3.12.0", "mkl": "2024.2"}
+    assert _library_versions("") == {"onednn": None, "mkl": None}
+    n = provenance()["numerics"]
+    assert set(n) >= {"cpu", "torch_cpu_capability", "onednn", "mkl", "threads", "interop_threads", "env"}
+    assert n["threads"] == numerics()["threads"] >= 1
