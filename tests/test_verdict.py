@@ -148,3 +148,62 @@ def test_provenance_records_what_decides_the_numerics():
     n = provenance()["numerics"]
     assert set(n) >= {"cpu", "torch_cpu_capability", "onednn", "mkl", "threads", "interop_threads", "env"}
     assert n["threads"] == numerics()["threads"] >= 1
+
+
+def _aggregate(tmp_path, per_seed: dict, seeds: list[int], old: bool = False):
+    """An ``aggregate.json`` as :func:`genbench.studies.trials.aggregate` writes it, from per-seed FIDs and IS
+    (``old``: comparisons as written before the verdict rule, without pairs), and its rendered page."""
+    import json
+
+    from genbench.report.aggregate import build_aggregate_report
+    from genbench.studies.trials import comparisons, t_interval
+
+    rows = {}
+    for name, (fid, is_) in per_seed.items():
+        rows[name] = {"family": "vae", "metrics": {
+            k: {**t_interval(v), "per_seed": dict(zip(map(str, seeds), v)), "within_run_spread_mean": 0.5,
+                "lower_is_better": lower} for k, v, lower in (("fid_inception.value", fid, True),
+                                                             ("is.value", is_, False))}}
+    comps = comparisons(rows)
+    if old:
+        comps = [{"metric": c["metric"], "best": c["best"], "separated": False, "test": "non-overlapping",
+                  "statement": "old"} for c in comps]
+    agg = {"study": "mnist-four", "seeds": seeds, "n": len(seeds), "budget": {"kind": "images", "value": 1500},
+           "models": rows, "comparisons": comps, "trials": {str(s): f"seeds/seed_{s}/mnist-four" for s in seeds},
+           "note": "n", "wall_clock_note": None}
+    d = tmp_path / "mnist-four"
+    d.mkdir(parents=True)
+    (d / "aggregate.json").write_text(json.dumps(agg))
+    return agg, build_aggregate_report(d).read_text()
+
+
+def test_the_aggregate_stores_and_renders_the_pairwise_verdicts(tmp_path):
+    """Three seeds, three models: flow clearly ahead of gan on FID and behind it on IS; vae and flow tied on FID.
+    aggregate.json holds every pair's outcome from the rule, and the page its table (Holm p, outcome, seeds
+    needed); the same file without pairs (written before the rule) renders the same verdicts."""
+    seeds = [42, 43, 44]
+    per = {"flow": ([23.1, 23.5, 23.3], [6.1, 6.3, 6.2]), "vae": ([23.0, 24.6, 22.9], [6.0, 6.4, 6.3]),
+           "gan": ([61.2, 66.9, 63.0], [8.0, 8.3, 8.1])}
+    agg, page = _aggregate(tmp_path / "new", per, seeds)
+    fid = next(c for c in agg["comparisons"] if c["metric"] == "fid_inception.value")
+    fg = _pair(fid["pairs"], "flow", "gan")
+    assert fg["outcome"] == AHEAD and fg["leader"] == "flow" and fg["m_tests"] == 3
+    fv = _pair(fid["pairs"], "flow", "vae")
+    assert fv["outcome"] == TIE and fv["seeds_needed"] >= 3
+    is_ = next(c for c in agg["comparisons"] if c["metric"] == "is.value")
+    assert _pair(is_["pairs"], "flow", "gan")["leader"] == "gan" and is_["best"] == "gan" and is_["separated"]
+    for h in ("Verdicts across seeds", "p after Holm", "seeds needed", "flow ahead of gan", "not distinguishable",
+              "Welch"):
+        assert h in page, h
+    assert "every verdict is provisional" not in page
+    _, old_page = _aggregate(tmp_path / "old", per, seeds, old=True)
+    assert "flow ahead of gan" in old_page and "p after Holm" in old_page
+
+
+def test_two_seed_aggregate_is_provisional_with_the_command(tmp_path):
+    per = {"flow": ([23.1, 23.5], [6.1, 6.3]), "gan": ([61.2, 66.9], [8.0, 8.3])}
+    agg, page = _aggregate(tmp_path, per, [42, 43])
+    assert all(p["outcome"] == PROVISIONAL for c in agg["comparisons"] for p in c["pairs"])
+    assert "every verdict is provisional" in page
+    assert "genbench run mnist_four --budget images=1500 --seeds 3" in page
+    assert "flow ahead of gan" not in page
