@@ -207,3 +207,13 @@ def test_two_seed_aggregate_is_provisional_with_the_command(tmp_path):
     assert "every verdict is provisional" in page
     assert "genbench run mnist_four --budget images=1500 --seeds 3" in page
     assert "flow ahead of gan" not in page
+
+
+def test_scored_sample_sets_get_what_would_decide_instead_of_a_run_command():
+    from genbench.report.verdicts import provisional_note
+
+    s = {"study": "score-mnist", "seed": 0, "profile": "quick",
+         "models": [{"model": "x", "kind": "samples"}, {"model": "y", "kind": "samples"}, {"model": "real"}]}
+    note = provisional_note(s)
+    assert "provisional" in note and "sampling-only" in note and "genbench run" not in note
+    assert "at least 3 independently trained models" in note

@@ -39,13 +39,21 @@ def rerun_command(summary: dict, seeds: int = MIN_SEEDS) -> str:
 
 
 def provisional_note(summary: dict) -> str:
-    """The sentence every one-seed report carries: why its rankings are provisional, and the command that decides."""
-    return (f"every ranking on this page is provisional: it rests on one training seed (seed {summary.get('seed')}). "
+    """The sentence every one-seed report carries: why its rankings are provisional, and the command that decides
+    (for sample sets scored with ``genbench score``, which genbench did not train: what would decide instead)."""
+    rule = ("ranks a pair of models only where Welch's t-test on the per-seed values rejects equality at 95% after "
+            "Holm's correction over the pairs of each metric, and says how many seeds an undecided pair would need")
+    trained = [r for r in summary.get("models", []) if r.get("model") != "real" and r.get("kind") != "samples"]
+    if trained:
+        rests = f"one training seed (seed {summary.get('seed')})"
+        decide = f"To decide, run `{rerun_command(summary)}`: its report {rule}."
+    else:
+        rests = "one sample set per model, from one trained model each"
+        decide = (f"To decide, score sample sets of at least {MIN_SEEDS} independently trained models of each kind "
+                  f"(one training seed each); the several-seed rule {rule}.")
+    return (f"every ranking on this page is provisional: it rests on {rests}. "
             f"The ± spreads are sampling-only: they resample the generated images of one trained model and leave "
-            f"out retraining, and {FID_LOTTERY}. {MACHINES}. To decide, run `{rerun_command(summary)}`: its "
-            f"report ranks a pair of models only where Welch's t-test on the per-seed values rejects equality at 95% "
-            f"after Holm's correction over the pairs of each metric, and says how many seeds an undecided pair "
-            f"would need.")
+            f"out retraining, and {FID_LOTTERY}. {MACHINES}. {decide}")
 
 
 def outcome_text(p: dict) -> str:
