@@ -1,18 +1,24 @@
 """Sentences generated from the measured numbers (nothing typed in by hand), one per question the report answers.
 
-A sentence that ranks models ("lowest FID") names a winner only when the gap to the runner-up is larger than
-their combined uncertainty (the two spreads added in quadrature, :func:`separated`); otherwise it says the
-models are not distinguishable at this N.
+A run folder holds one training seed, so every sentence that ranks models ("lowest FID") is provisional: the
+verdict rule (:func:`genbench.metrics.verdict.pairwise_verdicts`) needs 3 seeds per model, and the only spread a
+one-seed run measures is the resampling of its generated images. The sentence names the better mean as
+"provisionally ahead" where the gap exceeds the combined sampling spread (:func:`separated`), "not
+distinguishable" where it does not, and the ``verdicts`` sentence (:func:`genbench.report.verdicts.provisional_note`)
+says why and gives the ``--seeds`` command that would decide.
 """
 
 from __future__ import annotations
 
 import math
 
+from genbench.metrics.verdict import AHEAD, pair_statement, pairwise_verdicts
+from genbench.report.verdicts import provisional_note
+
 
 def separated(a: dict, b: dict) -> bool:
     """True when |a - b| exceeds sqrt(std_a^2 + std_b^2) (two metric dicts with ``value`` and ``std``); a
-    metric without a spread never separates."""
+    metric without a spread never separates. Descriptive only: it compares sampling spreads of one seed."""
     sa, sb = a.get("std"), b.get("std")
     if sa is None or sb is None:
         return False
@@ -37,19 +43,28 @@ def _best_sentence(models: list[dict], key: str, lower: bool, what: str, digits:
     if second is None:
         return f"{what} of {best}: {b['value']:.{digits}g}."
     s = recs[second][key]
+    (pair,) = pairwise_verdicts({best: [b["value"]], second: [s["value"]]}, lower)  # one seed each: provisional
+    if pair["outcome"] == AHEAD:  # not reachable from one metrics.json; kept so the rule, not this code, decides
+        return pair_statement(pair, what, digits)
     if separated(b, s):
-        return (f"{'lowest' if lower else 'highest'} {what}: {best} ({b['value']:.{digits}g} ± {b['std']:.2g}), "
-                f"ahead of {second} ({s['value']:.{digits}g} ± {s['std']:.2g}) by more than their combined spread.")
-    why = "within the combined spread" if b.get("std") is not None and s.get("std") is not None else \
+        return (f"{'lowest' if lower else 'highest'} {what}, provisional (one training seed): {best} "
+                f"({b['value']:.{digits}g} ± {b['std']:.2g}), provisionally ahead of {second} "
+                f"({s['value']:.{digits}g} ± {s['std']:.2g}): the gap exceeds their combined sampling spread, which "
+                f"leaves out retraining.")
+    why = "within the combined sampling spread" if b.get("std") is not None and s.get("std") is not None else \
         "no spread measured, so no ranking"
     return (f"{best} and {second} are not distinguishable by {what} ({b['value']:.{digits}g} vs "
-            f"{s['value']:.{digits}g}, {why}).")
+            f"{s['value']:.{digits}g}, {why}; one training seed).")
 
 
-def analysis(models: list[dict], real: dict, info: dict) -> dict[str, str]:
+def analysis(models: list[dict], real: dict, info: dict, summary: dict | None = None) -> dict[str, str]:
     """One sentence per question (quality, stability, controllability, efficiency) from ``metrics.json`` records;
-    ``info`` is the summary's ``dataset_info``. Missing metrics leave their question out."""
+    ``info`` is the summary's ``dataset_info``. Missing metrics leave their question out. With ``summary`` (the
+    whole ``metrics.json`` of a one-seed run) a ``verdicts`` sentence comes first: every ranking is provisional,
+    why, and the ``genbench run ... --seeds 3`` command that would decide."""
     out: dict[str, str] = {}
+    if summary is not None and len(models) > 1:
+        out["verdicts"] = provisional_note(summary)
     rm = real["metrics"]
     k = info.get("num_classes") or len(rm.get("mode_coverage", {}).get("histogram") or [])
     fid = rm.get("fid_inception", {})
@@ -63,7 +78,7 @@ def analysis(models: list[dict], real: dict, info: dict) -> dict[str, str]:
         steady = max(stab, key=lambda m: stab[m]["score"])
         mc = {r["model"]: r["metrics"]["mode_coverage"] for r in models if "mode_coverage" in r["metrics"]}
         drop = [m for m, v in mc.items() if v["value"] < rm["mode_coverage"]["value"]]
-        out["stability"] = (f"Lowest loss variation over the last half of training: {steady} (cv "
+        out["stability"] = (f"Lowest loss variation over the last half of training, provisional: {steady} (cv "
                             f"{stab[steady]['cv']:.3f}; cv is one run's statistic with no spread, so it ranks but does "
                             f"not prove). Mode coverage: " + ", ".join(f"{m} {v['value']}/{k} classes" for m, v in mc.items())
                             + (f"; fewer classes than real data for {', '.join(drop)} (mode dropping)." if drop

@@ -28,6 +28,7 @@ from genbench.report.experiments import render_experiments
 from genbench.report.interactive import interactive_fragments, interactive_page
 from genbench.report.page import Page, e, figure, table
 from genbench.report.scores import CRITERIA, FORMULAS, normalised_scores
+from genbench.report.verdicts import numerics_text
 
 SCHEMA_VERSION = 2  # the metrics.json schema this builder reads (docs/METRICS.md)
 
@@ -194,7 +195,7 @@ def build_report(study_dir: Path) -> Path:
 
     page = Page(summary["study"])
     plots = interactive_fragments(summary, scores, hist)
-    sentences = analysis(models, real, info)
+    sentences = analysis(models, real, info, summary)  # one seed: every ranking provisional (issue 28)
     # --- summary and table ---------------------------------------------------------------------------------------
     s = page.section("summary", "Summary")
     s.append("<p>Every number on this page was computed by this run and read from the files beside it "
@@ -390,6 +391,7 @@ def _provenance(summary: dict, models: list[dict], scored: list[dict] = ()) -> s
         f"{e(str(fid.get('spread')))}.",
         f"Seed {summary['seed']}; genbench {e(str(prov['genbench_version']))}, commit "
         f"<code>{e(str(prov['git_commit']))}</code>, torch {e(str(prov['torch']))}, {prov['threads']} threads.",
+        *[e(t) for t in [numerics_text(prov)] if t],
         *[f"{e(r['model'])} ({e(r['kind'])}): sampler {e(str(r['metrics']['efficiency']['sampler']))}, "
           f"{r['metrics']['efficiency']['sampler_steps']} steps, {r['metrics']['efficiency']['nfe']} NFE, "
           f"precision {e(r['metrics']['efficiency']['precision'])}, {r['metrics']['efficiency']['params']:,} "

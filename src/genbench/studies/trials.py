@@ -3,8 +3,10 @@
 A trial is the whole study (train, bank, evaluate, experiments, report) under one seed, in its own folder
 ``runs/<study>/seeds/seed_<s>/``. The aggregate (``runs/<study>/aggregate.json``) is built from those folders only:
 for each model and metric, the mean over seeds with a 95% confidence interval from the t-distribution with n - 1
-degrees of freedom (n seeds, named), beside the mean of the within-run spreads. A killed sweep resumes by
-skipping finished trials (``finished.json``); a trial killed halfway resumes like any study.
+degrees of freedom (n seeds, named), beside the mean of the within-run spreads and the per-seed values; and, per
+metric, the verdict of every pair of models from :mod:`genbench.metrics.verdict` (Welch's t-test on the per-seed
+values, Holm-corrected, 95%; provisional below 3 seeds), which the several-seed report renders. A killed sweep
+resumes by skipping finished trials (``finished.json``); a trial killed halfway resumes like any study.
 
 Engines: ``sequential`` (default) runs the trials in this process; ``ray`` submits one task per trial to a Ray
 cluster (``ray.init(address=...)``; no address starts a local instance with the machine's CPUs), each task running
@@ -25,6 +27,7 @@ from typing import Callable
 
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, check_url, probe_tcp
+from genbench.metrics.verdict import metric_verdict, pairwise_verdicts
 from genbench.runtime.provenance import provenance
 from genbench.studies.config import StudyConfig
 from genbench.studies.runner import is_finished, log
@@ -193,12 +196,13 @@ def aggregate(out_root: Path, study: StudyConfig, seeds: list[int]) -> Path:
             if all(fl):
                 row["compute"]["flops"] = t_interval([float(f) for f in fl])
         rows[name] = {"family": rec0["family"], "metrics": row}
-    comparisons = _comparisons(rows)
     out = {"study": study.name, "seeds": list(seeds), "n": len(seeds), "budget": study.budget,
-           "models": rows, "comparisons": comparisons,
+           "models": rows, "comparisons": comparisons(rows),
            "trials": {str(s): f"seeds/seed_{s}/{study.name}" for s in seeds},
            "note": "mean over seeds and a 95% t-interval of the mean (n seeds); within_run_spread_mean is the mean "
-                   "of each run's own spread (bootstrap, subsets or binomial, as its metrics.json names)",
+                   "of each run's own spread (bootstrap, subsets or binomial, as its metrics.json names); comparisons: "
+                   "Welch's t-test per pair of models on the per-seed values, Holm-corrected over the pairs of one "
+                   "metric, 95%, provisional below 3 seeds (genbench.metrics.verdict)",
            "wall_clock_note": "seconds budgets depend on the machine's load; images or FLOPs budgets reproduce"
            if study.budget and study.budget["kind"] == "seconds" else None,
            "provenance": provenance()}
@@ -207,20 +211,27 @@ def aggregate(out_root: Path, study: StudyConfig, seeds: list[int]) -> Path:
     return path
 
 
-def _comparisons(rows: dict) -> list[dict]:
-    """For each aggregated metric, the best model and whether its 95% interval separates it from every other
-    (non-overlapping intervals); otherwise the models are not distinguishable at this budget and n."""
+def comparisons(rows: dict) -> list[dict]:
+    """For each aggregated metric, the verdict of :func:`genbench.metrics.verdict.pairwise_verdicts` on the models'
+    per-seed values (the real-data row left out): every pair's Welch p-value, Holm-adjusted p-value, outcome and
+    seeds needed, the best mean and whether the rule puts it ahead of every other model.
+
+    Args:
+        rows: ``aggregate.json``'s ``models`` (each metric with ``per_seed`` and ``lower_is_better``).
+
+    Returns:
+        One dict per metric: ``metric``, ``best``, ``separated``, ``test``, ``statement``, ``pairs``.
+    """
     out = []
     keys = sorted({k for r in rows.values() for k in r["metrics"] if k != "compute"})
     for k in keys:
         have = {n: r["metrics"][k] for n, r in rows.items() if k in r["metrics"] and n != "real"}
-        if len(have) < 2 or any(v["half_width"] is None for v in have.values()):
+        if len(have) < 2 or not all("per_seed" in v for v in have.values()):
             continue
         lower = next(iter(have.values()))["lower_is_better"]
-        best = min(have, key=lambda n: have[n]["mean"]) if lower else max(have, key=lambda n: have[n]["mean"])
-        b = have[best]
-        sep = all((b["high"] < v["low"]) if lower else (b["low"] > v["high"]) for n, v in have.items() if n != best)
-        out.append({"metric": k, "best": best, "separated": sep, "test": "non-overlapping 95% t-intervals",
-                    "statement": (f"{best} is best by {k} (95% interval separated from every other model)" if sep else
-                                  f"not distinguishable by {k} at this budget and n: the 95% intervals overlap")})
+        pairs = pairwise_verdicts({n: list(v["per_seed"].values()) for n, v in have.items()}, lower)
+        v = metric_verdict(pairs, k)
+        out.append({"metric": k, "best": v["best"], "separated": v["separated"], "lower_is_better": lower,
+                    "test": "Welch's t-test on the per-seed values, Holm's correction over the pairs of the metric, "
+                            "95%; provisional below 3 seeds", "statement": v["statement"], "pairs": pairs})
     return out
