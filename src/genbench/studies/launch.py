@@ -106,11 +106,12 @@ def launch_study(study: str | Path = "mnist_four", *, profile: str = "quick", ou
                  only: Iterable[str] | None = None, budget: str | dict | None = None, seeds: int | None = None,
                  engine: str = "sequential", address: str | None = None, log: Iterable[str] | None = None,
                  mlflow_uri: str | None = None, report: Callable[[Path], Path] | None = None,
-                 aggregate_report: Callable[[Path], Path] | None = None) -> Launched | None:
+                 aggregate_report: Callable[[Path], Path] | None = None, trials: bool = True) -> Launched | None:
     """Run a whole study (``genbench run``): check the options, prepare the config (:func:`prepare_study`), then
     run one seed (:func:`genbench.studies.stages.run_study`) or several (:func:`genbench.studies.trials.run_trials`
     and ``aggregate_report``). An interrupted study continues where it stopped; a finished one needs ``resume``
     or ``overwrite``. Returns None on a data-parallel rank other than 0 (it only trains and evaluates its share).
+    ``trials=False`` (:func:`genbench.api.run`) refuses several seeds.
 
     Raises:
         GenbenchError: one line for any bad option, study or override, and for a stage's error on bad input.
@@ -136,6 +137,10 @@ def launch_study(study: str | Path = "mnist_four", *, profile: str = "quick", ou
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
     only = list(only) if only else None
     if len(seed_list) > 1:
+        if not trials:
+            raise GenbenchError(f"study {cfg.name} runs {len(seed_list)} seeds, and genbench.run() runs one; pass "
+                                f"overrides=['seeds=null'], or run the seeds with `genbench run "
+                                f"--seeds K`")
         if only:
             raise GenbenchError("--only cannot be combined with several seeds; run the seeds of the whole study")
         from genbench.studies.trials import run_trials
