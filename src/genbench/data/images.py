@@ -263,7 +263,7 @@ def array_images(x, y=None, *, channels: int) -> tuple[torch.Tensor, torch.Tenso
             return a.detach().cpu().numpy()
         if isinstance(a, np.ndarray):
             return a
-        raise GenbenchError(f"samples: {what} is a {type(a).__name__}; give a uint8 numpy array or torch tensor "
+        raise GenbenchError(f"samples: {what} are a {type(a).__name__}; give a uint8 numpy array or torch tensor "
                             f"(N, C, H, W), a folder of images or an .npz file")
     x = as_numpy(x, "the images")
     if x.dtype != np.uint8:
