@@ -14,10 +14,10 @@ from typing import List, Optional
 
 import typer
 
-from genbench.cli.checks import (MAX_GUIDANCE, MAX_SEEDS, MAX_THREADS, check_device, check_memory_sample,
-                                 check_memory_study, check_trackers_of, combination, error_kind, image_numel,
-                                 positive, usage_line)
+from genbench.cli.checks import MAX_THREADS, check_device, combination, error_kind, positive, usage_line
+from genbench.cli.sample import sample
 from genbench.errors import GenbenchError
+from genbench.studies.launch import check_trackers_of
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,  # no command: one line (main), not the help
                   help="Train, sample, evaluate and compare image generative models.")
@@ -106,6 +106,9 @@ def studies_cmd():
 def run(study: str = typer.Argument("mnist_four", help="study file or bundled study name"),
         profile: str = typer.Option("quick", help="smoke | quick | full"),
         out: Path = typer.Option(Path("runs"), help="runs folder"),
+        overrides: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value: replace one value of the "
+                                                      "study for this profile (repeat; e.g. --set "
+                                                      "models.gan.optimizer.lr=1e-4)"),
         overwrite: bool = typer.Option(False, help="retrain from scratch instead of resuming"),
         resume: bool = typer.Option(False, help="run a finished study again, reusing its trained models"),
         only: Optional[List[str]] = typer.Option(None, help="run only these models of the study"),
@@ -121,79 +124,35 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
         mlflow_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
                                                  "a file store in runs/<study>/mlruns)")):
     """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
-    continues where it stopped; a finished one needs --resume or --overwrite."""
-    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
-        raise GenbenchError(f"--seeds {seeds}: give 1..{MAX_SEEDS} (the number of seeds, counting up from the "
-                            f"study's seed)")
-    combination(overwrite and resume, "--overwrite and --resume contradict each other (retrain from scratch, or "
-                                       "reuse the trained models); give one")
-    if engine not in ("sequential", "ray"):
-        raise GenbenchError(f"--engine {engine!r}: choose sequential or ray")
-    combination(address is not None and engine != "ray", "--address applies to --engine ray only; add --engine ray "
-                                                          "or drop --address")
-    if address is not None:
-        from genbench.studies.trials import check_ray_address
+    continues where it stopped; a finished one needs --resume or --overwrite. The same code path as
+    ``genbench.run()`` (genbench.studies.launch)."""
+    from genbench.studies.launch import check_run_options, launch_study
 
-        check_ray_address(address)
-    if mlflow_uri is not None:
-        from genbench.runtime.tracking import check_mlflow_uri
-
-        check_mlflow_uri(mlflow_uri)
-    import dataclasses
-
+    check_run_options(seeds=seeds, overwrite=overwrite, resume=resume, engine=engine, address=address,
+                      mlflow_uri=mlflow_uri)  # before the heavy imports
+    from genbench.report.aggregate import build_aggregate_report
     from genbench.report.build import build_report
-    from genbench.studies.config import load_study, parse_budget
-    from genbench.studies.stages import diverged_models, run_study
-    from genbench.runtime.distributed import is_main_process
-    from genbench.io import check_writable_dir
 
-    if log_to:  # before the heavy imports: an unknown or uninstalled tracker is one line at once
-        from genbench.runtime.tracking import check_trackers
-
-        log_to = check_trackers(log_to)
-    check_writable_dir(out, "--out")
-    t0 = time.perf_counter()
-    cfg = load_study(study, profile)
-    if log_to is not None:
-        cfg = dataclasses.replace(cfg, log=tuple(log_to), raw={**cfg.raw, "log": list(log_to)})
-    if mlflow_uri:  # through the environment, so that every trial (and Ray worker) of several seeds sees it
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
-    if budget is not None:
-        b = parse_budget(budget)
-        cfg = dataclasses.replace(cfg, budget=b, models=tuple(dataclasses.replace(m, budget=b) for m in cfg.models),
-                                  raw={**cfg.raw, "budget": {b["kind"]: b["value"]}})
-    seed_list = list(range(cfg.seed, cfg.seed + seeds)) if seeds else list(cfg.seeds)
-    if seed_list and seed_list[-1] > 2**63 - 1:
-        raise GenbenchError(f"--seeds {seeds}: the study's seed {cfg.seed} + {seeds} passes 2**63-1; lower the "
-                            f"study's seed or --seeds")
-    combination(engine == "ray" and len(seed_list) < 2, "--engine ray runs several seeds, and this run has one; "
-                                                         "give --seeds K (K >= 2) or drop --engine")
-    check_trackers_of(cfg.log, mlflow_uri)
-    check_memory_study(cfg)
-    if len(seed_list) > 1:
-        if only:
-            raise GenbenchError("--only cannot be combined with several seeds; run the seeds of the whole study")
-        from genbench.report.aggregate import build_aggregate_report
-        from genbench.studies.trials import run_trials
-
-        path = run_trials(cfg, out, seed_list, engine=engine, address=address, overwrite=overwrite,
-                          report=build_report)
-        typer.echo(f"report: {build_aggregate_report(path.parent)}  ({len(seed_list)} seeds, "
-                   f"{time.perf_counter() - t0:.0f} s)")
-        return
-    d = run_study(cfg, out, overwrite=overwrite, only=only, resume=resume, report=build_report)
-    if not is_main_process():
+    done = launch_study(study, profile=profile, out=out, overrides=overrides or (), overwrite=overwrite,
+                        resume=resume, only=only, budget=budget, seeds=seeds, engine=engine, address=address,
+                        log=log_to, mlflow_uri=mlflow_uri, report=build_report, aggregate_report=build_aggregate_report)
+    if done is None:
         return  # data-parallel ranks > 0 only train and take part in the sharded evaluation
-    typer.echo(f"report: {d / 'report' / 'index.html'}  ({time.perf_counter() - t0:.0f} s)")
-    for name in diverged_models(d):
-        typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see {d / name / 'status.json'}",
-                   err=True)
+    if len(done.seeds) > 1:
+        typer.echo(f"report: {done.report}  ({len(done.seeds)} seeds, {done.seconds:.0f} s)")
+        return
+    typer.echo(f"report: {done.study_dir / 'report' / 'index.html'}  ({done.seconds:.0f} s)")
+    for name in done.diverged:
+        typer.echo(f"genbench: warning: {name} diverged and is not in the comparison; see "
+                   f"{done.study_dir / name / 'status.json'}", err=True)
 
 
 @app.command("train")
 def train_cmd(model: str = typer.Argument(..., help="a model name of the study: vae, gan, cgan, ddpm, flow"),
               study: str = typer.Option("mnist_four", help="study file supplying the model's settings"),
               profile: str = typer.Option("quick"), out: Optional[Path] = typer.Option(None),
+              overrides: Optional[List[str]] = typer.Option(None, "--set", help="key.path=value: replace one value "
+                                                            "of the study (repeat), as in `genbench run`"),
               epochs: Optional[int] = typer.Option(None), resume: bool = typer.Option(False),
               overwrite: bool = typer.Option(False),
               log_to: Optional[List[str]] = typer.Option(None, "--log", help="experiment tracker: tensorboard | "
@@ -221,7 +180,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
     from genbench.studies.config import load_study
     from genbench.studies.stages import train_model
 
-    cfg = load_study(study, profile)
+    cfg = load_study(study, profile, overrides or ())
     m = next((x for x in cfg.models if x.name == model), None)
     if m is not None and epochs:
         combination(m.budget is not None, f"--epochs {epochs}: study {cfg.name} trains {model} under a budget "
@@ -237,81 +196,7 @@ def train_cmd(model: str = typer.Argument(..., help="a model name of the study: 
         typer.echo(json.dumps(s))
 
 
-@app.command()
-def sample(run_dir: Path, n: int = typer.Option(10, "--n", "-n", help="number of images (-n under torchrun, "
-                                                 "whose own options make --n ambiguous)"),
-           label: Optional[int] = typer.Option(None, help="class label for conditional models"),
-           sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver (diffusion), euler | heun "
-                                                 "(flow); default: the run's `sampling:` settings"),
-           steps: Optional[int] = typer.Option(None), seed: int = typer.Option(42),
-           batch: Optional[int] = typer.Option(None, help="images per batch, each seeded from (seed, batch index); "
-                                                "default: all n in one batch"),
-           guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale "
-                                                    "(conditional diffusion and flow models; 0..1000)"),
-           out: Optional[Path] = typer.Option(None, help="PNG path (default RUN/samples/sample.png)")):
-    """Draw samples from a trained run and save a PNG grid. Under accelerate launch / torchrun the batches are
-    shared out over the ranks (the grid is the same as from one process) and rank 0 writes it."""
-    positive(n, "--n")  # checked before the heavy imports
-    positive(steps, "--steps", 100_000)
-    if not 0 <= seed < 2**63:
-        raise GenbenchError(f"--seed {seed}: give an integer in 0..2**63-1")
-    positive(batch, "--batch")
-    if guidance is not None and not (guidance == guidance and 0 <= guidance <= MAX_GUIDANCE):  # NaN fails ==
-        raise GenbenchError(f"--guidance {guidance}: give a number in 0..{MAX_GUIDANCE:g}")
-    import torch
-
-    from genbench.io import atomic_write_bytes
-    from genbench.report.figures import tile
-    from genbench.sampling.bank import generate
-    from genbench.families import drawer, family_of, load_trained, resolve
-    from genbench.runtime.distributed import context
-
-    from genbench.io import check_writable_dir
-
-    if out is not None:
-        if Path(out).is_dir():
-            raise GenbenchError(f"--out {out} is a folder; give the path of a .png file")
-        check_writable_dir(Path(out).parent, "--out")
-    dist = context()
-    model, ck = load_trained(run_dir)
-    settings = dict(ck["config"].get("sampling") or {})  # the run's own settings (its study's `sampling:`)
-    if sampler or steps or guidance is not None:
-        if not settings and family_of(model).samplers is None:
-            raise GenbenchError("--sampler/--steps/--guidance apply to diffusion and flow models only")
-        if sampler:
-            settings["sampler"] = sampler
-        if steps:
-            settings["steps"] = steps
-        if guidance is not None:
-            combination(not getattr(model, "num_classes", 0), f"--guidance: {run_dir} holds an unconditional "
-                         f"model, which draws without guidance; drop --guidance")
-            settings["guidance_scale"] = guidance
-    settings = resolve(model, settings)  # validated (one line on a bad sampler or step count)
-    y = None
-    if label is not None:
-        k = getattr(model, "num_classes", 0)
-        if not k:
-            raise GenbenchError(f"{run_dir} holds an unconditional model; drop --label")
-        if not 0 <= label < k:
-            raise GenbenchError(f"--label must be in 0..{k - 1}")
-        y = torch.full((n,), label, dtype=torch.long)
-    check_memory_sample(n, min(batch or n, n), image_numel(model, ck))
-    # fp32, no warm-up: batch 0 draws from `seed` itself, so the default (one batch) is the grid of earlier versions
-    x, s1000 = generate(model, n, seed=seed, precision="fp32", batch=batch or n, labels=y, warmup=False,
-                        draw=drawer(settings), dist=dist)
-    secs = s1000 * n / 1000
-    if not dist.main:
-        return  # rank 0 writes the grid and prints the line
-    cols = min(n, 10)
-    from PIL import Image
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(tile(x.numpy(), -(-n // cols), cols)).save(buf, format="PNG")
-    path = out or Path(run_dir) / "samples" / "sample.png"
-    atomic_write_bytes(path, buf.getvalue())
-    ranks = f" on {dist.world} ranks" if dist.active else ""
-    typer.echo(f"{n} images in {secs:.2f} s{ranks} -> {path}")
+app.command()(sample)  # genbench/cli/sample.py: the grid, and the PNG / .npz export
 
 
 @app.command()

@@ -7,10 +7,11 @@ Each raises :class:`~genbench.errors.GenbenchError` with one line naming the opt
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Optional
 
 from genbench.errors import GenbenchError
+# the run's checks (seeds, trackers, memory) live in the light module that `genbench run` and genbench.run() share
+from genbench.studies.launch import ACTIVATION_FLOATS
 
 
 MAX_THREADS = 1024
@@ -48,12 +49,7 @@ def positive(value: Optional[int], option: str, hi: int = 1_000_000) -> None:
         raise GenbenchError(f"{option} {value}: give an integer in 1..{hi:,}")
 
 
-MAX_SEEDS = 1000  # as the study file's `seeds` list
 MAX_GUIDANCE = 1000.0  # as a model's guidance_scale parameter (studies/schema.py)
-ACTIVATION_FLOATS = 32
-"""Floats per image pixel a generation batch is assumed to hold at its peak (network activations, the sampler's
-state): the estimate behind the memory check of ``genbench sample`` and of a study's evaluation counts."""
-FEATURE_BYTES = 2048 * 4 + 512 * 4  # Inception pool3 + the in-domain classifier's features, per scored image
 
 
 def check_memory_sample(n: int, batch: int, numel: int) -> None:
@@ -67,47 +63,10 @@ def check_memory_sample(n: int, batch: int, numel: int) -> None:
     check_memory(need, f"--n {n} --batch {batch} ({numel:,} values per image)", fix)
 
 
-def check_memory_study(cfg) -> None:
-    """``genbench run``: a model's sample bank (uint8), the features of its scored images, one generation batch."""
-    from genbench.io import check_memory
-
-    numel = None
-    try:
-        if cfg.dataset_spec is None:
-            from genbench.data.info import dataset_info
-
-            c, h, w = dataset_info(cfg.dataset).image_shape
-            numel = c * h * w
-    except Exception:  # noqa: BLE001 - a dataset whose shape is known only once loaded: no estimate here
-        numel = None
-    if numel is None:
-        return
-    ev = cfg.evaluation
-    n = max(ev.n_samples, ev.n_eval, ev.curve_n)
-    need = n * (numel * 2 + FEATURE_BYTES) + ev.sample_batch * numel * 4 * ACTIVATION_FLOATS
-    check_memory(need, f"{Path(cfg.source).name or 'the study'}: evaluation.n_samples {ev.n_samples:,} "
-                 f"(sample_batch {ev.sample_batch:,})", "lower evaluation.n_samples (and n_eval, curve_n, "
-                 "sample_batch) in the study file, or use a smaller profile")
-
-
 def combination(flag: bool, message: str) -> None:
     """An option that another option (or the study) overrides or ignores is refused, never silently dropped."""
     if flag:
         raise GenbenchError(message)
-
-
-def check_trackers_of(names, mlflow_uri: Optional[str]) -> None:
-    """``--mlflow-uri`` only with the mlflow tracker; a server URI (option or MLFLOW_TRACKING_URI) probed before
-    any work."""
-    names = tuple(names or ())
-    combination(mlflow_uri is not None and "mlflow" not in names, "--mlflow-uri applies to the mlflow tracker, "
-                 "which this run does not use; add --log mlflow (or the study's log: [mlflow]) or drop --mlflow-uri")
-    if "mlflow" in names:
-        from genbench.runtime.tracking import probe_mlflow
-
-        uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if uri:
-            probe_mlflow(uri, "--mlflow-uri" if mlflow_uri else "MLFLOW_TRACKING_URI")
 
 
 def image_numel(model, ck) -> int:

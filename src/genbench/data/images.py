@@ -238,6 +238,51 @@ def _read_npz(p: Path, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
     except Exception as e:  # noqa: BLE001 - BadZipFile, ValueError (pickled objects), EOFError...
         raise GenbenchError(f"{p} is not a readable .npz ({type(e).__name__}); save it with np.savez(path, x=...)") \
             from None
+    return check_arrays(x, y, channels, str(p))
+
+
+def array_images(x, y=None, *, channels: int) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """Images given in memory (a numpy array or torch tensor), checked as an ``.npz``'s ``x`` and ``y`` are.
+
+    Args:
+        x: uint8 0..255, shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}; a tensor may be on any
+            device (it is copied to the CPU).
+        y: None, or N integer labels >= 0.
+        channels: 1 or 3, the channel count the images must have (1 channel is tiled to 3 when 3 are asked for).
+
+    Returns:
+        (uint8 (N, C, H, W), int64 (N,) labels or None, a description: ``format`` "array", ``path``, ``n``,
+        ``labelled``), as :func:`read_images`.
+
+    Raises:
+        GenbenchError: not an array, another dtype (floats in [-1, 1] go through
+            :func:`genbench.data.tensors.to_uint8` first), shape or channel count, bad labels.
+    """
+    def as_numpy(a, what):
+        if isinstance(a, torch.Tensor):
+            return a.detach().cpu().numpy()
+        if isinstance(a, np.ndarray):
+            return a
+        raise GenbenchError(f"samples: {what} are a {type(a).__name__}; give a uint8 numpy array or torch tensor "
+                            f"(N, C, H, W), a folder of images or an .npz file")
+    x = as_numpy(x, "the images")
+    if x.dtype != np.uint8:
+        raise GenbenchError(f"samples: the images are {x.dtype}, not uint8; convert them to 0..255 first (floats "
+                            f"in [-1, 1]: genbench.data.tensors.to_uint8(x); in [0, 1]: (x * 255).round() as uint8)")
+    x, y = check_arrays(x, None if y is None else as_numpy(y, "the labels"), channels, "samples")
+    return torch.from_numpy(x), (None if y is None else torch.from_numpy(y)), {
+        "format": "array", "path": "<in-memory array>", "n": int(len(x)), "labelled": y is not None}
+
+
+def check_arrays(x: np.ndarray, y: np.ndarray | None, channels: int, where: str) -> tuple[np.ndarray,
+                                                                                           np.ndarray | None]:
+    """``x`` as contiguous uint8 (N, C, H, W) with ``channels`` channels and ``y`` as int64 (N,) (or None): the
+    checks of an ``.npz``'s arrays and of in-memory images. ``where`` starts each error line.
+
+    Raises:
+        GenbenchError: another dtype, shape or channel count, no images, labels of another shape or negative.
+    """
+    p = where
     if x.dtype != np.uint8:
         raise GenbenchError(f"{p}: x is {x.dtype}, not uint8; save images as uint8 0..255 (for floats in [0, 1]: "
                             f"(x * 255).round().astype(np.uint8))")

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -59,6 +59,7 @@ from genbench.studies.schema import (  # noqa: F401 - constants and resolve_prof
     PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, dataset_fields, folder_name,
     resolve_profile, short, validate)
 from genbench.studies.experiment_spec import experiment_names, get_experiment
+from genbench.studies.overrides import apply_overrides, blame
 from genbench.studies.model_config import ModelConfig, parse_model, upgrade_legacy_sampling  # noqa: F401
 STUDIES_DIR = studies_dir()  # the shipped study files (genbench/studies/files), see studies/catalog.py
 
@@ -261,15 +262,33 @@ def check_split_sizes(study: StudyConfig, n_train: int, n_holdout: int) -> None:
                             f"the {n_train} training images; lower batch_size or raise train_subset")
 
 
-def load_study(path: str | Path, profile: str = "quick") -> StudyConfig:
+def load_study(path: str | Path, profile: str = "quick", overrides: Iterable[str] = ()) -> StudyConfig:
     """Load a study YAML file (a path, or the name of a bundled study such as ``mnist_four``).
+
+    Args:
+        overrides: ``key.path=value`` strings (``--set``, :mod:`genbench.studies.overrides`) applied to the file's
+            mapping before it is validated, and recorded in the config's ``raw["overrides"]``.
 
     Raises:
         GenbenchError: the file is missing, unreadable, too large, not UTF-8, not YAML, or fails
-            :func:`parse_study`.
+            :func:`parse_study`; an override is malformed or fails the schema (naming the override).
     """
     p = resolve_study(path)  # a path, or a shipped study's name (one line listing them when neither)
-    return parse_study(read_study_yaml(p), profile, str(p))
+    raw = read_study_yaml(p)
+    overrides = list(overrides or ())
+    if not overrides:
+        return parse_study(raw, profile, str(p))
+    if profile not in PROFILES:  # before the overrides, which address profiles
+        raise GenbenchError(f"unknown profile {short(profile)}; choose one of {', '.join(PROFILES)}")
+    try:
+        parse_study(raw, profile, str(p))  # the file's own mistakes are not blamed on an override
+    except GenbenchError as e:
+        raise GenbenchError(f"{e} (before the --set overrides)") from None
+    raw = apply_overrides(raw, overrides, profile)
+    try:
+        return parse_study(raw, profile, str(p))
+    except GenbenchError as e:
+        raise blame(e, overrides) from None
 
 
 def load_run_study(spath: Path, profile: str | None = None) -> StudyConfig:

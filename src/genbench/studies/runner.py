@@ -291,7 +291,8 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
                "family_metrics": {fm.name: {"families": list(fm.families), "doc": fm.doc} for fm in FAMILY_METRICS},
                "models": merged,
                "experiments": experiments if experiments is not None else (old or {}).get("experiments", {}),
-               "provenance": provenance(), **timings}
+               "provenance": {**provenance(), **({"overrides": list(study.raw["overrides"])}
+                                                if study.raw.get("overrides") else {})}, **timings}
     if ctx._inception is not None:
         summary["inception_seconds_per_image"] = ctx.inception.seconds / max(ctx.inception.images, 1)
     atomic_write_json(study_dir / "metrics.json", summary)

@@ -185,6 +185,9 @@ TOP = {
         "a list of distinct integer seeds >= 0"),
     "log": Field((list, type(None)), None, lambda v: v is None or all(isinstance(x, str) and x in TRACKERS for x in v),
                  f"a list of trackers among {', '.join(TRACKERS)} (docs/TRACKING.md)"),  # off by default
+    # a record, written by `--set` (studies/overrides.py): the overrides already applied to the values above
+    "overrides": Field((list, type(None)), None, lambda v: v is None or (len(v) <= 1000 and all(
+        isinstance(x, str) for x in v)), "a list of key.path=value strings (the --set overrides applied)"),
 }
 MODEL = {
     "kind": Field(str),  # a built-in kind, `package.module:Class` or an entry point: families.resolve_kind

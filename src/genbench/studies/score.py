@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
 import yaml
 
-from genbench.data.images import read_images
+from genbench.data.images import array_images, read_images
 from genbench.data.info import DATASET_NAMES, dataset_info
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, inside, regular_file
@@ -95,19 +96,22 @@ def score_config(reference: str, *, study: str | None, profile: str, n: int | No
     return parse_study({**cfg.raw, "evaluation": ev}, profile, cfg.source)
 
 
-def score_samples(samples: Path, out_dir: Path, *, reference: str, profile: str = "quick", study: str | None = None,
-                  n: int | None = None, n_inception: int | None = None, name: str | None = None) -> dict:
+def score_samples(samples, out_dir: Path, *, reference: str, profile: str = "quick", study: str | None = None,
+                  n: int | None = None, n_inception: int | None = None, name: str | None = None,
+                  labels=None) -> dict:
     """Score the images at ``samples`` against ``reference`` and write ``out_dir`` (module docstring).
 
     Args:
         samples: a folder of PNG/JPEG images (optional class sub-folders ``0``, ``1``, ...) or an ``.npz``
-            (:mod:`genbench.data.images`).
+            (:mod:`genbench.data.images`), or the images themselves: a uint8 numpy array or torch tensor
+            (N, C, H, W) (:func:`genbench.data.images.array_images`).
+        labels: for images given in memory, their int (N,) class labels, or None (unconditional).
         out_dir: the output folder (created).
         reference: dataset name (``mnist``, ...); its shape must be the images' shape.
         profile: the study profile whose evaluation settings apply.
         study: a study file or shipped name (default: the shipped study of ``reference``).
         n: images scored (default: the profile's ``n_samples``); n_inception: of those, for Inception metrics.
-        name: the row's name (default: the folder or file name).
+        name: the row's name (default: the folder or file name; ``samples`` for images given in memory).
 
     Returns:
         the summary written to ``out_dir/metrics.json``.
@@ -118,24 +122,32 @@ def score_samples(samples: Path, out_dir: Path, *, reference: str, profile: str 
             an ``out_dir`` scored with other settings.
     """
     t0 = time.perf_counter()
-    samples, out_dir = Path(samples), Path(out_dir)
-    name = default_name(samples) if name is None else name  # an empty --name is refused, not defaulted
+    in_memory = not isinstance(samples, (str, os.PathLike))
+    if not in_memory:
+        samples = Path(samples)
+        if labels is not None:
+            raise GenbenchError(f"labels go with images given in memory; {samples} carries its own (class "
+                                f"sub-folders, or the .npz's `y`)")
+    out_dir = Path(out_dir)
+    what = "samples (in memory)" if in_memory else str(samples)
+    name = ("samples" if in_memory else default_name(samples)) if name is None else name  # '' is refused
     if not folder_name(name) or name == "real":
         raise GenbenchError(f"--name {name!r}: give 1-100 letters, digits, '.', '_' or '-', not 'real' (the floor row)")
     row_dir = inside(out_dir, out_dir / name, "--name")  # the row's folder; folder_name already refuses paths
     cfg = score_config(reference, study=study, profile=profile, n=n, n_inception=n_inception)
     ev = cfg.evaluation
     info = dataset_info(cfg.dataset, classes=cfg.data.get("classes"))
-    x, y, source = read_images(samples, channels=info.image_shape[0])
+    x, y, source = (array_images(samples, labels, channels=info.image_shape[0]) if in_memory
+                     else read_images(samples, channels=info.image_shape[0]))
     if tuple(x.shape[1:]) != tuple(info.image_shape):
         c, h, w = info.image_shape
-        raise GenbenchError(f"{samples}: images are {'x'.join(map(str, x.shape[1:]))} (C x H x W), {info.name} "
+        raise GenbenchError(f"{what}: images are {'x'.join(map(str, x.shape[1:]))} (C x H x W), {info.name} "
                             f"images are {c}x{h}x{w}; resize them to {w}x{h} first (genbench does not resize)")
     if y is not None and info.num_classes and int(y.max()) >= info.num_classes:
-        raise GenbenchError(f"{samples}: label {int(y.max())} is outside {info.name}'s classes 0..{info.num_classes - 1}"
+        raise GenbenchError(f"{what}: label {int(y.max())} is outside {info.name}'s classes 0..{info.num_classes - 1}"
                             f"; fix the labels (class sub-folder names) or give unlabelled images")
     if len(x) < ev.n_samples:
-        raise GenbenchError(f"{samples} holds {len(x)} images, fewer than N = {ev.n_samples} (profile {profile}); "
+        raise GenbenchError(f"{what} holds {len(x)} images, fewer than N = {ev.n_samples} (profile {profile}); "
                             f"pass --n {len(x)} or fewer (and compare only with numbers at the same N)")
     _check_same_settings(out_dir, cfg)
     idx = reference_order(y, len(x), cfg.seed)[:ev.n_samples]  # seeded (stratified) subset, not the first N files
@@ -147,7 +159,7 @@ def score_samples(samples: Path, out_dir: Path, *, reference: str, profile: str 
     with study_lock(out_dir):
         ctx = make_context(cfg, splits)
         ctx.out_dir = out_dir  # reference_indices.npy / heldout_indices.npy, as in a study folder
-        log(f"[score] {name}: {ev.n_samples} of {len(x)} images from {samples} ({source['format']}"
+        log(f"[score] {name}: {ev.n_samples} of {len(x)} images from {what} ({source['format']}"
             f"{', labelled' if y is not None else ''}) against {info.name}, profile {profile}")
         metrics = evaluate_images(ctx, images, labels, what=name)
         manifest = {"n": int(ev.n_samples), "seed": cfg.seed, "source": source["path"], "format": source["format"],
