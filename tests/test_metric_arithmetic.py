@@ -160,3 +160,70 @@ def test_kid_at_inception_width_with_row_blocks():
     k = (gen[draws[0][0]] @ gen[draws[0][0]].T / 2048 + 1) ** 3
     whole = _subset_kernel_sums(gen, gen, wg, wg, diagonal=True)
     assert whole[0][0] == pytest.approx(k.sum(), rel=1e-13) and whole[1][0] == pytest.approx(np.trace(k), rel=1e-13)
+
+
+# -- precision / recall / density / coverage ------------------------------------------------------------------
+@pytest.mark.parametrize("dim,scale,shift", [(64, 1.1, 0.1), (64, 0.7, 0.4), (8, 1.0, 0.0)])
+def test_prdc_with_spread_equals_the_old_per_resample_calls(dim, scale, shift):
+    """Shared distance matrices and per-row counts give exactly (==) the values and bootstrap spreads of calling
+    precision_recall and density_coverage afresh on every resample, same seed, same resample indices."""
+    from genbench.metrics.manifold import density_coverage, precision_recall, prdc_with_spread
+
+    gen, real = _features(300, dim, dim, scale, shift), _features(280, dim, dim + 1)
+    new = prdc_with_spread(gen, real, k_pr=3, k_dc=5, n_boot=8, seed=3)
+    assert new == _old_prdc_with_spread(gen, real, k_pr=3, k_dc=5, n_boot=8, seed=3)
+    for k in (3, 5):
+        assert precision_recall(gen, real, k) == _old_precision_recall(gen, real, k)
+        assert density_coverage(gen, real, k) == _old_density_coverage(gen, real, k)
+
+
+def _exact_sqdist(a, b, _sqdist=_old_sqdist):
+    """The old distances with every tie a rounding residue could break settled exactly: equal rows at 0, and one
+    value per pair of row contents (from a symmetric matrix over the distinct rows)."""
+    x = np.concatenate([a, b])
+    uniq, inv = np.unique(x, axis=0, return_inverse=True)
+    d = _sqdist(uniq, uniq)  # the old arithmetic (bound at definition: the test patches _old_sqdist)
+    d = np.triu(d, 1) + np.triu(d, 1).T
+    return d[np.ix_(inv[:len(a)], inv[len(a):])]
+
+
+def test_prdc_with_spread_on_duplicated_and_tied_features(monkeypatch):
+    """Small-integer features (every distance exact, many equal to a k-NN radius): exactly the old values. Copies
+    of one image within and across the sets (a collapsed generator; zero k-NN radii): exactly the old code given
+    distances with the rounding residue of copies settled (0 between copies, one value per pair of rows); the old
+    code itself left copies at 0 or ~1e-14 depending on where a row fell in the BLAS blocks, so its own answer
+    moved with the resample's row positions."""
+    import sys
+
+    from genbench.metrics.manifold import _distances, density_coverage, precision_recall, prdc_with_spread
+
+    rng = np.random.default_rng(11)
+    real = rng.integers(0, 3, size=(150, 4)).astype(np.float64)
+    gen = rng.integers(0, 3, size=(140, 4)).astype(np.float64)
+    for k_pr, k_dc in ((3, 5), (5, 3), (4, 4)):
+        assert prdc_with_spread(gen, real, k_pr=k_pr, k_dc=k_dc, n_boot=6, seed=1) == \
+            _old_prdc_with_spread(gen, real, k_pr=k_pr, k_dc=k_dc, n_boot=6, seed=1)
+    copies = np.concatenate([_features(100, 64, 12), np.repeat(_features(10, 64, 13), 6, axis=0)])
+    real_c = np.concatenate([_features(120, 64, 14), np.repeat(copies[100:103], 4, axis=0)])
+    d_gr, d_rr, d_gg = _distances(copies, real_c)
+    assert (d_gg[100:106, 100:106] == 0).all() and (d_gr[100:106, 120:124] == 0).all() and (d_rr[120:124, 120:124] == 0).all()
+    assert (np.diagonal(d_rr) == 0).all() and d_gr[:100].min() > 0
+    perm = np.random.default_rng(0).permutation(len(copies))  # copies land elsewhere in the BLAS blocks
+    main = ("precision", "recall", "density", "coverage")
+    assert {k: prdc_with_spread(copies[perm], real_c, n_boot=0)[k] for k in main} == \
+        {k: prdc_with_spread(copies, real_c, n_boot=0)[k] for k in main}
+    monkeypatch.setattr(sys.modules[__name__], "_old_sqdist", _exact_sqdist)
+    for g, r in ((copies, real_c), (real_c, copies), (gen, real)):
+        for k_pr, k_dc in ((3, 5), (5, 3), (4, 4)):
+            assert prdc_with_spread(g, r, k_pr=k_pr, k_dc=k_dc, n_boot=6, seed=1) == \
+                _old_prdc_with_spread(g, r, k_pr=k_pr, k_dc=k_dc, n_boot=6, seed=1)
+        assert precision_recall(g, r, 3) == _old_precision_recall(g, r, 3)
+        assert density_coverage(g, r, 5) == _old_density_coverage(g, r, 5)
+
+
+def test_prdc_without_resamples_reports_no_spread():
+    from genbench.metrics.manifold import prdc_with_spread
+
+    out = prdc_with_spread(_features(50, 8, 1), _features(50, 8, 2), n_boot=0)
+    assert out == _old_prdc_with_spread(_features(50, 8, 1), _features(50, 8, 2), n_boot=0)
+    assert out["precision_std"] is None
