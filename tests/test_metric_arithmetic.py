@@ -227,3 +227,20 @@ def test_prdc_without_resamples_reports_no_spread():
     out = prdc_with_spread(_features(50, 8, 1), _features(50, 8, 2), n_boot=0)
     assert out == _old_prdc_with_spread(_features(50, 8, 1), _features(50, 8, 2), n_boot=0)
     assert out["precision_std"] is None
+
+
+# -- the FID bootstrap ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,d", [(40, 64), (60, 64), (90, 64), (300, 64)])
+def test_bootstrap_fid_values_equal_the_old_routes(n, d):
+    """n <= D: the old n x n multiset route, the same arithmetic; D < n <= D / 0.63: now the n_u x n_u route
+    (the old one resampled by hand through a D x D matrix with D - n_u + 1 rounding-noise eigenvalues: rel 1e-6);
+    larger n: the D x D route with the reference's square root formed once."""
+    from genbench.metrics.scores import bootstrap_fid_values, feature_stats
+
+    rng = np.random.default_rng(n)
+    real_stats = feature_stats(rng.normal(size=(500, d)))
+    gen = rng.normal(size=(n, d)) * 1.2 + 0.1
+    new = bootstrap_fid_values(gen, real_stats, n_boot=6, seed=4)
+    old = _old_bootstrap_fid_values(gen, real_stats, n_boot=6, seed=4)
+    np.testing.assert_allclose(new, old, rtol=1e-12 if n <= d else 1e-6)
+    assert np.std(new) > 0
