@@ -72,7 +72,10 @@ def _subset_kernel_sums(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.nda
     diag = np.zeros(wa.shape[1]) if diagonal else None
     for i0 in range(0, n_a, rows):
         i1 = min(i0 + rows, n_a)
-        k = (a[i0:i1] @ b.T / d + 1) ** 3  # (i1 - i0, n_b), as mmd2_unbiased forms it
+        k = a[i0:i1] @ b.T  # (i1 - i0, n_b); symmetric (syrk, half the work) when b is a, in one block
+        k /= d
+        k += 1
+        k = k * k * k  # ** 3 rounds within an ulp of this and takes 3x longer (pow per element)
         sums += np.einsum("is,is->s", wa[i0:i1], k @ wb)  # (i1 - i0, S) per block
         if diagonal:
             diag += k[np.arange(i1 - i0), np.arange(i0, i1)] @ wa[i0:i1]
