@@ -159,8 +159,15 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _self_sqdist(x: np.ndarray) -> np.ndarray:
-    """:func:`_sqdist` of x with itself, 0 on the diagonal exactly (each point's own distance: k-NN index 0)."""
-    out = _sqdist(x, x)
+    """Squared distances of the rows of x (n, d) to each other (n, n), float64, from x x^T (a symmetric product:
+    half the multiplications of :func:`_sqdist`), clipped at 0, and 0 on the diagonal exactly (each point's own
+    distance, k-NN index 0)."""
+    sq = (x * x).sum(1)
+    out = sq[:, None] + sq[None]  # (n, n)
+    gram = x @ x.T
+    gram *= 2
+    out -= gram  # symmetric wherever x x^T came out symmetric (numpy's syrk path)
+    np.maximum(out, 0.0, out=out)
     np.fill_diagonal(out, 0.0)
     return out
 
