@@ -134,40 +134,71 @@ def frechet_distance_to(gen: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray) 
 
 def bootstrap_fid_values(gen: np.ndarray, real_stats: tuple[np.ndarray, np.ndarray], n_boot: int = 20,
                          seed: int = 0) -> np.ndarray:
-    """FID of ``n_boot`` seeded bootstrap resamples (n draws with replacement) of the generated features against
-    fixed reference statistics (float64 (n_boot,)).
+    """FID (Heusel et al. 2017, eq. 6) of ``n_boot`` seeded bootstrap resamples (n draws with replacement) of the
+    generated features against fixed reference statistics.
 
-    For n <= D each resample is the multiset {x_i with count w_i}; its covariance is
-    sum_i w_i (x_i - mu_w)(x_i - mu_w)^T / (n - 1), so, as in :func:`frechet_distance_to`, the trace term needs the
-    eigenvalues of D_w (Y - 1 delta^T) S2 (Y - 1 delta^T)^T D_w over the distinct rows (D_w = diag(sqrt(w / (n-1))),
-    Y = X - c, delta = mu_w - c). K = Y S2 Y^T and P = Y S2 are computed once; a resample then costs
-    one eigendecomposition of about 0.63 n x 0.63 n. Equal to resampling and calling :func:`frechet_distance_to`
-    (tests)."""
+    A resample is the multiset {x_i with count w_i} over its n_u distinct rows (about 0.63 n); its covariance is
+    S_w = sum_i w_i (x_i - mu_w)(x_i - mu_w)^T / (n - 1) = A^T A with A = D_w (Y_u - 1 delta^T) (D_w =
+    diag(sqrt(w / (n - 1))), Y = X - c, delta = mu_w - c), so Tr((S_w S_r)^{1/2}) = sum sqrt(eig(A S_r A^T)) =
+    sum sqrt(eig(S_r^{1/2} A^T A S_r^{1/2})): the eigenvalues of whichever is smaller,
+
+    - n_u x n_u (expected n_u <= D): D_w (K - u 1^T - 1 u^T + delta^T S_r delta) D_w over the distinct rows, with
+      K = Y S_r Y^T and P = Y S_r formed once (u = P delta);
+    - D x D (larger n): F^T F with F = A S_r^{1/2}, the square root of the reference covariance formed once (the
+      resample-by-hand route took a D x D ``eigh`` of the reference per resample).
+
+    One float64 symmetric eigendecomposition per resample either way (at n = 2,000, D = 2,048 an n_u ~ 1,264 square
+    one: already the smallest exact form, ~0.3 s). Float32 eigenvalues would halve it but were measured off by 4-7%
+    of the bootstrap std on Gaussian features with a 1/i covariance spectrum and by 12-21x on a 1/i^2 one (the
+    square roots of near-zero eigenvalues amplify the float32 rounding; benchmarks/metric_arithmetic.py), so they
+    are not used. Equal to resampling and calling :func:`frechet_distance_to` to float64 round-off
+    (tests/test_known_answers.py, tests/test_metric_arithmetic.py).
+
+    Args:
+        gen: (n >= 2, D) generated features.
+        real_stats: reference mean (D,) and covariance (D, D).
+        n_boot: resamples.
+        seed: seed of the draws (``default_rng(seed).integers(0, n, n)`` per resample).
+
+    Returns:
+        float64 (n_boot,) FIDs, each in [0, inf).
+    """
     rng = np.random.default_rng(seed)
     mu_r, sigma_r = real_stats
     x = np.asarray(gen, np.float64)
     n, d = x.shape
     draws = [rng.integers(0, n, n) for _ in range(n_boot)]
-    if n > d:
-        return np.array([frechet_distance_to(x[idx], mu_r, sigma_r) for idx in draws])
     c = x.mean(0)
     y = x - c
-    p = y @ sigma_r  # (n, D)
-    k = p @ y.T  # (n, n)
     yy = (y * y).sum(1)
     tr_r = np.trace(sigma_r)
+    small = (1 - np.exp(-1)) * n <= d  # expected distinct rows of a resample, against D
+    if small:
+        p = y @ sigma_r  # (n, D)
+        k = p @ y.T  # (n, n)
+    else:
+        r_sqrt = _sqrtm_psd((sigma_r + sigma_r.T) / 2)  # (D, D), once
     out = []
     for idx in draws:
         w = np.bincount(idx, minlength=n).astype(np.float64)
         u_idx = np.flatnonzero(w)
         wu = w[u_idx]
         delta = wu @ y[u_idx] / n  # mu_w - c
-        u = p[u_idx] @ delta
-        sq = delta @ sigma_r @ delta
-        m = k[np.ix_(u_idx, u_idx)] - u[:, None] - u[None, :] + sq
         dw = np.sqrt(wu / (n - 1))
-        m = dw[:, None] * m * dw[None, :]
-        ev = np.linalg.eigvalsh((m + m.T) / 2)
+        if small:
+            u = p[u_idx] @ delta
+            m = k[np.ix_(u_idx, u_idx)]  # (n_u, n_u) copy, then in place
+            m -= u[:, None]
+            m -= u[None, :]
+            m += delta @ sigma_r @ delta
+            m *= dw[:, None]
+            m *= dw[None, :]
+        else:
+            f = (dw[:, None] * (y[u_idx] - delta)) @ r_sqrt  # (n_u, D)
+            m = f.T @ f  # (D, D)
+        m += m.T
+        m /= 2
+        ev = np.linalg.eigvalsh(m)
         tr1 = (wu @ yy[u_idx] - n * delta @ delta) / (n - 1)  # sum w ||y - delta||^2 / (n - 1)
         diff = c + delta - mu_r
         out.append(max(diff @ diff + tr1 + tr_r - 2 * np.sqrt(np.clip(ev, 0, None)).sum(), 0.0))
