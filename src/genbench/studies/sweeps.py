@@ -42,7 +42,7 @@ import torch
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
-from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, inception_score
+from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, frechet_distance_to, inception_score
 from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
 from genbench.families import check_settings, draw, drawer, load_trained, multi_step_families, nfe, sampler_family
 
@@ -226,7 +226,7 @@ def _score(ctx, images: torch.Tensor, labels: torch.Tensor, n_inception: int) ->
     mu, sigma, _ = ctx.inception_reference(n_inception)
     fi = ctx.inception(images[:n_inception], log=lambda *_: None)
     return {"fd_classifier": frechet_distance(*feature_stats(feats), *ctx.classifier_reference()),
-            "fid_inception": frechet_distance(*feature_stats(fi), mu, sigma),
+            "fid_inception": frechet_distance_to(fi, mu, sigma),  # n x n, no 2048-d decomposition
             "conditional_accuracy": ca["overall"], "is": inception_score(probs, 1)[0]}  # one split: N is small
 
 

@@ -16,7 +16,7 @@ from genbench.errors import GenbenchError
 from genbench.families import drawer
 from genbench.metrics import latent as lat
 from genbench.metrics.classifier import predict
-from genbench.metrics.scores import feature_stats, frechet_distance, mean_pairwise_l2
+from genbench.metrics.scores import frechet_distance_to, mean_pairwise_l2
 from genbench.sampling.bank import balanced_labels, generate
 
 
@@ -120,7 +120,7 @@ def _fid(ctx, images: torch.Tensor) -> dict:
     n = len(images)
     mu, sigma, _ = ctx.eval_ctx.inception_reference(n)
     feats = ctx.eval_ctx.inception(images, log=ctx.log)
-    return {"value": frechet_distance(*feature_stats(feats), mu, sigma), "n_generated": n, "n_reference": n,
+    return {"value": frechet_distance_to(feats, mu, sigma), "n_generated": n, "n_reference": n,
             **ctx.eval_ctx.inception.key(), "direction": "lower is better"}
 
 
