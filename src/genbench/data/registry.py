@@ -9,6 +9,7 @@ built-in specs are registered by :mod:`genbench.data` (one line each); a plugin 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 from genbench.data.base import Dataset, DatasetInfo, DatasetSpec, content_name, split_arrays
@@ -167,3 +168,44 @@ def fetch_dataset(name: str, *, url: str | None = None, sha256: list[str] | tupl
 __all__ = ["DATASET_ENTRY_POINT_GROUP", "Dataset", "DatasetInfo", "DatasetSpec", "batches", "dataset_info",
            "dataset_names", "fetch_dataset", "get_dataset", "load_dataset", "num_batches", "register_dataset",
            "to_float", "to_uint8", "unregister_dataset"]
+
+
+OFFLINE_ENV = "GENBENCH_OFFLINE"
+"""Set to 1 (or ``genbench run --offline``) and a study never fetches a missing dataset; it stops with the fetch
+command instead."""
+
+
+def _dir_env(name: str) -> str:
+    return f"GENBENCH_{name.upper()}_DIR"
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def load_or_fetch(source: str | Mapping, *, holdout: int = 5000, log=print, **options) -> dict[str, Dataset]:
+    """:func:`load_dataset`, fetching a built-in dataset on first use, as torchvision's ``download=True`` does:
+    when it is not in the cache and has a known source, :func:`fetch_dataset` gets and verifies it (one ``log``
+    line says so, and from where), then it is loaded. Not when ``$GENBENCH_OFFLINE`` is set, for a study's own
+    dataset (a mapping), or when the user named a folder (the study's ``data_dir``, ``$GENBENCH_<NAME>_DIR``).
+
+    Raises:
+        GenbenchError / AssetError: as :func:`load_dataset`; offline, the error names the fetch command and the
+            variable; a fetch that fails says so in one line with what was tried.
+    """
+    try:
+        return load_dataset(source, holdout=holdout, **options)
+    except AssetError as e:
+        spec = _REGISTRY.find(source) if isinstance(source, str) else None
+        if spec is None or spec.fetch is None or options.get("data_dir") or os.environ.get(_dir_env(spec.name)):
+            raise  # a folder the user named holds no dataset: that is the error, not a reason to download
+        if offline():
+            raise AssetError(f"{e} ({OFFLINE_ENV} is set, so genbench did not fetch it)") from None
+        log(f"[data] {source} is not in the cache: fetching it from its sources ({OFFLINE_ENV}=1 or "
+            f"--offline turns this off)")
+        try:
+            line = fetch_dataset(source, classes=options.get("classes"), progress=False)
+        except AssetError as f:
+            raise AssetError(f"{source} is not in the cache and fetching it failed: {f}") from None
+        log(f"[data] {line}")
+        return load_dataset(source, holdout=holdout, **options)

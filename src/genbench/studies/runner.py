@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from genbench.data.info import dataset_info
-from genbench.data.registry import Dataset, load_dataset
+from genbench.data.registry import Dataset, load_or_fetch
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_json, exclusive_lock, inside, own_folder, read_jsonl
 from genbench.metrics.classifier import get_classifier
@@ -73,10 +73,11 @@ def prepare_data(study: StudyConfig) -> dict[str, Dataset]:
     """The data stage: splits ``train`` (cut to ``train_subset``), ``holdout`` and ``test``.
 
     Raises:
-        GenbenchError / AssetError: the dataset is not cached or not found, in one line naming the fix.
+        GenbenchError / AssetError: the dataset is not cached and cannot be fetched (or ``$GENBENCH_OFFLINE``),
+            or not found, in one line naming the fix.
     """
     with main_first():  # data-parallel: rank 0 fills the dataset cache before the others read it
-        splits = load_dataset(study.dataset_source, holdout=study.holdout, **data_options(study))
+        splits = load_or_fetch(study.dataset_source, holdout=study.holdout, log=log, **data_options(study))
     if study.models and study.models[0].train_subset:
         splits["train"] = splits["train"].subset(slice(0, study.models[0].train_subset))
     check_split_sizes(study, len(splits["train"]), len(splits["holdout"]))  # a huge holdout is named as such
