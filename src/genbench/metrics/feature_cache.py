@@ -31,7 +31,8 @@ The arrays read back equal the arrays computed, bit for bit.
 Verification on every read: a regular file; a readable zip (CRC) with no pickled objects; the embedded key equal
 to the key asked for; exactly the arrays the metadata names, each of its recorded dtype, shape and sha256; the
 shapes the caller expects (rows = the subset's N, the extractor's width). Anything else (a truncated, flipped,
-zeroed, foreign or swapped file) is removed and the features are computed again, with one log line.
+zeroed, foreign or swapped file, or one holding NaN or infinity) is removed and the features are computed again,
+with one log line.
 
 Data-parallel (``dist`` active): rank 0 alone reads, removes and writes; it broadcasts whether the cache holds the
 key. On a miss every rank takes part in the (sharded) computation; on a hit only rank 0 gets the arrays.
@@ -75,8 +76,9 @@ def weights_sha256(module: torch.nn.Module) -> str:
     identity of a feature extractor's weights."""
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        shape = tuple(t.shape)
+        t = t.detach().cpu().contiguous().reshape(-1)  # 0-d buffers (num_batches_tracked) too
+        h.update(json.dumps([name, str(t.dtype), list(shape)]).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
@@ -156,6 +158,8 @@ class FeatureCache:
                 raise DamagedCache(f"{k}: {a.dtype} {a.shape} where the metadata says {m}")
             if _sha(a) != m.get("sha256"):
                 raise DamagedCache(f"{k}: checksum mismatch")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                raise DamagedCache(f"{k}: non-finite values")
             want = (shapes or {}).get(k)
             if want is not None and (len(want) != a.ndim or any(w is not None and w != s for w, s in
                                                                  zip(want, a.shape))):
