@@ -51,6 +51,11 @@ class StubInception:
 
 @pytest.fixture
 def data():
+    return _data()
+
+
+def _data() -> dict:
+    """The toy splits (uint8 1 x 12 x 12 noise, labels cycling over 10 classes) and a generated set."""
     g = torch.Generator().manual_seed(1)
     img = lambda n: torch.randint(0, 256, (n, 1, 12, 12), dtype=torch.uint8, generator=g)  # noqa: E731
     lab = lambda n: torch.arange(n) % 10  # noqa: E731

@@ -251,7 +251,8 @@ class FeatureCache:
         return arrays
 
     def _event(self, what: str, path: Path, hit: bool, arrays: Mapping, t0: float) -> None:
-        rows = max((len(a) for a in arrays.values() if np.ndim(a)), default=0)
+        first = arrays.get("features", next(iter(arrays.values()), None))  # rows of the features, not of sigma
+        rows = len(first) if first is not None and np.ndim(first) else 0
         self.events.append({"features": what, "file": path.name, "from_cache": hit, "rows": int(rows),
                             "seconds": time.perf_counter() - t0})
 
