@@ -194,7 +194,7 @@ def test_a_changed_key_computes_again(data, home, predicted, change):
     if change == "pixels":  # the same dataset name and split, one pixel of the held-out split changed
         hold = data["holdout"]
         x = hold.x.clone()
-        x[ctx_idx(data)[0], 0, 0, 0] ^= 1
+        x[_ctx(data).heldout_indices(hold, N)[0], 0, 0, 0] ^= 1  # the first image of the real row
         data = {**data, "holdout": Dataset(x, hold.y, 10, "toy")}
     ctx = _ctx(data, seed=4 if change == "seed" else 3,
                inception=StubInception("bf16" if change == "extractor" else "fp32"),
@@ -209,11 +209,6 @@ def test_a_changed_key_computes_again(data, home, predicted, change):
                              f"classifier features of {N} holdout images"},
               "pixels": {f"classifier features of {N} holdout images", f"Inception features of {M} holdout images"}}
     assert computed == expect[change]
-
-
-def ctx_idx(data):
-    """The real row's held-out indices at the test's seed (3)."""
-    return _ctx(data).heldout_indices(data["holdout"], N)
 
 
 def test_key_helpers_name_content_not_identity():
@@ -300,6 +295,27 @@ def test_a_damaged_file_is_removed_and_rebuilt_with_identical_values(tmp_path, d
     again = FeatureCache(tmp_path / "features", log=logs.append).get("toy features", KEY, compute, shapes=SHAPES)
     assert len(calls) == 2 and "from the cache" in logs[0]  # the rebuilt file is good
     assert all(np.array_equal(again[k], want[k]) for k in want)
+
+
+def test_a_cache_that_cannot_be_written_costs_the_reuse_not_the_evaluation(tmp_path, monkeypatch):
+    import genbench.metrics.feature_cache as F
+    from genbench.errors import GenbenchError
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    logs: list[str] = []
+    calls, compute = _counting()
+    monkeypatch.setattr(F, "atomic_savez", full)
+    got = FeatureCache(tmp_path, log=logs.append).get("toy", KEY, compute, shapes=SHAPES)
+    assert all(np.array_equal(got[k], v) for k, v in _arrays().items())
+    assert len(logs) == 2 and "No space left on device" in logs[1] and "not cached" in logs[1]
+    monkeypatch.undo()
+    cache = FeatureCache(tmp_path, log=logs.append)
+    cache.path(KEY).mkdir(parents=True)  # a folder where the file belongs: one line naming it, nothing deleted
+    with pytest.raises(GenbenchError, match="is a folder where genbench keeps a file"):
+        cache.get("toy", KEY, compute, shapes=SHAPES)
+    assert cache.path(KEY).is_dir()
 
 
 def test_a_flipped_byte_anywhere_never_gives_other_values(tmp_path):

@@ -46,14 +46,15 @@ from genbench.metrics.scores import bootstrap_fid, feature_stats, frechet_distan
 from genbench.runtime.distributed import Dist
 REFERENCE_FILE, HELDOUT_FILE, TRAIN_FILE = "reference_indices.npy", "heldout_indices.npy", "train_indices.npy"
 PREDICT_BATCH = 1000  # the classifier's batch (predict's default), part of its feature-cache key
-Source = tuple  # (split name, int64 (N,) indices into that split): where real images came from
+Source = tuple[str, np.ndarray]  # (split name, int64 (N,) indices into that split): where real images came from
 
 
 @dataclass
 class EvalContext:
     """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`;
     ``dist`` the data-parallel context the feature extraction is sharded over (single process by default);
-    ``out_dir`` the study folder the subset orders are saved into (None: not saved)."""
+    ``out_dir`` the study folder the subset orders are saved into (None: not saved). Features of real images go
+    through :attr:`feature_cache` (``<GENBENCH_HOME>/features``, read at first use)."""
 
     test: Dataset
     train: Dataset

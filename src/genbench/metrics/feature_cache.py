@@ -65,7 +65,7 @@ META = "__meta__"
 def images_sha256(images: torch.Tensor | np.ndarray) -> str:
     """sha256 (hex) of the images' shape and pixels (uint8 (N, C, H, W), C-contiguous bytes): which images a
     feature array belongs to."""
-    a = np.ascontiguousarray(images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images))
+    a = np.ascontiguousarray(images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images))
     h = hashlib.sha256(json.dumps([list(a.shape), a.dtype.str]).encode())
     h.update(memoryview(a).cast("B"))
     return h.hexdigest()
@@ -231,7 +231,11 @@ class FeatureCache:
 
         Returns:
             ``{name: array}`` (the computed dtypes). Under DDP rank 0 always gets them; another rank gets them on a
-            miss (what its ``compute()`` returned) and None on a hit.
+            miss (what its ``compute()`` returned) and None on a hit. A cache file that cannot be written (full or
+            read-only disk) leaves one log line and the computed arrays are returned all the same.
+
+        Raises:
+            GenbenchError: a folder sits where the cache file belongs (genbench deletes no folders).
         """
         dist = dist or Dist()
         t0 = time.perf_counter()
@@ -246,7 +250,10 @@ class FeatureCache:
             self.log(f"[features] {what}: computing (cached as {path} after this run)")
         arrays = dict(compute())
         if dist.main:
-            self.write(key, arrays, what)
+            try:
+                self.write(key, arrays, what)
+            except OSError as e:  # a full or read-only GENBENCH_HOME costs the reuse, not the evaluation
+                self.log(f"[features] {what}: cannot write {path} ({e.strerror or type(e).__name__}); not cached")
             self._event(what, path, False, arrays, t0)
         return arrays
 
