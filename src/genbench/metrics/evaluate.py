@@ -140,9 +140,17 @@ class EvalContext:
 
     def classifier_outputs(self, images: torch.Tensor, source: Source | None = None
                            ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The classifier's (softmax float64 (N, K), penultimate features float64 (N, D)) of uint8 (N, C, H, W)
-        ``images``. ``source``: for real images, (split name, int64 (N,) indices into it): read from / written
-        to the feature cache. Under DDP every rank calls it; a rank > 0 gets (None, None) on a cache hit."""
+        """The in-domain classifier's outputs for ``images``.
+
+        Args:
+            images: uint8 (N, C, H, W); under DDP the same full set on every rank (every rank calls this).
+            source: for real images, (split name, int64 (N,) indices into that split): the outputs are read from
+                (or written to) the feature cache. None: generated images, always computed.
+
+        Returns:
+            (softmax float64 (N, K), penultimate features float64 (N, D)); (None, None) on a rank > 0 when the
+            cache held them.
+        """
         if source is None:
             return predict(self.classifier, images, batch=PREDICT_BATCH, dist=self.dist)
         n = len(images)
@@ -154,9 +162,15 @@ class EvalContext:
         return (None, None) if got is None else (got["probs"], got["features"])
 
     def inception_features(self, images: torch.Tensor, source: Source | None = None) -> np.ndarray | None:
-        """Inception pool3 features float64 (N, 2048) of uint8 (N, C, H, W) ``images``; ``source`` as in
-        :meth:`classifier_outputs` (cached for real images). Under DDP every rank calls it; a rank > 0 gets None on
-        a cache hit."""
+        """Inception pool3 features of ``images``.
+
+        Args:
+            images: uint8 (N, C, H, W); under DDP the same full set on every rank (every rank calls this).
+            source: as in :meth:`classifier_outputs` (real images: through the feature cache).
+
+        Returns:
+            float64 (N, 2048) (float32 network outputs widened); None on a rank > 0 when the cache held them.
+        """
         if source is None:
             return self.inception(images, log=self.log, dist=self.dist)
         n = len(images)
@@ -167,10 +181,15 @@ class EvalContext:
         return None if got is None else got["features"]
 
     def train_features(self, n: int, space: str = "inception") -> np.ndarray | None:
-        """Features float64 (n, D) of the ``n``-image train subset (:meth:`train_indices`) in ``space``
-        (``inception`` or ``classifier``), through the feature cache: what a memorisation metric compares
-        generated features against (FD to train beside FD to test). Under DDP every rank calls it; ranks > 0 may
-        get None.
+        """Features of the ``n``-image train subset (:meth:`train_indices`), through the feature cache: what a
+        memorisation metric compares generated features against (FD to train beside FD to test).
+
+        Args:
+            n: images in the subset (its first n rows of the seeded stratified order).
+            space: ``inception`` (pool3, D = 2048) or ``classifier`` (penultimate, D = 128).
+
+        Returns:
+            float64 (n, D); under DDP (every rank calls it) None on a rank > 0 when the cache held them.
 
         Raises:
             ValueError: unknown space, or ``n`` exceeds the training split.
