@@ -8,7 +8,7 @@ Two families of generated cases (hypothesis, derandomized):
   exactly one line on stderr, or a study that validates (the pipeline stage after validation is stubbed: it
   would train) and whose models build. A sample goes through the installed ``genbench`` command.
 - corrupted copies of every file genbench reads back: a checkpoint (``genbench sample``), a sample bank and its
-  manifest (the bank stage), the classifier cache, the reference-statistics cache, ``metrics.json``
+  manifest (the bank stage), the classifier cache, the feature cache (reference statistics), ``metrics.json``
   (``genbench report``) and a run's ``study.yaml`` (``genbench evaluate``). A cache must be rebuilt (and say so),
   a run file must give one line naming it.
 
@@ -771,34 +771,37 @@ def test_corrupted_classifier_cache_is_trained_again(classifier_cache, damage):
 @settings(max_examples=N_EXAMPLES["reference_stats"], **_SETTINGS)
 @given(damage=st.one_of(_damages, st.sampled_from(["no_mu", "shape", "nan", "pickle"])))
 def test_corrupted_reference_statistics_are_computed_again(damage):
-    from types import SimpleNamespace
-
-    from genbench.io import atomic_savez
-    from genbench.metrics.evaluate import EvalContext
+    """The feature cache that holds the reference statistics (genbench.metrics.feature_cache): a damaged file is
+    removed with one line, never read as numbers other than those stored."""
+    from genbench.metrics.feature_cache import FeatureCache
 
     logs: list[str] = []
-    ctx = SimpleNamespace(log=logs.append)
     n, dim = 12, 8
-    good = dict(mu=np.zeros(dim), sigma=np.eye(dim), features=np.ones((n, dim), np.float32), key=np.array("{}"))
+    key = {"dataset": "toy", "split": "test", "n": n}
+    shapes = {"features": (n, dim), "mu": (dim,), "sigma": (dim, dim)}
+    good = dict(mu=np.zeros(dim), sigma=np.eye(dim), features=np.ones((n, dim)))
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "stats.npz"
-        atomic_savez(path, **good)
+        cache = FeatureCache(Path(d), log=logs.append)
+        path = cache.write(key, good)
         if damage == "no_mu":
-            atomic_savez(path, **{k: v for k, v in good.items() if k != "mu"})
+            cache.write(key, {k: v for k, v in good.items() if k != "mu"})
         elif damage == "shape":
-            atomic_savez(path, **{**good, "features": np.ones((n - 1, dim))})
+            cache.write(key, {**good, "features": np.ones((n - 1, dim))})
         elif damage == "nan":
-            atomic_savez(path, **{**good, "sigma": np.full((dim, dim), np.nan)})
+            cache.write(key, {**good, "sigma": np.full((dim, dim), np.nan)})
         elif damage == "pickle":
-            np.savez(path, **{**good, "mu": np.array([{"a": 1}], dtype=object)})
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+            np.savez(path, **{**arrays, "mu": np.array([{"a": 1}], dtype=object)})
         else:
             path.write_bytes(_damage(path.read_bytes(), damage))
-        got = EvalContext._read_reference(ctx, path, n)
+        got = cache.read(key, shapes, "reference statistics")
         if got is None:
             assert len(logs) == 1 and "damaged" in logs[0] and "computing them again" in logs[0]
+            assert not path.exists()  # removed: the next run computes and writes it again
             OUTCOMES["reference_stats"]["rebuilt"] += 1
         else:
-            assert got[0].shape == (dim,) and got[2].shape == (n, dim) and not logs
+            assert all(np.array_equal(got[k], good[k]) for k in good) and not logs
             OUTCOMES["reference_stats"]["success (still valid)"] += 1
 
 

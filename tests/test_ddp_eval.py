@@ -6,6 +6,7 @@ same shapes through the same kernels, bf16 autocast included, at one thread each
 each generation batch has its own seeded generator, so an image does not depend on which rank drew it.
 """
 
+import json
 import os
 import shutil
 import time
@@ -37,11 +38,11 @@ def _classifier():
 
 def _record_writes(writes: list) -> None:
     """Wrap the atomic writers of the evaluation modules so the files each process writes are listed."""
-    import genbench.metrics.evaluate as E
+    import genbench.metrics.feature_cache as F
     import genbench.sampling.bank as B
     import genbench.studies.runner as R
 
-    for mod, name in ((B, "atomic_savez"), (B, "atomic_write_json"), (E, "atomic_savez"),
+    for mod, name in ((B, "atomic_savez"), (B, "atomic_write_json"), (F, "atomic_savez"), (F, "atomic_write_json"),
                       (R, "atomic_write_json")):
         real = getattr(mod, name)
 
@@ -59,7 +60,7 @@ def _evaluate(root: Path, run: str, cache: str, dist) -> dict:
     from genbench.metrics.inception import InceptionFeatures
     from genbench.studies.runner import sample_bank
 
-    E.cache_home = lambda: root / cache  # the Inception reference statistics go to this test's folder
+    E.cache_home = lambda: root / cache  # the feature cache (reference statistics...) goes to this test's folder
     d = torch.load(root / "data.pt")
     writes: list = []
     _record_writes(writes)
@@ -174,19 +175,25 @@ def test_two_rank_evaluation_equals_one_process(tmp_path, mnist):
     m0, m1 = dict(r0["metrics"]), dict(one["metrics"])
     m0.pop("eval_seconds"), m1.pop("eval_seconds")
     _same(m0, m1)
-    with np.load(next((tmp_path / "cache-ddp" / "stats").glob("*.npz"))) as a, \
-            np.load(next((tmp_path / "cache-one" / "stats").glob("*.npz"))) as b:
-        assert np.array_equal(a["features"], b["features"]) and a["features"].shape == (N_INCEPTION, 2048)
+    # the feature cache (the test split's classifier features, the Inception reference): the same keys (the world
+    # size is not part of them) and the same arrays
+    cached = {w: sorted((tmp_path / f"cache-{w}" / "features").glob("*.npz")) for w in ("ddp", "one")}
+    assert [p.name for p in cached["ddp"]] == [p.name for p in cached["one"]] and len(cached["ddp"]) == 2
+    for pa, pb in zip(cached["ddp"], cached["one"]):
+        with np.load(pa) as a, np.load(pb) as b:
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files if k != "__meta__")
+    ref = next(p for p in cached["ddp"] if "Inception reference" in json.loads(p.with_suffix(".json").read_text())["what"])
+    with np.load(ref) as z:
+        assert z["features"].shape == (N_INCEPTION, 2048)
 
-    # only rank 0 wrote: the bank, its manifest, the Inception reference cache; rank 1 nothing
+    # only rank 0 wrote: the bank, its manifest, the feature cache's files (npz + sidecar); rank 1 nothing
     assert r1["writes"] == []
-    assert sorted(Path(p).name for p in r0["writes"]) == sorted(
-        ["bank.npz", "manifest.json", next((tmp_path / "cache-ddp" / "stats").glob("*.npz")).name])
-    stats = next((tmp_path / "cache-ddp" / "stats").glob("*.npz")).relative_to(tmp_path)
+    cache_files = [p.name for p in cached["ddp"]] + [p.with_suffix(".json").name for p in cached["ddp"]]
+    assert sorted(Path(p).name for p in r0["writes"]) == sorted(["bank.npz", "manifest.json", *cache_files])
     after = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")} - {str(p) for p in before}
     assert sorted(p for p in after if not p.startswith(("run-one", "cache-one"))) == sorted(
-        ["cache-ddp", "cache-ddp/stats", str(stats), "rank0.pt", "rank1.pt", "run-ddp/samples",
-         "run-ddp/samples/bank.npz", "run-ddp/samples/manifest.json"])
+        ["cache-ddp", "cache-ddp/features", *[f"cache-ddp/features/{f}" for f in cache_files], "rank0.pt", "rank1.pt",
+         "run-ddp/samples", "run-ddp/samples/bank.npz", "run-ddp/samples/manifest.json"])
     assert not list(tmp_path.rglob(".*.tmp"))
     print(f"2-rank evaluation {ddp_seconds:.1f} s (spawn included), one process {one_seconds:.1f} s; "
           f"FID {m0['fid_inception']['value']:.3f} equal")

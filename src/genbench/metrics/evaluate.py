@@ -7,8 +7,14 @@ dict; the same function scores the real held-out slice, which gives the floor ea
 Data-parallel (``ctx.dist`` active, ``WORLD_SIZE > 1``): every rank calls the same methods in the same order.
 Feature extraction (classifier predictions, Inception features, the reference statistics) is sharded over the
 ranks and all-gathered (:class:`~genbench.runtime.distributed.Dist`); rank 0 then computes every metric from
-the full feature sets (the values equal a single process's) and writes the reference-statistics cache, the
-other ranks get ``None`` back.
+the full feature sets (the values equal a single process's) and writes the feature cache, the other ranks get
+``None`` back.
+
+Feature cache (:mod:`genbench.metrics.feature_cache`): the features of real images (the Inception reference subset
+with its statistics, the classifier features of the whole test split, the real-data row's classifier and
+Inception features, the train subset of :meth:`EvalContext.train_features`) are computed once per complete key and
+read back by every later run, ``genbench score`` and ``genbench evaluate``; ``metrics.json`` records each lookup
+(``provenance.feature_cache``). Generated images are always extracted.
 
 Reference subsets: every comparison with real data uses a seeded, class-stratified random subset of the split
 (:mod:`genbench.metrics.reference`), the same for every row of a study (seed = the study seed), never the first
@@ -18,9 +24,7 @@ N images; with ``out_dir`` set the orders are saved there (``reference_indices.n
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,23 +34,27 @@ import torch
 
 from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
-from genbench.io import atomic_savez, atomic_write_bytes, safe_name
+from genbench.io import atomic_write_bytes
 from genbench.metrics import generic  # noqa: F401 - registers the built-in metrics
 from genbench.metrics.classifier import predict
+from genbench.metrics.feature_cache import FOLDER, FeatureCache, images_sha256, weights_sha256
 from genbench.metrics.generic import MIN_FID_RESAMPLES  # noqa: F401 - re-exported
 from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.reference import indices_sha256, reference_order, subset_record
 from genbench.metrics.registry import Inputs, metrics
 from genbench.metrics.scores import bootstrap_fid, feature_stats, frechet_distance
 from genbench.runtime.distributed import Dist
-REFERENCE_FILE, HELDOUT_FILE = "reference_indices.npy", "heldout_indices.npy"
+REFERENCE_FILE, HELDOUT_FILE, TRAIN_FILE = "reference_indices.npy", "heldout_indices.npy", "train_indices.npy"
+PREDICT_BATCH = 1000  # the classifier's batch (predict's default), part of its feature-cache key
+Source = tuple[str, np.ndarray]  # (split name, int64 (N,) indices into that split): where real images came from
 
 
 @dataclass
 class EvalContext:
     """Everything needed to score images. ``eval_cfg`` is an :class:`~genbench.studies.config.EvalConfig`;
     ``dist`` the data-parallel context the feature extraction is sharded over (single process by default);
-    ``out_dir`` the study folder the subset orders are saved into (None: not saved)."""
+    ``out_dir`` the study folder the subset orders are saved into (None: not saved). Features of real images go
+    through :attr:`feature_cache` (``<GENBENCH_HOME>/features``, read at first use)."""
 
     test: Dataset
     train: Dataset
@@ -59,6 +67,7 @@ class EvalContext:
     out_dir: Path | None = None
     _inception: InceptionFeatures | None = None
     _cache: dict = field(default_factory=dict)
+    _features: FeatureCache | None = None
 
     # -- reference subsets ----------------------------------------------------------------------------------
     def _order(self, name: str, split: Dataset, file: str) -> np.ndarray:
@@ -87,6 +96,17 @@ class EvalContext:
         so the row's Inception metrics (on its first ``n_inception`` images) are random too."""
         return self._order("heldout_order", holdout, HELDOUT_FILE)[:n]
 
+    def train_indices(self, n: int) -> np.ndarray:
+        """int64 (n,) indices into the training split, chosen like the reference (seeded, class-stratified,
+        saved as ``train_indices.npy``): the train subset memorisation metrics compare against.
+
+        Raises:
+            ValueError: ``n`` exceeds the training split.
+        """
+        if n > len(self.train):
+            raise ValueError(f"a train subset of {n} images from a training split of {len(self.train)}")
+        return self._order("train_order", self.train, TRAIN_FILE)[:n]
+
     def heldout_record(self, indices: np.ndarray) -> dict:
         """The real-data row's subset provenance (for its ``sample_bank`` record)."""
         return subset_record("holdout", indices, self.seed, stratified=True, file=HELDOUT_FILE)
@@ -94,20 +114,112 @@ class EvalContext:
     def reference_record(self, n: int) -> dict:
         return subset_record("test", self.reference_indices(n), self.seed, stratified=True, file=REFERENCE_FILE)
 
+    # -- features of real images, through the feature cache ---------------------------------------------------
+    @property
+    def feature_cache(self) -> FeatureCache:
+        """The on-disk feature cache (``<GENBENCH_HOME>/features``), with this context's lookups."""
+        if self._features is None:
+            self._features = FeatureCache(cache_home() / FOLDER, log=self.log)
+        return self._features
+
+    def _extractor_key(self, space: str) -> dict:
+        if space == "inception":
+            inc = self.inception
+            return {**inc.key(), "batch": inc.batch, "device": torch.device(getattr(inc, "device", "cpu")).type}
+        if "clf_weights" not in self._cache:
+            self._cache["clf_weights"] = weights_sha256(self.classifier)
+        device = next(self.classifier.parameters()).device.type
+        return {"extractor": "in-domain classifier", "weights_sha256": self._cache["clf_weights"],
+                "batch": PREDICT_BATCH, "device": device}
+
+    def _key(self, space: str, images: torch.Tensor, source: Source) -> dict:
+        split, indices = source
+        return {"dataset": self.test.name, "split": split, "n": len(images), "image_shape": list(images.shape[1:]),
+                "indices_sha256": indices_sha256(indices), "images_sha256": images_sha256(images),
+                **self._extractor_key(space)}
+
+    def classifier_outputs(self, images: torch.Tensor, source: Source | None = None
+                           ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The in-domain classifier's outputs for ``images``.
+
+        Args:
+            images: uint8 (N, C, H, W); under DDP the same full set on every rank (every rank calls this).
+            source: for real images, (split name, int64 (N,) indices into that split): the outputs are read from
+                (or written to) the feature cache. None: generated images, always computed.
+
+        Returns:
+            (softmax float64 (N, K), penultimate features float64 (N, D)); (None, None) on a rank > 0 when the
+            cache held them.
+        """
+        if source is None:
+            return predict(self.classifier, images, batch=PREDICT_BATCH, dist=self.dist)
+        n = len(images)
+        got = self.feature_cache.get(
+            f"classifier features of {n} {source[0]} images", self._key("classifier", images, source),
+            lambda: dict(zip(("probs", "features"), predict(self.classifier, images, batch=PREDICT_BATCH,
+                                                              dist=self.dist))),
+            shapes={"probs": (n, None), "features": (n, None)}, dist=self.dist)
+        return (None, None) if got is None else (got["probs"], got["features"])
+
+    def inception_features(self, images: torch.Tensor, source: Source | None = None) -> np.ndarray | None:
+        """Inception pool3 features of ``images``.
+
+        Args:
+            images: uint8 (N, C, H, W); under DDP the same full set on every rank (every rank calls this).
+            source: as in :meth:`classifier_outputs` (real images: through the feature cache).
+
+        Returns:
+            float64 (N, 2048) (float32 network outputs widened); None on a rank > 0 when the cache held them.
+        """
+        if source is None:
+            return self.inception(images, log=self.log, dist=self.dist)
+        n = len(images)
+        got = self.feature_cache.get(
+            f"Inception features of {n} {source[0]} images", self._key("inception", images, source),
+            lambda: {"features": self.inception(images, log=self.log, dist=self.dist)},
+            shapes={"features": (n, self.inception.num_features)}, dist=self.dist)
+        return None if got is None else got["features"]
+
+    def train_features(self, n: int, space: str = "inception") -> np.ndarray | None:
+        """Features of the ``n``-image train subset (:meth:`train_indices`), through the feature cache: what a
+        memorisation metric compares generated features against (FD to train beside FD to test).
+
+        Args:
+            n: images in the subset (its first n rows of the seeded stratified order).
+            space: ``inception`` (pool3, D = 2048) or ``classifier`` (penultimate, D = 128).
+
+        Returns:
+            float64 (n, D); under DDP (every rank calls it) None on a rank > 0 when the cache held them.
+
+        Raises:
+            ValueError: unknown space, or ``n`` exceeds the training split.
+        """
+        if space not in ("inception", "classifier"):
+            raise ValueError(f"train features in space {space!r}: choose inception or classifier")
+        if ("train", space, n) not in self._cache:
+            idx = self.train_indices(n)
+            images = self.train.x[torch.as_tensor(idx)]
+            self._cache[("train", space, n)] = self.inception_features(images, ("train", idx)) \
+                if space == "inception" else self.classifier_outputs(images, ("train", idx))[1]
+        return self._cache[("train", space, n)]
+
     # -- reference statistics -------------------------------------------------------------------------------
-    def classifier_reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """Classifier-feature statistics (mu (D,), sigma (D, D), float64) of the whole test split; the first call
-        is collective under DDP (sharded prediction), every rank gets the statistics."""
+    def classifier_reference(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Classifier-feature statistics (mu (D,), sigma (D, D), float64) of the whole test split, the features
+        through the feature cache. The first call is collective under DDP (sharded prediction on a cache miss);
+        rank 0 gets the statistics, another rank gets them on a miss and None on a hit."""
         if "clf_ref" not in self._cache:
-            _, feats = predict(self.classifier, self.test.x, dist=self.dist)
+            _, feats = self.classifier_outputs(self.test.x, ("test", np.arange(len(self.test), dtype=np.int64)))
             self._cache["clf_feats"] = feats
-            self._cache["clf_ref"] = feature_stats(feats)
+            self._cache["clf_ref"] = None if feats is None else feature_stats(feats)
         return self._cache["clf_ref"]
 
-    def classifier_reference_features(self, n: int) -> np.ndarray:
-        """Classifier features of the ``n``-image reference subset (for KID / precision / recall at equal N)."""
+    def classifier_reference_features(self, n: int) -> np.ndarray | None:
+        """Classifier features of the ``n``-image reference subset (for KID / precision / recall at equal N);
+        None where :meth:`classifier_reference` is."""
         self.classifier_reference()
-        return self._cache["clf_feats"][self.reference_indices(min(n, len(self.test)))]
+        feats = self._cache["clf_feats"]
+        return None if feats is None else feats[self.reference_indices(min(n, len(self.test)))]
 
     @property
     def inception(self) -> InceptionFeatures:
@@ -117,51 +229,33 @@ class EvalContext:
                                                 backend=getattr(self.eval_cfg, "inception_backend", "auto"))
         return self._inception
 
-    def _read_reference(self, path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The cached reference statistics at ``path``, or None when absent or damaged (then they are computed
-        again and the cache rewritten, with a log line)."""
-        if not path.exists():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                mu, sigma, feats = z["mu"], z["sigma"], z["features"].astype(np.float64)
-            d = mu.shape[0] if mu.ndim == 1 else -1
-            if not (sigma.shape == (d, d) and feats.shape == (n, d) and np.isfinite(sigma).all()):
-                raise ValueError(f"mu {mu.shape}, sigma {sigma.shape}, features {feats.shape}")
-        except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, KeyError, ValueError...
-            self.log(f"[evaluate] reference statistics cache {path} is damaged ({type(e).__name__}); "
-                     f"computing them again")
-            return None
-        return mu, sigma, feats
-
     def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Inception (mu (2048,), sigma (2048, 2048), features (n, 2048)), float64, of the ``n``-image reference
-        subset (:meth:`reference_indices`), cached on disk under a complete key (dataset, split, N, the subset's
-        seed and indices sha256, resolution, extractor, backend, resize policy, precision, preprocessing version).
+        subset (:meth:`reference_indices`), through the feature cache (key: dataset, split, N, the subset's indices
+        and pixels sha256, extractor, backend, resize policy, precision, preprocessing version, batch, device).
 
         Under DDP every rank must call it: rank 0 decides whether the cache holds the statistics; if not, the
         features are extracted sharded and rank 0 writes the cache. Only rank 0 gets the tuple, the other
         ranks get None (their own caches, possibly on other nodes, are neither read nor written)."""
-        idx = self.reference_indices(n)
-        key = {"dataset": self.test.name, "split": "test", "n": n, "resolution": list(self.test.shape),
-               "subset_seed": self.seed, "subset_sha256": indices_sha256(idx), **self.inception.key()}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        path = cache_home() / "stats" / f"{safe_name(self.test.name, 'dataset name')}-test-{n}-{digest}.npz"
-        got = self._read_reference(path, n) if self.dist.main else None
-        if self.dist.broadcast(got is not None):
-            return got if self.dist.main else None
-        self.log(f"[evaluate] Inception reference statistics: {n} random test images (cached after this run)")
-        feats = self.inception(self.test.x[torch.as_tensor(idx)], log=self.log, dist=self.dist)
-        if not self.dist.main:
-            return None
-        mu, sigma = feature_stats(feats)
-        atomic_savez(path, mu=mu, sigma=sigma, features=feats.astype(np.float32),
-                     key=np.array(json.dumps(key, sort_keys=True)))
-        return mu, sigma, feats.astype(np.float32).astype(np.float64)
+        if ("inc_ref", n) not in self._cache:
+            idx = self.reference_indices(n)
+            images = self.test.x[torch.as_tensor(idx)]
+            d = self.inception.num_features
+
+            def compute() -> dict:
+                feats = self.inception(images, log=self.log, dist=self.dist)
+                mu, sigma = feature_stats(feats) if self.dist.main else (None, None)
+                return {"features": feats, **({"mu": mu, "sigma": sigma} if self.dist.main else {})}
+
+            got = self.feature_cache.get(f"Inception reference statistics of {n} test images",
+                                         self._key("inception", images, ("test", idx)), compute,
+                                         shapes={"features": (n, d), "mu": (d,), "sigma": (d, d)}, dist=self.dist)
+            self._cache[("inc_ref", n)] = (got["mu"], got["sigma"], got["features"]) if self.dist.main else None
+        return self._cache[("inc_ref", n)]
 
 
 def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor | None, *,
-                    what: str) -> dict | None:
+                    what: str, source: Source | None = None) -> dict | None:
     """Score images with every registered metric that applies (:mod:`genbench.metrics.registry`; the built-ins
     are :mod:`genbench.metrics.generic`).
 
@@ -170,6 +264,9 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
         images: uint8 (N, C, H, W); under DDP the same full set on every rank.
         labels: int64 (N,) conditioning labels (or real labels for real data); None or all -1 if unconditional.
         what: name used in log lines.
+        source: for real images (the real-data row), (split name, int64 (N,) indices into that split) they were
+            taken from: their features are then read from (or written to) the feature cache. None: generated
+            images, always extracted.
 
     Returns:
         dict of metrics, each a dict with ``value`` (and ``std`` where a spread exists) and provenance fields;
@@ -185,14 +282,15 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
     needs = {need for mt in todo for need in mt.needs}
     # features first (collective under DDP, every rank takes part), then the metrics (rank 0)
     if "classifier" in needs:
-        x.probs, x.feats = predict(ctx.classifier, images, dist=ctx.dist)  # on the classifier's device
+        x.probs, x.feats = ctx.classifier_outputs(images, source)  # on the classifier's device
         x.clf_ref = ctx.classifier_reference()
         x.clf_ref_manifold = ctx.classifier_reference_features(ctx.eval_cfg.n_manifold)
         x.clf_name = f"{ctx.test.name} classifier (test acc {ctx.classifier_info['test_accuracy']:.4f})"
     if "inception" in needs:
         inc_ref = ctx.inception_reference(x.m)
-        ctx.log(f"[evaluate] {what}: Inception features of {x.m} images")
-        x.feats_i = ctx.inception(images[:x.m], log=ctx.log, dist=ctx.dist)
+        if source is None:
+            ctx.log(f"[evaluate] {what}: Inception features of {x.m} images")
+        x.feats_i = ctx.inception_features(images[:x.m], None if source is None else (source[0], source[1][:x.m]))
         if ctx.dist.main:
             x.inc_mu, x.inc_sigma, x.inc_ref = inc_ref
     if not ctx.dist.main:

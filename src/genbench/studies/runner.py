@@ -248,7 +248,8 @@ def evaluate_curve(run_dir: Path, study: StudyConfig, ctx: EvalContext, mcfg, ba
 
 def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalContext) -> dict | None:
     """The real-data floor: the held-out training slice scored exactly like a model's samples (under DDP every
-    rank calls it; rank 0 gets the record, the others None).
+    rank calls it; rank 0 gets the record, the others None). Its features come from the feature cache after the
+    first evaluation of the same images with the same extractors (:mod:`genbench.metrics.feature_cache`).
 
     Raises:
         GenbenchError: the study holds out no images (``holdout: 0``), so there is no floor to score.
@@ -261,7 +262,8 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
     if n < study.evaluation.n_samples:
         log(f"[evaluate] warning: holdout has {len(hold)} images < n_samples; the real floor uses N={n}")
     idx = torch.as_tensor(ctx.heldout_indices(hold, n))  # seeded stratified random subset, not the first n
-    metrics = evaluate_images(ctx, hold.x[idx], hold.y[idx], what="real (held-out train slice)")
+    metrics = evaluate_images(ctx, hold.x[idx], hold.y[idx], what="real (held-out train slice)",
+                              source=("holdout", idx.numpy()))  # real images: their features come from the cache
     if metrics is None:
         return None
     return {"model": "real", "kind": "real", "family": "real", "conditional": True, "metrics": metrics,
@@ -273,8 +275,9 @@ def evaluate_real(study: StudyConfig, splits: dict[str, Dataset], ctx: EvalConte
 def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records: list[dict], *,
                   experiments: dict | None = None, **timings) -> dict:
     """Write the study's ``metrics.json`` (atomically; schema docs/METRICS.md): every model's record plus the
-    real-data floor, the dataset facts, the classifier, the evaluation settings, the experiments, provenance and
-    the given timings (seconds). Records of models not in ``records`` are kept from an earlier ``metrics.json``
+    real-data floor, the dataset facts, the classifier, the evaluation settings, the experiments, provenance (with
+    ``feature_cache``: which features of real images this process read from the feature cache, which it computed)
+    and the given timings (seconds). Records of models not in ``records`` are kept from an earlier ``metrics.json``
     of the same study (``genbench evaluate`` on some of its models merges), as are its experiments."""
     old = _read_summary(study_dir)
     new_names = {r["model"] for r in records}
@@ -294,6 +297,8 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
                "experiments": experiments if experiments is not None else (old or {}).get("experiments", {}),
                "provenance": {**provenance(), **({"overrides": list(study.raw["overrides"])}
                                                 if study.raw.get("overrides") else {})}, **timings}
+    if hasattr(ctx, "feature_cache"):  # which features of real images came from the feature cache
+        summary["provenance"]["feature_cache"] = ctx.feature_cache.record()
     if ctx._inception is not None:
         summary["inception_seconds_per_image"] = ctx.inception.seconds / max(ctx.inception.images, 1)
     atomic_write_json(study_dir / "metrics.json", summary)
