@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from genbench.errors import AssetError
+from genbench.errors import AssetError, GenbenchError
 from genbench.io import atomic_write_bytes, sha256_bytes, sha256_file
 
 
@@ -146,6 +146,8 @@ def verify_asset(asset: WheelAsset) -> Path:
         actual = sha256_file(p)
     except OSError as e:
         raise AssetError(f"cannot read asset file {p} ({type(e).__name__}); delete it and {asset.fix}") from e
+    except GenbenchError as e:  # not a regular file (a folder, a FIFO): sha256_file refuses before opening it
+        raise AssetError(f"{e}; then {asset.fix}") from None
     if actual != asset.member_sha256:
         raise AssetError(
             f"asset file {p} is corrupt: sha256 {actual}, expected {asset.member_sha256}; "
