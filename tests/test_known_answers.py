@@ -210,11 +210,11 @@ def test_fid_infinity_removes_the_finite_n_bias_of_a_known_gaussian_pair():
 
 
 # -- OpenVINO backend: the 0.5% FID rule on real MNIST --------------------------------------------------------
-N_OPENVINO = 150  # per set: torch fp32 extracts 300 images in ~30 s on a quiet 2-core machine (10.7 img/s), the test
-# ~40 s in all; measured 209 s at load average 8. Both backends see the same images (MEASURED.md used 200)
+N_OPENVINO = 64  # per set. Both backends see the same images, so their FID gap is numerics alone, at any N; on an
+# AVX2-only CPU (no AMX) torch fp32 runs ~6 images/s and 150 per set took 320 s of CI (MEASURED.md used 200)
 
 
-@pytest.mark.slow  # Inception features of 600 images, two backends: ~40 s quiet, 305 s measured at load 5
+@pytest.mark.slow  # Inception features of 256 images, two backends
 def test_openvino_fid_within_half_a_percent_of_torch_fp32(mnist):
     pytest.importorskip("openvino")
     from genbench.metrics.inception import InceptionFeatures
@@ -224,7 +224,7 @@ def test_openvino_fid_within_half_a_percent_of_torch_fp32(mnist):
     a = mnist["test"].x[torch.as_tensor(reference_subset(mnist["test"], N_OPENVINO, 0))]
     b = mnist["holdout"].x[torch.as_tensor(reference_subset(mnist["holdout"], N_OPENVINO, 0))]
     ref = InceptionFeatures(backend="torch", precision="fp32")
-    ov = InceptionFeatures(backend="openvino", precision="bf16")
+    ov = InceptionFeatures(backend="openvino", precision="auto")  # the default: bf16 where the CPU computes it
     assert ov.key()["backend"] == "openvino" and ref.key()["backend"] == "torch"
     fid_ref = fid_from_features(ref(a), ref(b))
     fid_ov = fid_from_features(ov(a), ov(b))

@@ -169,12 +169,14 @@ def test_prdc_spread_is_reported_and_small_for_matched_sets():
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # trains a classifier (150 steps)
 def test_cas_on_real_data_is_near_the_classifier_accuracy(mnist):
-    """CAS with real images in place of generated ones must approach a real-trained classifier's accuracy."""
+    """CAS with real images in place of generated ones must approach a real-trained classifier's accuracy (scored on
+    2,000 test images: all 10,000 cost most of the test's 207 s on an AVX2 CPU)."""
     from genbench.metrics.classifier import classification_accuracy_score
 
     hold = mnist["holdout"]
-    out = classification_accuracy_score(hold.x, hold.y, mnist["test"], steps=150, seed=0)
+    out = classification_accuracy_score(hold.x, hold.y, mnist["test"].subset(slice(0, 2000)), steps=150, seed=0)
     assert out["n_train"] == 5000 and out["value"] > 0.97
 
 
