@@ -112,6 +112,9 @@ def apply_override(raw: dict, text: str, profile: str) -> None:
     for i, k in enumerate(keys):
         where = ".".join(keys[:i + 1])
         node = _enter(node, profile, ".".join(keys[:i]) or "the study")
+        if isinstance(node, list):  # (also a per-profile entry that resolves to a list)
+            raise GenbenchError(f"--set {_shown(text)}: {'.'.join(keys[:i])} is a list; set the whole list "
+                                f"({'.'.join(keys[:i])}=[...])")
         if not isinstance(node, dict):
             raise GenbenchError(f"--set {_shown(text)}: {'.'.join(keys[:i])} holds a {type(node).__name__} value, "
                                 f"not a mapping; set {'.'.join(keys[:i])} itself")
