@@ -36,34 +36,49 @@ def _classifier():
     return Classifier(channels=1, num_classes=10).eval()
 
 
-def _record_writes(writes: list) -> None:
-    """Wrap the atomic writers of the evaluation modules so the files each process writes are listed."""
+def _record_writes(writes: list) -> list:
+    """Wrap the atomic writers of the evaluation modules so the files each process writes are listed. Returns
+    (module, name, original) triples for :func:`_restore` (the one-process run is in the test's own process)."""
     import genbench.metrics.feature_cache as F
     import genbench.sampling.bank as B
     import genbench.studies.runner as R
 
+    saved = []
     for mod, name in ((B, "atomic_savez"), (B, "atomic_write_json"), (F, "atomic_savez"), (F, "atomic_write_json"),
                       (R, "atomic_write_json")):
         real = getattr(mod, name)
+        saved.append((mod, name, real))
 
         def rec(path, *a, _real=real, **k):
             writes.append(str(path))
             return _real(path, *a, **k)
 
         setattr(mod, name, rec)
+    return saved
 
 
 def _evaluate(root: Path, run: str, cache: str, dist) -> dict:
     """Everything under test, in one process or on one rank: the bank, a sharded predict, evaluate_images."""
     import genbench.metrics.evaluate as E
+
+    saved = [(E, "cache_home", E.cache_home)]
+    E.cache_home = lambda: root / cache  # the feature cache (reference statistics...) goes to this test's folder
+    writes: list = []
+    saved += _record_writes(writes)
+    try:
+        return _evaluate_patched(root, run, dist, writes)
+    finally:  # the one-process run shares the pytest process with every later test
+        for mod, name, real in saved:
+            setattr(mod, name, real)
+
+
+def _evaluate_patched(root: Path, run: str, dist, writes: list) -> dict:
+    import genbench.metrics.evaluate as E
     from genbench.metrics.classifier import predict
     from genbench.metrics.inception import InceptionFeatures
     from genbench.studies.runner import sample_bank
 
-    E.cache_home = lambda: root / cache  # the feature cache (reference statistics...) goes to this test's folder
     d = torch.load(root / "data.pt")
-    writes: list = []
-    _record_writes(writes)
     images, labels, manifest = sample_bank(root / run, STUDY, "fp32", dist)
     clf = _classifier()
     probs, feats = predict(clf, d["test_x"][:N_PREDICT], batch=PREDICT_BATCH, dist=dist)

@@ -44,8 +44,8 @@ from genbench.sampling.bank import save_images
 from genbench.studies.catalog import shipped
 from genbench.studies.config import StudyConfig, load_study, parse_study
 from genbench.studies.schema import MIN_KNN_SAMPLES, folder_name
-from genbench.studies.runner import (
-    evaluate_real, log, make_context, prepare_data, study_lock, write_summary)
+from genbench.studies import runner
+from genbench.studies.runner import evaluate_real, log, make_context, study_lock, write_summary
 
 MIN_N = 20  # the schema's smallest n_samples (evaluation.n_samples)
 
@@ -152,7 +152,7 @@ def score_samples(samples, out_dir: Path, *, reference: str, profile: str = "qui
     _check_same_settings(out_dir, cfg)
     idx = reference_order(y, len(x), cfg.seed)[:ev.n_samples]  # seeded (stratified) subset, not the first N files
     images, labels = x[idx], (y[idx] if y is not None else None)
-    splits = prepare_data(cfg)
+    splits = runner.prepare_data(cfg)  # through the module: tests stub the data stage there
     if ev.n_inception > len(splits["test"]):
         raise GenbenchError(f"--n-inception {ev.n_inception} exceeds {info.name}'s {len(splits['test'])} test images")
     out_dir.mkdir(parents=True, exist_ok=True)
