@@ -60,7 +60,23 @@ def flatten(metrics: Mapping) -> dict[str, float]:
     return out
 
 
-class Row(Mapping):
+class _ReadOnlyItems(Mapping):
+    """A read-only mapping whose keys are also attributes (``r.fid_inception`` is ``r["fid_inception"]``); an
+    unknown key is an AttributeError carrying the KeyError's line."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError as e:
+            raise AttributeError(e.args[0]) from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+
+class Row(_ReadOnlyItems):
     """One row of a ``metrics.json``: a mapping from metric name to its record (dict access, attribute access,
     ``keys()``, ``in``). ``name`` is the row's name (``model``), ``record`` the whole row as written (with
     ``sample_bank``, ``provenance``, ...), ``run`` the run it came from in a :func:`genbench.compare` table."""
@@ -82,17 +98,6 @@ class Row(Mapping):
             return self.metrics[metric]
         except KeyError:
             raise KeyError(f"{self.name} has no metric {metric!r}; it has {', '.join(self.metrics)}") from None
-
-    def __getattr__(self, metric: str):
-        if metric.startswith("_"):
-            raise AttributeError(metric)
-        try:
-            return self[metric]
-        except KeyError as e:
-            raise AttributeError(e.args[0]) from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"{type(self).__name__} is read-only")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.metrics)
@@ -126,7 +131,7 @@ class Row(Mapping):
         return f"<{type(self).__name__} {self.name}: {shown}{', ...' if len(self) > 4 else ''}>"
 
 
-class Table(Mapping):
+class Table(_ReadOnlyItems):
     """Rows in file order (``real`` last), indexed by name (``run/model`` in a :func:`genbench.compare` table):
     ``table["vae"]``, ``table.vae``, ``for name in table``, ``table.rows``; :meth:`to_frame` for pandas."""
 
@@ -148,17 +153,6 @@ class Table(Mapping):
             if self._key(r) == name:
                 return r
         raise KeyError(f"no row {name!r}; rows: {', '.join(self)}")
-
-    def __getattr__(self, name: str) -> Row:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError as e:
-            raise AttributeError(e.args[0]) from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"{type(self).__name__} is read-only")
 
     def __iter__(self) -> Iterator[str]:
         return (self._key(r) for r in self.rows)
