@@ -31,7 +31,8 @@ from genbench.data.registry import batches
 from genbench.families import build_model
 from genbench.studies.config import load_study
 from genbench.training.loop import _compile
-from genbench.training.objectives import STEPS, make_optimizers
+from genbench.families import get_family
+from genbench.training.objectives import make_optimizers
 
 
 def _cycle(make):
@@ -61,7 +62,7 @@ def main() -> None:
             model.train()
             if v == "channels_last":
                 model.to(memory_format=torch.channels_last)
-            opts = make_optimizers(model, family, m.optimizer)
+            opts = make_optimizers(get_family(family).parts(model), m.optimizer)
             if v == "compile":
                 _compile(model, tmp)
             prec = "fp32" if v == "fp32" else m.precision
@@ -70,7 +71,7 @@ def main() -> None:
             gen = torch.Generator().manual_seed(0)
             it = _cycle(lambda gen=gen: batches(train, 128, gen))
             step = (lambda x, y, model=model, family=family, opts=opts, gen=gen, ac=ac:  # noqa: E731
-                    STEPS[family](model, opts, x, y, generator=gen, autocast=ac))
+                    get_family(family).step(model, opts, x, y, generator=gen, autocast=ac))
             t0 = time.perf_counter()
             for _ in range(2):
                 step(*next(it))

@@ -1,7 +1,7 @@
 """Training throughput: genbench's trainer path vs the straightforward reference loop, side by side.
 
 genbench: batches sliced from the uint8 tensor in memory (one permutation per epoch), converted on the fly,
-bf16 autocast, fused Adam, the study's channels_last switch, genbench's step functions (losses and the
+the study's precision (``auto``: bf16 autocast where the CPU computes bf16, else fp32), fused Adam, the study's channels_last switch, genbench's step functions (losses and the
 divergence check pulled to the host once per step; one discriminator forward on real and fake together;
 generator gradients only in the generator step) and genbench's CPU dropout mask.
 reference: the loop the assignment describes, written out here: a ``torch.utils.data.DataLoader`` (shuffle,
@@ -24,7 +24,6 @@ genbench's path with torch's default (multi-tensor) Adam instead of the fused on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import numpy as np
@@ -36,7 +35,9 @@ from genbench.data.registry import batches
 from genbench.families import build_model
 from genbench.models.gan import Dropout as GenbenchDropout
 from genbench.studies.config import load_study
-from genbench.training.objectives import STEPS, make_optimizers
+from genbench.families import get_family
+from genbench.runtime.device import autocast, resolve_precision
+from genbench.training.objectives import make_optimizers
 
 
 class PerSampleDataset(torch.utils.data.Dataset):
@@ -113,7 +114,9 @@ def main() -> None:
           f"peak: fp32 {p32:.0f} GFLOP/s, bf16 {p16:.0f} GFLOP/s")
     print(f"{'model':6} {'genbench img/s':>15} {'reference img/s':>16} {'ratio':>6} {'GFLOP/step':>11} "
           f"{'genbench GFLOP/s':>17} {'% bf16 peak':>12}")
-    ac = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    prec = resolve_precision(study.precision)  # the trainer's arithmetic on this machine (auto: bf16 only if native)
+    ac = lambda: autocast(torch.device("cpu"), prec)  # noqa: E731
+    print(f"genbench's precision here: {prec} (study: {study.precision})")
     for m in study.models:
         if m.kind not in args.models and m.name not in args.models:
             continue
@@ -124,7 +127,8 @@ def main() -> None:
             model.train()
             if variant == "reference":
                 _torch_dropout(model)
-                opts = make_optimizers(model, family, {**m.optimizer, "fused": False})  # torch's default Adam
+                # torch's default Adam
+                opts = make_optimizers(get_family(family).parts(model), {**m.optimizer, "fused": False})
                 dl = torch.utils.data.DataLoader(PerSampleDataset(train.x.numpy(), train.y.numpy()), batch_size=128,
                                                  shuffle=True, drop_last=True, num_workers=2,
                                                  persistent_workers=True)
@@ -134,10 +138,11 @@ def main() -> None:
             else:
                 if m.channels_last:  # the study's speed switch, as the trainer applies it
                     model.to(memory_format=torch.channels_last)
-                opts = make_optimizers(model, family, {**m.optimizer, "fused": variant == "genbench"})
+                opts = make_optimizers(get_family(family).parts(model),
+                                       {**m.optimizer, "fused": variant == "genbench"})
                 gen = torch.Generator().manual_seed(0)
                 it = _cycle(lambda gen=gen: batches(train, 128, gen))
-                step = lambda x, y, model=model, family=family, opts=opts, gen=gen: STEPS[family](  # noqa: E731
+                step = lambda x, y, model=model, family=family, opts=opts, gen=gen: get_family(family).step(  # noqa: E731
                     model, opts, x, y, generator=gen, autocast=ac)
             for _ in range(3):
                 step(*next(it))
