@@ -355,8 +355,10 @@ def test_png_folder_round_trip_in_bank_order(tmp_path, channels):
     assert names == [f"{i:06d}.png" for i in range(12)] + ["export.json", "labels.csv"]
     assert (d / "labels.csv").read_text().splitlines()[:3] == ["filename,label", "000000.png,0", "000001.png,1"]
     assert json.loads((d / "export.json").read_text())["complete"] is True
-    back, labels, _ = read_images(d, channels=channels)  # flat folder: unlabelled, in name (= bank) order
-    assert labels is None and np.array_equal(back.numpy(), x)
+    back, labels, _ = read_images(d, channels=channels)  # flat folder in name (= bank) order, labels.csv's labels
+    assert np.array_equal(back.numpy(), x) and np.array_equal(labels.numpy(), y)
+    (d / "labels.csv").unlink()
+    assert read_images(d, channels=channels)[1] is None  # without labels.csv: unlabelled
     write_npz(tmp_path / "s.npz", x, y)
     bx, by, _ = read_images(tmp_path / "s.npz", channels=channels)
     assert np.array_equal(bx.numpy(), x) and np.array_equal(by.numpy(), y)

@@ -40,7 +40,7 @@ from genbench.errors import GenbenchError
 __all__ = ["score", "run", "load_run", "compare", "Scores", "RunResult", "Table", "Row"]
 
 
-def score(samples, reference: str, *, out: str | os.PathLike | None = None, profile: str = "quick",
+def score(samples, reference: str | os.PathLike, *, out: str | os.PathLike | None = None, profile: str = "quick",
           study: str | None = None, n: int | None = None, n_inception: int | None = None, name: str | None = None,
           labels=None, report: bool = False) -> Scores:
     """Score images made by any model with a study's protocol, as ``genbench score`` does: the study's classifier
@@ -50,10 +50,13 @@ def score(samples, reference: str, *, out: str | os.PathLike | None = None, prof
     Args:
         samples: the images: a uint8 numpy array or torch tensor of shape (N, C, H, W) (also (N, H, W) or
             (N, H, W, C)), values 0..255, C the reference's channels (1 is tiled to 3 for a 3-channel reference);
-            or a folder of PNG/JPEG files (class sub-folders ``0``, ``1``, ... for labels); or an ``.npz`` with
+            or a folder of PNG/JPEG files (class sub-folders ``0``, ``1``, ..., or a ``labels.csv``, for labels); or an ``.npz`` with
             uint8 ``x`` and optional int ``y``. Floats in [-1, 1] go through
             :func:`genbench.data.tensors.to_uint8` first. H x W must be the reference's (no resizing).
-        reference: the real dataset: ``mnist``, ``fashion_mnist``, ``cifar10``, ``quickdraw``.
+        reference: the real images: a dataset (``mnist``, ``fashion_mnist``, ``cifar10``, ``quickdraw``), or your
+            own folder of PNG/JPEG images (class sub-folders optional) or ``.npz`` (a ``Path``, or a string that
+            is not a dataset name), whose reference statistics are computed once and cached under GENBENCH_HOME
+            keyed by its content hash and the protocol (:mod:`genbench.studies.score`).
         out: the output folder (``metrics.json``, the scored bank, the subset orders; the report with
             ``report=True``); None scores in a temporary folder that is deleted afterwards.
         profile: ``smoke`` | ``quick`` | ``full``: whose evaluation settings (N, spreads) apply.

@@ -227,8 +227,9 @@ def evaluate(runs: List[Path] = typer.Argument(..., help="run folders of one stu
 @app.command()
 def score(samples: Path = typer.Argument(..., help="a folder of PNG/JPEG images (optional class sub-folders 0, 1, "
                                          "...) or an .npz with uint8 `x` (and optional labels `y`)"),
-          reference: str = typer.Option(..., help="the real dataset to compare with: mnist, fashion_mnist, "
-                                        "cifar10, quickdraw"),
+          reference: str = typer.Option(..., help="the real images to compare with: a dataset (mnist, "
+                                        "fashion_mnist, cifar10, quickdraw), or your own folder of PNG/JPEG images "
+                                        "(class sub-folders optional) or .npz; its statistics are cached"),
           out: Path = typer.Option(..., help="output folder: metrics.json and report/"),
           n: Optional[int] = typer.Option(None, "--n", help="images scored (default: the profile's n_samples)"),
           n_inception: Optional[int] = typer.Option(None, "--n-inception", help="of those, for the Inception "

@@ -5,6 +5,8 @@ Folder layout (sorted by name so the order is reproducible; listed by :func:`lis
 listing, which a study's own image folders use too)::
 
     SAMPLES/*.png|*.jpg|*.jpeg                 unlabelled images
+    SAMPLES/*.png + SAMPLES/labels.csv         labelled images: ``filename,label`` per image, a header line first
+                                               (the layout ``genbench sample --png`` writes, :mod:`genbench.sampling.export`)
     SAMPLES/<k>/**/*.png|*.jpg|*.jpeg          images of class k (k = 0, 1, ..., a label index)
 
 Every image is converted to the requested channel count with Pillow (``"L"``: ITU-R 601-2 luma, for 1 channel;
@@ -38,6 +40,10 @@ from genbench.errors import GenbenchError
 from genbench.io import regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+LABELS_CSV = "labels.csv"
+"""The labels of a flat folder of images: ``filename,label`` lines after a header (what ``sample --png`` writes)."""
+MAX_LABELS_BYTES = 64 * 2**20
+"""The largest ``labels.csv`` read (64 MiB: over a million lines); a larger one is refused, not read."""
 MAX_IMAGE_PIXELS = 4096 * 4096
 """Pillow's ``Image.MAX_IMAGE_PIXELS`` while genbench decodes an image: a file whose header claims more pixels
 is refused (a decompression bomb: a few bytes on disk that would decode to gigabytes)."""
@@ -197,8 +203,14 @@ def _read_folder(folder: Path, channels: int) -> tuple[np.ndarray, np.ndarray | 
     if bad:
         raise GenbenchError(f"{folder}: sub-folder {bad[0]!r} is not a label index; name class sub-folders 0, 1, "
                             f"2, ... (the label of their images), or put the images in {folder} itself")
+    csv = folder / LABELS_CSV
     if labelled:
+        if csv.exists():
+            raise GenbenchError(f"{folder} has class sub-folders and a {LABELS_CSV}: two sources of labels; keep "
+                                f"one (delete {csv}, or move the images to the top level)")
         files = [(f, int(d)) for d, fs in sorted(labelled, key=lambda t: int(t[0])) for f in fs]
+    elif csv.exists():
+        files = list(zip(top, _csv_labels(csv, top)))
     else:
         files = [(f, -1) for f in top]
     mode = {1: "L", 3: "RGB"}[channels]
@@ -216,8 +228,49 @@ def _read_folder(folder: Path, channels: int) -> tuple[np.ndarray, np.ndarray | 
             raise GenbenchError(f"{folder} holds images of mixed sizes: {first[0].name} is {_hw(first[1])}, "
                                 f"{f.relative_to(folder)} is {_hw(a.shape[:2])}; resize them all to one size")
         out[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (H, W) or (H, W, C) -> (C, H, W)
-    y = np.array([k for _, k in files], np.int64) if labelled else None
+    y = np.array([k for _, k in files], np.int64) if labelled or csv.exists() else None
     return out, y
+
+
+def _csv_labels(csv: Path, images: list[Path]) -> list[int]:
+    """The label of each of ``images`` (in their order) from ``csv`` (``filename,label`` lines after a header).
+
+    Raises:
+        GenbenchError: the file is not a regular file, too large or not UTF-8; a line that is not
+            ``name,label`` with a label 0, 1, ...; a name given twice or naming no image of the folder; an image
+            without a line.
+    """
+    fix = f"write one `filename,label` line per image after the header `filename,label` (or delete {csv.name})"
+    regular_file(csv, "labels file", fix)
+    if csv.stat().st_size > MAX_LABELS_BYTES:
+        raise GenbenchError(f"{csv} is larger than {MAX_LABELS_BYTES // 2**20} MiB; {fix}")
+    try:
+        lines = csv.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise GenbenchError(f"{csv} is not UTF-8 text; {fix}") from None
+    rows = [ln for ln in lines[1:] if ln.strip()]
+    if not lines or lines[0].strip().lower().replace(" ", "") != "filename,label":
+        raise GenbenchError(f"{csv}: the first line is {lines[0][:60]!r}, not the header; {fix}"
+                            if lines else f"{csv} is empty; {fix}")
+    label: dict[str, int] = {}
+    for i, ln in enumerate(rows, start=2):
+        name, _, k = ln.rpartition(",")
+        k = k.strip()
+        if not name or not (k.isascii() and k.isdigit()):
+            raise GenbenchError(f"{csv} line {i}: {ln[:60]!r} is not `filename,label` with a label 0, 1, ...; {fix}")
+        if name in label:
+            raise GenbenchError(f"{csv} line {i}: {name!r} is listed twice; give each image one label")
+        label[name] = int(k)
+    names = {f.name for f in images}
+    extra = sorted(set(label) - names)
+    if extra:
+        raise GenbenchError(f"{csv} names {len(extra)} file(s) that are not images of {csv.parent} (e.g. "
+                            f"{extra[0]!r}); {fix}")
+    missing = [f.name for f in images if f.name not in label]
+    if missing:
+        raise GenbenchError(f"{csv} gives no label for {len(missing)} of the {len(images)} images (e.g. "
+                            f"{missing[0]!r}); {fix}")
+    return [label[f.name] for f in images]
 
 
 def _hw(shape) -> str:

@@ -21,6 +21,20 @@ Output folder (``--out DIR``)::
 
 Scoring a second set into the same ``DIR`` (another ``--name``) adds its row, so one report compares several
 sets; a ``DIR`` scored with other settings (reference, N, profile, seed) is refused.
+
+Your own reference (``--reference PATH``, a folder of PNG/JPEG images with optional class sub-folders, or an
+``.npz``; the convention of clean-fid's ``make_custom_stats``): the path becomes the protocol study's dataset,
+``{kind: folder | npz, path: PATH}`` (:mod:`genbench.data.custom`), so it is split as a study's own images are:
+a seeded class-stratified 20% is the test split, the reference of every metric; the rest trains the in-domain
+classifier, except its last ``holdout`` images (min(N, half the rest)), never trained on, which are the real-data
+floor row. Its reference statistics (Inception features of the reference subset, the classifier and its
+features) are computed once and cached under GENBENCH_HOME keyed by the reference's content hash (the dataset's
+content name, :func:`genbench.data.base.content_name`) and the protocol (extractor, N, subset indices; the
+feature cache's key, :mod:`genbench.metrics.feature_cache`), so scoring against the same folder again reuses
+them. ``metrics.json`` records ``scored_with.reference`` (path, content name, split sizes) beside the feature
+cache's keys in ``provenance.feature_cache``. The protocol is ``--study``'s evaluation section, or
+:data:`OWN_REFERENCE_PROTOCOL`'s with no minimum classifier accuracy (a user's classes may be hard, or one);
+N (``--n``) and the Inception N are capped by what the reference's splits hold, with one log line.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from pathlib import Path
 
 import yaml
 
+from genbench.data.custom import custom_arrays
 from genbench.data.images import array_images, read_images
 from genbench.data.info import DATASET_NAMES, dataset_info
 from genbench.errors import GenbenchError
@@ -48,6 +63,33 @@ from genbench.studies import runner
 from genbench.studies.runner import evaluate_real, log, make_context, study_lock, write_summary
 
 MIN_N = 20  # the schema's smallest n_samples (evaluation.n_samples)
+OWN_REFERENCE_PROTOCOL = "mnist_four"
+"""The shipped study whose evaluation settings score against a reference given as a path (unless ``--study``)."""
+MIN_CLASSIFIER_TRAIN = 100
+"""Training images an own reference must keep for its in-domain classifier after the test split and holdout."""
+
+
+def reference_source(reference) -> str | dict:
+    """``--reference`` as a study's ``dataset:``: a dataset genbench knows, as its name; an existing folder or
+    ``.npz`` file, as ``{"kind": "folder" | "npz", "path": <absolute path>}``. A dataset name wins over a folder
+    of that name in the working folder (give ``./mnist`` for the folder).
+
+    Raises:
+        GenbenchError: neither a known dataset nor an existing folder / regular ``.npz`` file.
+    """
+    name = os.fspath(reference)
+    if not isinstance(reference, os.PathLike) and name in DATASET_NAMES:
+        return name
+    p = Path(name).expanduser()
+    fix = (f"give a dataset genbench knows ({', '.join(DATASET_NAMES)}), a folder of PNG/JPEG images (class "
+           f"sub-folders optional) or an .npz with a uint8 array `x`")
+    if p.is_dir():
+        return {"kind": "folder", "path": str(p.resolve())}
+    if p.suffix.lower() == ".npz" and p.exists():
+        regular_file(p, "--reference", fix)
+        return {"kind": "npz", "path": str(p.resolve())}
+    what = "not found" if not p.exists() else "neither a folder nor an .npz file"
+    raise GenbenchError(f"--reference {name!r} is not a dataset genbench knows and {what}; {fix}")
 
 
 def default_study(reference: str) -> str:
@@ -71,18 +113,23 @@ def default_name(samples: Path) -> str:
     return stem if folder_name(stem) and stem != "real" else "samples"
 
 
-def score_config(reference: str, *, study: str | None, profile: str, n: int | None,
+def score_config(reference, *, study: str | None, profile: str, n: int | None,
                  n_inception: int | None) -> StudyConfig:
     """The study config whose evaluation settings score the samples: the study's, with N (``n_samples``) and
     the Inception N overridden when given (Inception N defaults to min(the profile's ``n_inception``, N)).
+    ``reference``: a dataset name, or a folder / ``.npz`` path (:func:`reference_source`; module docstring).
 
     Raises:
-        GenbenchError: unknown reference or profile, the study is of another dataset, N out of range.
+        GenbenchError: unknown reference or profile, the study is of another dataset, N out of range, an own
+            reference too small for a test split, a holdout and a classifier.
     """
-    cfg = load_study(study or default_study(reference), profile)
-    if cfg.dataset != reference:
-        raise GenbenchError(f"study {cfg.name} is of {cfg.dataset}, not {reference}; pass --study with a study of "
-                            f"{reference} or drop --study")
+    source = reference_source(reference)
+    own = isinstance(source, dict)
+    cfg = load_study(study or (OWN_REFERENCE_PROTOCOL if own else default_study(source)), profile)
+    if not own and cfg.dataset != source:
+        raise GenbenchError(f"study {cfg.name} is of {cfg.dataset}, not {source}; pass --study with a study of "
+                            f"{source} or drop --study")
+    raw = dict(cfg.raw)
     ev = dict(cfg.raw.get("evaluation") or {})
     if n is not None:
         if n < MIN_N:
@@ -90,10 +137,49 @@ def score_config(reference: str, *, study: str | None, profile: str, n: int | No
         ev["n_samples"] = n
     n_samples = ev.get("n_samples", cfg.evaluation.n_samples)
     ni = n_inception if n_inception is not None else min(cfg.evaluation.n_inception, n_samples)
+    if own:
+        raw, ni = _own_reference(raw, source, ev, n_samples, ni, given=n_inception is not None,
+                                 default_protocol=study is None)
     if not MIN_KNN_SAMPLES <= ni <= n_samples:
         raise GenbenchError(f"--n-inception {ni}: give {MIN_KNN_SAMPLES}..{n_samples} (at most N)")
     ev["n_inception"] = ni
-    return parse_study({**cfg.raw, "evaluation": ev}, profile, cfg.source)
+    return parse_study({**raw, "evaluation": ev}, profile, cfg.source)
+
+
+def _own_reference(raw: dict, source: dict, ev: dict, n_samples: int, ni: int, *, given: bool,
+                   default_protocol: bool) -> tuple[dict, int]:
+    """The protocol study's raw dict with the reference at ``source`` as its dataset, and the Inception N.
+
+    The holdout (the real-data floor) is min(N, half the training split); the Inception N, unless ``given``, is
+    capped by the test split. With the default protocol the classifier must reach no minimum accuracy.
+
+    Raises:
+        GenbenchError: the reference's errors (:func:`genbench.data.custom.custom_arrays`), or too few images.
+    """
+    arrays = custom_arrays(source)
+    n_train, n_test = len(arrays["x_train"]), len(arrays["x_test"])
+    holdout = min(n_samples, n_train // 2)
+    if n_train - holdout < MIN_CLASSIFIER_TRAIN or holdout < MIN_KNN_SAMPLES:
+        raise GenbenchError(f"--reference {source['path']}: {n_train + n_test} images leave {n_train} for training "
+                            f"and the real-data floor; give a reference of at least "
+                            f"{int((2 * max(MIN_CLASSIFIER_TRAIN, MIN_KNN_SAMPLES)) / 0.8) + 1} images (thousands for "
+                            f"numbers worth quoting)")
+    if given and ni > n_test:
+        raise GenbenchError(f"--n-inception {ni} exceeds the {n_test} test images of --reference {source['path']} "
+                            f"(a seeded 20% of it); give --n-inception {n_test} or fewer, or a larger reference")
+    if not given and ni > n_test:
+        log(f"[score] the reference's test split holds {n_test} images: Inception metrics at N = {n_test} "
+            f"(not {ni}); a larger reference gives a larger N")
+        ni = n_test
+    if holdout < n_samples:
+        log(f"[score] the reference leaves {holdout} held-out images: the real-data floor row is at N = {holdout} "
+            f"(the samples at N = {n_samples})")
+    raw = {**raw, "dataset": source, "holdout": holdout}
+    for key in ("data", "train_subset", "experiments", "sweeps"):
+        raw.pop(key, None)  # the protocol study's own data options and extra stages do not apply
+    if default_protocol:
+        ev["classifier_min_accuracy"] = 0.0
+    return raw, ni
 
 
 def score_samples(samples, out_dir: Path, *, reference: str, profile: str = "quick", study: str | None = None,
@@ -136,7 +222,7 @@ def score_samples(samples, out_dir: Path, *, reference: str, profile: str = "qui
     row_dir = inside(out_dir, out_dir / name, "--name")  # the row's folder; folder_name already refuses paths
     cfg = score_config(reference, study=study, profile=profile, n=n, n_inception=n_inception)
     ev = cfg.evaluation
-    info = dataset_info(cfg.dataset, classes=cfg.data.get("classes"))
+    info = dataset_info(cfg.dataset_source, classes=cfg.data.get("classes"))
     x, y, source = (array_images(samples, labels, channels=info.image_shape[0]) if in_memory
                      else read_images(samples, channels=info.image_shape[0]))
     if tuple(x.shape[1:]) != tuple(info.image_shape):
@@ -149,10 +235,11 @@ def score_samples(samples, out_dir: Path, *, reference: str, profile: str = "qui
     if len(x) < ev.n_samples:
         raise GenbenchError(f"{what} holds {len(x)} images, fewer than N = {ev.n_samples} (profile {profile}); "
                             f"pass --n {len(x)} or fewer (and compare only with numbers at the same N)")
-    _check_same_settings(out_dir, cfg)
     idx = reference_order(y, len(x), cfg.seed)[:ev.n_samples]  # seeded (stratified) subset, not the first N files
     images, labels = x[idx], (y[idx] if y is not None else None)
     splits = runner.prepare_data(cfg)  # through the module: tests stub the data stage there
+    ref = _reference_record(cfg, splits)
+    _check_same_settings(out_dir, cfg, ref)
     if ev.n_inception > len(splits["test"]):
         raise GenbenchError(f"--n-inception {ev.n_inception} exceeds {info.name}'s {len(splits['test'])} test images")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,10 +266,23 @@ def score_samples(samples, out_dir: Path, *, reference: str, profile: str = "qui
         scored = dataclasses.replace(cfg, name=f"score-{info.name}", models=())
         return write_summary(out_dir, scored, ctx, [record, real], evaluate_seconds=time.perf_counter() - t0,
                              scored_with={"command": "genbench score", "study": cfg.name, "profile": profile,
-                                          "study_file": cfg.source})
+                                          "study_file": cfg.source, "reference": ref})
 
 
-def _check_same_settings(out_dir: Path, cfg: StudyConfig) -> None:
+def _reference_record(cfg: StudyConfig, splits: dict) -> dict:
+    """What the samples were scored against: the dataset (its content name, which for an own reference carries the
+    sha256 of its pixels and labels and keys its cached statistics), its path for an own reference, and the splits'
+    sizes."""
+    rec = {"dataset": cfg.dataset, "content": splits["test"].name,
+           "splits": {k: len(v) for k, v in splits.items()}}
+    if cfg.dataset_spec is not None:
+        rec.update(path=cfg.dataset_spec["path"], format=cfg.dataset_spec["kind"],
+                   test_fraction=cfg.dataset_spec.get("test_fraction", 0.2),
+                   split_seed=cfg.dataset_spec.get("split_seed", 0))
+    return rec
+
+
+def _check_same_settings(out_dir: Path, cfg: StudyConfig, ref: dict) -> None:
     """A ``metrics.json`` already in ``out_dir`` must come from the same reference, seed and evaluation settings
     (its rows are kept beside the new one).
 
@@ -198,8 +298,10 @@ def _check_same_settings(out_dir: Path, cfg: StudyConfig) -> None:
     except (OSError, ValueError):
         old = None
     new_ev = dataclasses.asdict(cfg.evaluation)
+    old_ref = (old.get("scored_with") or {}).get("reference") if isinstance(old, dict) else None
     if not isinstance(old, dict) or old.get("dataset") != cfg.dataset or old.get("seed") != cfg.seed \
-            or old.get("evaluation") != new_ev or "scored_with" not in old:
+            or old.get("evaluation") != new_ev or "scored_with" not in old \
+            or (old_ref or {}).get("content", ref["content"]) != ref["content"]:
         raise GenbenchError(f"{out_dir} already holds results made otherwise (another study, reference, N, profile "
                             f"or seed); give another --out folder or delete {p}")
 
