@@ -229,3 +229,67 @@ def test_openvino_fid_within_half_a_percent_of_torch_fp32(mnist):
     fid_ref = fid_from_features(ref(a), ref(b))
     fid_ov = fid_from_features(ov(a), ov(b))
     assert abs(fid_ov / fid_ref - 1) < 0.005, (fid_ov, fid_ref)
+
+
+# -- spreads on every sample metric (issue 28) ----------------------------------------------------------------------
+def test_fid_spread_includes_the_reference_resampling():
+    """Gaussian features, D = 4, n = 300 per side: over 60 independent (generated, reference) draws the FID's
+    empirical std is matched by the two-sided bootstrap (generated and reference resampled, stds in quadrature), not
+    by the generated side alone (about 1/sqrt(2) of it when both sides are alike). Tolerance: the bootstrap std
+    averaged over 12 draws has ~1/sqrt(2 * 20 * 12) ~ 5% relative error and the empirical std over 60 draws
+    ~1/sqrt(2 * 59) ~ 9%, so a 30% band is over 3 combined standard errors."""
+    from genbench.metrics.scores import bootstrap_fid, bootstrap_fid_both, feature_stats, frechet_distance
+
+    rng = np.random.default_rng(0)
+    d, n = 4, 300
+    shift = np.array([0.3, 0, 0, 0])
+    fids, both, gen_only = [], [], []
+    for i in range(60):
+        g, r = rng.standard_normal((n, d)) + shift, rng.standard_normal((n, d))
+        fids.append(frechet_distance(*feature_stats(g), *feature_stats(r)))
+        if i < 12:
+            sp = bootstrap_fid_both(g, r, feature_stats(r), n_boot=20, seed=i)
+            assert sp["std_generated"] == pytest.approx(bootstrap_fid(g, feature_stats(r), n_boot=20, seed=i), rel=1e-12)
+            assert sp["std"] == pytest.approx(np.hypot(sp["std_generated"], sp["std_reference"]), rel=1e-12)
+            both.append(sp["std"])
+            gen_only.append(sp["std_generated"])
+    empirical = np.std(fids, ddof=1)
+    assert np.mean(both) == pytest.approx(empirical, rel=0.3)
+    assert np.mean(gen_only) < 0.85 * empirical  # the old, generated-only spread understates it
+
+
+def test_fid_infinity_reports_the_intercepts_least_squares_error():
+    """``std`` is the textbook OLS standard error of the intercept: s * sqrt([(X^T X)^-1]_00), s^2 = RSS / (k - 2)."""
+    from genbench.metrics.scores import fid_infinity
+
+    rng = np.random.default_rng(1)
+    gen, real = rng.standard_normal((200, 6)) + 0.2, rng.standard_normal((200, 6))
+    fi = fid_infinity(gen, real, seed=0)
+    x = np.column_stack([np.ones(len(fi["ns"])), 1.0 / np.array(fi["ns"])])
+    coef, rss, *_ = np.linalg.lstsq(x, np.array(fi["fids"]), rcond=None)
+    s2 = float(rss[0]) / (len(fi["ns"]) - 2)
+    assert coef[0] == pytest.approx(fi["value"], rel=1e-9)
+    assert fi["std"] == pytest.approx(np.sqrt(s2 * np.linalg.inv(x.T @ x)[0, 0]), rel=1e-9) and fi["std"] > 0
+
+
+def test_diversity_bootstrap_spread_matches_the_sampling_spread():
+    """Mean pairwise L2 of n = 120 one-pixel images with N(0.5, 0.1^2) values: its std over 150 independent sets
+    against the mean bootstrap std of 15 sets (relative errors ~6% and ~4%: a 25% band is over 3 of them)."""
+    from genbench.metrics.scores import mean_pairwise_l2, mean_pairwise_l2_with_spread
+
+    rng = np.random.default_rng(2)
+    sets = [np.clip(rng.normal(0.5, 0.1, (120, 1, 1, 1)), 0, 1) for _ in range(150)]
+    values = [mean_pairwise_l2(s) for s in sets]
+    spreads = [mean_pairwise_l2_with_spread(s, seed=i) for i, s in enumerate(sets[:15])]
+    assert all(sp["value"] == pytest.approx(v, rel=1e-12) for sp, v in zip(spreads, values))
+    assert np.mean([sp["std"] for sp in spreads]) == pytest.approx(np.std(values, ddof=1), rel=0.25)
+    assert mean_pairwise_l2_with_spread(np.zeros((10, 1, 2, 2)))["std"] == 0.0  # identical images: no spread
+
+
+def test_mode_coverage_spread_edges():
+    from genbench.metrics.scores import mode_coverage_spread
+
+    one = mode_coverage_spread(np.zeros(500, int), 10)  # collapsed: every resample covers one mode, KL = log 10
+    assert one["modes_covered_std"] == 0.0 and one["kl_to_uniform_nats_std"] == pytest.approx(0.0, abs=1e-12)
+    bal = mode_coverage_spread(np.arange(5000) % 10, 10, seed=3)  # balanced: always 10 modes, KL varies a little
+    assert bal["modes_covered_std"] == 0.0 and 0 < bal["kl_to_uniform_nats_std"] < 0.01

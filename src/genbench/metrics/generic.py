@@ -13,10 +13,11 @@ from genbench.metrics.classifier import classification_accuracy_score
 from genbench.metrics.manifold import kid, nearest_train_distance, prdc_with_spread
 from genbench.metrics.registry import Column, Inputs, Metric, register_metric
 from genbench.metrics.scores import (
-    bootstrap_fid, conditional_accuracy, feature_stats, fid_infinity, frechet_distance, frechet_distance_to,
-    inception_score, mean_pairwise_l2, mode_coverage)
+    bootstrap_fid, bootstrap_fid_both, conditional_accuracy, feature_stats, fid_infinity, frechet_distance,
+    frechet_distance_to, inception_score, mean_pairwise_l2_with_spread, mode_coverage, mode_coverage_spread)
 
 MIN_FID_RESAMPLES = 20  # bootstrap resamples behind every Inception FID spread (the study's fid_bootstrap, at least)
+SPREAD_RESAMPLES = 20  # bootstrap resamples behind the spreads of diversity, mode coverage and memorisation
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -44,14 +45,18 @@ def _fd_classifier(x: Inputs) -> dict:
 
 def _mode_coverage(x: Inputs) -> dict:
     k = x.ctx.test.num_classes
-    mc = mode_coverage(x.probs.argmax(1), k)
-    return {"value": mc["modes_covered"], "kl_to_uniform_nats": mc["kl_to_uniform_nats"],
-            "histogram": mc["histogram"], "n_generated": x.n, "extractor": x.clf_name,
+    pred = x.probs.argmax(1)
+    mc, sp = mode_coverage(pred, k), mode_coverage_spread(pred, k, n_boot=SPREAD_RESAMPLES, seed=x.ctx.seed)
+    return {"value": mc["modes_covered"], "std": sp["modes_covered_std"], "kl_to_uniform_nats": mc["kl_to_uniform_nats"],
+            "kl_to_uniform_nats_std": sp["kl_to_uniform_nats_std"], "histogram": mc["histogram"], "n_generated": x.n,
+            "extractor": x.clf_name, "spread": f"bootstrap std over {SPREAD_RESAMPLES} resamples of the samples",
             "direction": f"higher is better (max {k}); KL lower is better"}
 
 
 def _diversity(x: Inputs) -> dict:
-    return {"value": mean_pairwise_l2(x.images.numpy(), seed=x.ctx.seed), "n_generated": min(x.n, 1000),
+    d = mean_pairwise_l2_with_spread(x.images.numpy(), seed=x.ctx.seed, n_boot=SPREAD_RESAMPLES)
+    return {"value": d["value"], "std": d["std"], "n_generated": d["n_generated"],
+            "spread": f"bootstrap std over {SPREAD_RESAMPLES} resamples of the images (pairs of distinct draws)",
             "direction": "higher = more diverse (pixels in [0, 1])"}
 
 
@@ -73,7 +78,11 @@ def _cas(x: Inputs) -> dict:
 
 def _nearest_train(x: Inputs) -> dict:
     nn_d = nearest_train_distance(x.images.numpy()[:x.ctx.eval_cfg.n_memorisation], x.ctx.train.x.numpy())
-    return {"value": float(np.median(nn_d)), "p01": float(np.quantile(nn_d, 0.01)), "n_generated": len(nn_d),
+    rng = np.random.default_rng(x.ctx.seed)
+    boots = [np.median(nn_d[rng.integers(0, len(nn_d), len(nn_d))]) for _ in range(SPREAD_RESAMPLES)]
+    return {"value": float(np.median(nn_d)), "std": float(np.std(boots)),
+            "spread": f"bootstrap std of the median over {SPREAD_RESAMPLES} resamples of the samples",
+            "p01": float(np.quantile(nn_d, 0.01)), "n_generated": len(nn_d),
             "n_train": len(x.ctx.train), "direction": "near 0 = copies of training images (memorisation)",
             "stat": "median over samples of the L2 distance (pixels in [0, 1]) to the nearest training image; "
                     "p01 = 1st percentile"}
@@ -114,9 +123,12 @@ def _prdc(space: str):
 def _fid(x: Inputs) -> dict:
     ev, m = x.ctx.eval_cfg, x.m
     n_boot = max(ev.fid_bootstrap, MIN_FID_RESAMPLES) if ev.fid_bootstrap > 0 else 0
-    return {"value": frechet_distance_to(x.feats_i, x.inc_mu, x.inc_sigma),
-            "std": bootstrap_fid(x.feats_i, (x.inc_mu, x.inc_sigma), n_boot=n_boot, seed=x.ctx.seed) if n_boot else None,
-            "spread": f"std over {n_boot} bootstrap resamples of the generated features, reference statistics fixed"
+    sp = bootstrap_fid_both(x.feats_i, x.inc_ref, (x.inc_mu, x.inc_sigma), n_boot=n_boot, seed=x.ctx.seed) \
+        if n_boot else {}
+    return {"value": frechet_distance_to(x.feats_i, x.inc_mu, x.inc_sigma), "std": sp.get("std"),
+            "std_generated": sp.get("std_generated"), "std_reference": sp.get("std_reference"),
+            "spread": f"bootstrap: {n_boot} resamples of the generated features (reference statistics fixed) and "
+                      f"{n_boot} of the reference subset's (generated statistics fixed), stds added in quadrature"
                       if n_boot else "none (fid_bootstrap: 0)",
             "resamples": n_boot, "n_generated": m, "n_reference": m,
             "reference": "test split, seeded class-stratified random subset",
@@ -132,7 +144,7 @@ def _fid_inf(x: Inputs) -> dict:
             "method": "Chong & Forsyth 2020: FID of nested random subsets of the generated and reference sets (N vs "
                       "N) at the sizes ns, least-squares line in 1/N, intercept at 1/N = 0",
             "note": "less biased than FID at N, but FID_N is linear in 1/N only for N >> 2048: below that compare "
-                    "FID-infinity only at the same N (real vs real MNIST: 15.3 / 7.2 / 3.8 at N = 400 / 1,000 / 2,000)"}
+                    "FID-infinity only at the same N; the real-data row's FID-infinity is the floor at this N"}
 
 
 CLF, INC = ("images", "classifier"), ("images", "inception")
@@ -142,24 +154,27 @@ for _m in (  # the registration lines, in metrics.json order
     Metric("fd_classifier", CLF, _fd_classifier, "lower", "bootstrap std, 10",
            columns=(Column("FD↓ classifier (N={n})", order=40),), doc="Fréchet distance on classifier features (Heusel et "
                                                             "al. 2017, eq. 6)"),
-    Metric("mode_coverage", CLF, _mode_coverage, "higher", columns=(Column("modes", std=None, order=100),),
+    Metric("mode_coverage", CLF, _mode_coverage, "higher", "bootstrap std of the samples",
+           columns=(Column("modes", order=100),),
            doc="classes covered by the classifier's predictions; KL of their histogram to uniform"),
-    Metric("diversity_l2", ("images",), _diversity, "none", doc="mean pairwise L2 distance in pixel space"),
+    Metric("diversity_l2", ("images",), _diversity, "none", "bootstrap std of the images",
+           doc="mean pairwise L2 distance in pixel space"),
     Metric("conditional_accuracy", CLF + ("labels",), _conditional_accuracy, "higher", "binomial standard error",
            applies=_conditional, columns=(Column("cond. acc↑", digits=3, order=80),),
            doc="GAN-test: the classifier's accuracy on label-conditioned samples (Shmelkov et al. 2018)"),
     Metric("cas", ("images", "labels"), _cas, "higher", "binomial standard error on the test split",
            applies=_conditional, columns=(Column("CAS↑", digits=3, order=90),),
            doc="Classification Accuracy Score: train on generated, test on real (Ravuri & Vinyals 2019)"),
-    Metric("nearest_train_l2", ("images", "train"), _nearest_train, "none",
+    Metric("nearest_train_l2", ("images", "train"), _nearest_train, "none", "bootstrap std of the median",
            doc="memorisation: median L2 distance to the nearest training image"),
     Metric("kid_classifier", CLF, _kid("classifier"), "lower", "std over subsets",
            doc="KID, cubic polynomial kernel, unbiased MMD (Binkowski et al. 2018, eq. 4)"),
     Metric("prdc_classifier", CLF, _prdc("classifier"), "higher", "bootstrap std of the generated set, 10",
            doc="precision/recall (Kynkäänniemi et al. 2019, k=3), density/coverage (Naeem et al. 2020, k=5)"),
-    Metric("fid_inception", INC, _fid, "lower", "bootstrap std of the generated features",
+    Metric("fid_inception", INC, _fid, "lower", "bootstrap std of the generated and the reference features",
            columns=(Column("FID↓ Inception (N={n})", order=10),), doc="FID on Inception pool3 (Heusel et al. 2017, eq. 6)"),
-    Metric("fid_inf_inception", INC, _fid_inf, "lower", applies=lambda x: x.m >= 8,
+    Metric("fid_inf_inception", INC, _fid_inf, "lower", "standard error of the fitted intercept",
+           applies=lambda x: x.m >= 8,
            columns=(Column("FID-inf↓ (fit)", order=20),), doc="FID-infinity (Chong & Forsyth 2020)"),
     Metric("kid_inception", INC, _kid("inception"), "lower", "std over subsets",
            columns=(Column("KID↓ Inception (N={n})", digits=3, order=30),),

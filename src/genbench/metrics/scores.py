@@ -86,9 +86,23 @@ def mode_coverage(pred: np.ndarray, num_classes: int, min_fraction: float = 0.1)
     return {"histogram": hist.astype(int).tolist(), "modes_covered": covered, "kl_to_uniform_nats": kl}
 
 
-def mean_pairwise_l2(x: np.ndarray, max_n: int = 1000, seed: int = 0) -> float:
-    """Mean pairwise L2 distance between images (N, ...) scaled to [0, 1] per pixel, on up to ``max_n``
-    seeded samples. A diversity measure: 0 = all identical."""
+def mode_coverage_spread(pred: np.ndarray, num_classes: int, n_boot: int = 20, seed: int = 0,
+                         min_fraction: float = 0.1) -> dict:
+    """Bootstrap spread (Efron 1979) of :func:`mode_coverage`: std (ddof 0) of the modes covered and of the KL over
+    ``n_boot`` seeded resamples (n draws with replacement) of the predictions.
+
+    Returns:
+        ``modes_covered_std`` (classes), ``kl_to_uniform_nats_std`` (nats), ``resamples``.
+    """
+    p = np.asarray(pred)
+    rng = np.random.default_rng(seed)
+    runs = [mode_coverage(p[rng.integers(0, len(p), len(p))], num_classes, min_fraction) for _ in range(n_boot)]
+    return {"modes_covered_std": float(np.std([r["modes_covered"] for r in runs])),
+            "kl_to_uniform_nats_std": float(np.std([r["kl_to_uniform_nats"] for r in runs])), "resamples": n_boot}
+
+
+def _pairwise_l2(x: np.ndarray, max_n: int, seed: int) -> np.ndarray:
+    """The (n, n) L2 distances between up to ``max_n`` seeded images of ``x`` (N, ...), pixels scaled to [0, 1]."""
     rng = np.random.default_rng(seed)
     f = np.asarray(x, np.float64).reshape(len(x), -1)
     if f.max() > 1.5:
@@ -96,9 +110,36 @@ def mean_pairwise_l2(x: np.ndarray, max_n: int = 1000, seed: int = 0) -> float:
     if len(f) > max_n:
         f = f[rng.choice(len(f), max_n, replace=False)]
     sq = (f * f).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None] - 2 * f @ f.T, 0)
-    n = len(f)
-    return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean())
+    return np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * f @ f.T, 0))
+
+
+def mean_pairwise_l2(x: np.ndarray, max_n: int = 1000, seed: int = 0) -> float:
+    """Mean pairwise L2 distance between images (N, ...) scaled to [0, 1] per pixel, on up to ``max_n``
+    seeded samples. A diversity measure: 0 = all identical."""
+    d = _pairwise_l2(x, max_n, seed)
+    return float(d[np.triu_indices(len(d), 1)].mean())
+
+
+def mean_pairwise_l2_with_spread(x: np.ndarray, max_n: int = 1000, seed: int = 0, n_boot: int = 20) -> dict:
+    """:func:`mean_pairwise_l2` and its bootstrap std: the images are resampled with replacement (``n_boot``
+    seeded resamples) and the mean is taken over the pairs of distinct draws (i != j as draws; a pair of two draws
+    of one image adds a 0 distance, as a duplicate sample would), so the spread is that of the U-statistic over the
+    sampled images (Efron 1979), from the one distance matrix.
+
+    Returns:
+        ``value`` (pixels in [0, 1] units, L2), ``std`` (same units), ``n_generated`` (images used),
+        ``resamples``.
+    """
+    d = _pairwise_l2(x, max_n, seed)
+    n = len(d)
+    value = float(d[np.triu_indices(n, 1)].mean()) if n > 1 else 0.0
+    rng = np.random.default_rng(seed + 1)
+    boots = []
+    for _ in range(n_boot if n > 1 else 0):
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)  # draw counts
+        # sum over ordered pairs of distinct draws: w^T D w (D's diagonal is 0), over n (n - 1) ordered pairs
+        boots.append(float(w @ d @ w) / (n * (n - 1)))
+    return {"value": value, "std": float(np.std(boots)) if boots else None, "n_generated": n, "resamples": n_boot}
 
 
 def frechet_distance_to(gen: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray) -> float:
@@ -205,6 +246,25 @@ def bootstrap_fid_values(gen: np.ndarray, real_stats: tuple[np.ndarray, np.ndarr
     return np.array(out)
 
 
+def bootstrap_fid_both(gen: np.ndarray, ref: np.ndarray, ref_stats: tuple[np.ndarray, np.ndarray],
+                       n_boot: int = 20, seed: int = 0) -> dict:
+    """The FID spread when the reference is itself a sample (a subset of the test split): the generated features
+    are resampled against the fixed reference statistics, then the reference features against the fixed generated
+    statistics (the Frechet distance is symmetric in its two Gaussians, so :func:`bootstrap_fid_values` serves both),
+    and the two independent parts add in variance (first-order delta method): std = sqrt(std_gen^2 + std_ref^2).
+
+    Args:
+        gen: (n, D) generated features; ref: (n_r, D) the reference subset's features; ref_stats: their (mu, sigma).
+        n_boot: resamples of each side; seed: the generated side's draws (the reference's: seed + 1).
+
+    Returns:
+        ``std`` (FID units), ``std_generated``, ``std_reference``, ``resamples``.
+    """
+    sg = float(np.std(bootstrap_fid_values(gen, ref_stats, n_boot, seed)))
+    sr = float(np.std(bootstrap_fid_values(ref, feature_stats(gen), n_boot, seed + 1)))
+    return {"std": float(np.hypot(sg, sr)), "std_generated": sg, "std_reference": sr, "resamples": n_boot}
+
+
 def bootstrap_fid(gen: np.ndarray, real_stats: tuple[np.ndarray, np.ndarray], n_boot: int = 20,
                   seed: int = 0) -> float:
     """Std (ddof 0) of the Frechet distance over ``n_boot`` bootstrap resamples (n draws with replacement) of the
@@ -249,9 +309,10 @@ def fid_infinity(gen: np.ndarray, real: np.ndarray, *, points: int = 8, min_frac
     as few images as the generated set, so both are subsampled together (nested seeded random prefixes of each,
     size N against size N): the fit then removes the finite-N bias of both sides to first order.
 
-    Measured limit (real held-out vs real test MNIST, Inception, where the true FID is near 0): the fit is only
-    linear over N >> D = 2048; at N = 400 / 1,000 / 2,000 it gave 15.3 / 7.2 / 3.8 (FID_N 22.8 / 12.4 / 7.2), so
-    below a few thousand images FID_inf is less biased than FID_N but still NOT comparable across N.
+    Limit: FID_N is linear in 1/N only for N >> D = 2048, so below a few thousand images FID_inf is less biased
+    than FID_N but still depends on N: compare it only at the same N. Where the true FID is 0 (real against real)
+    it stays above 0 at such N; each evaluation's real-data row (held-out real images scored like a model) gives
+    that floor for its dataset and N, measured by the same run.
 
     Args:
         gen: (n, D) generated features, n >= 8.
@@ -261,7 +322,8 @@ def fid_infinity(gen: np.ndarray, real: np.ndarray, *, points: int = 8, min_frac
         seed: seed of the subset orders.
 
     Returns:
-        dict: ``value`` (the intercept, FID_inf; can be negative), ``slope`` (FID x images), ``intercept``,
+        dict: ``value`` (the intercept, FID_inf; can be negative), ``std`` (its least-squares standard error,
+        FID units; None with fewer than 3 sizes) and ``spread`` (how), ``slope`` (FID x images), ``intercept``,
         ``ns`` (sizes), ``fids`` (FID at each size), ``residual_std`` (of the fit, FID units).
     """
     g, r = np.asarray(gen, np.float64), np.asarray(real, np.float64)
@@ -272,8 +334,13 @@ def fid_infinity(gen: np.ndarray, real: np.ndarray, *, points: int = 8, min_frac
     rng = np.random.default_rng(seed)
     og, orr = rng.permutation(len(g)), rng.permutation(len(r))
     fids = np.array([fid_between(g[og[:k]], r[orr[:k]]) for k in ns])
-    slope, intercept = np.polyfit(1.0 / ns, fids, 1)
+    (slope, intercept), cov = np.polyfit(1.0 / ns, fids, 1, cov="unscaled")
     resid = fids - (intercept + slope / ns)
+    dof = max(len(ns) - 2, 1)
+    se = float(np.sqrt(cov[1, 1] * float(resid @ resid) / dof)) if len(ns) > 2 else None
     return {"value": float(intercept), "intercept": float(intercept), "slope": float(slope),
             "ns": ns.tolist(), "fids": fids.tolist(), "residual_std": float(np.std(resid)),
+            "std": se, "spread": "standard error of the fitted intercept (ordinary least squares, residual variance "
+                                 "over k - 2 degrees of freedom); the nested subsets make the points correlated, so "
+                                 "it understates the resampling spread",
             "subsets": "generated and reference subsampled together, N vs N"}
