@@ -71,6 +71,22 @@ def cli_subprocess(*args: str, env: dict | None = None, cwd=None, timeout: float
                           env={**os.environ, **env} if env else None)
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty working folder and GENBENCH_HOME, with sentinels beside them that must survive (the bad-input files
+    of issue 29: nothing is written outside the folder a command was given)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("GENBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sentinel = tmp_path / "sentinel.txt"
+    sentinel.write_text("keep")
+    yield work
+    assert sentinel.read_text() == "keep"
+    assert {p.name for p in work.iterdir()} <= {"runs"}, sorted(p.name for p in work.iterdir())
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from genbench.data import load_dataset
