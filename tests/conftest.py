@@ -11,6 +11,7 @@ import subprocess
 import sys
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,6 +87,29 @@ def home(tmp_path, monkeypatch):
     assert sentinel.read_text() == "keep"
     assert {p.name for p in work.iterdir()} <= {"runs"}, sorted(p.name for p in work.iterdir())
 
+
+
+def seeded_classifier(seed: int = 0):
+    """An untrained classifier (1 channel, 10 classes) with weights seeded by ``seed``, in eval mode: the same
+    weights in every process, where a test needs a classifier but not a trained one."""
+    from genbench.models.classifier import Classifier
+
+    torch.manual_seed(seed)
+    return Classifier(channels=1, num_classes=10).eval()
+
+
+def same_metrics(a, b, path: str = "") -> None:
+    """Exact equality of nested metric dicts (NaN equals NaN); ``path`` names the differing entry."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            same_metrics(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple, np.ndarray)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
+    elif isinstance(a, float):
+        assert a == b or (np.isnan(a) and np.isnan(b)), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
 
 @pytest.fixture(scope="session")
 def mnist():
