@@ -116,23 +116,23 @@ def _unknown_params(kind: str, params: dict) -> list:
 
 
 def _geometry(kind: str, shape: list) -> dict:
-    """The image geometry filled into a model's params: ``channels`` + ``image_size`` for the VAE, ``image_shape``
-    for the other built-ins; an outside class gets whichever of these its constructor takes."""
-    if kind == "vae":
-        return {"channels": shape[0], "image_size": shape[1]}
-    mk = resolve_kind(kind)
-    if not mk.external:
-        return {"image_shape": shape}
-    names = mk.param_names()
+    """The image geometry filled into a model's params: whichever of ``image_shape`` or ``channels`` +
+    ``image_size`` the kind's class (from the family registry) takes in its constructor; the VAE takes the pair,
+    the other built-ins ``image_shape``."""
+    names = resolve_kind(kind).param_names()
     fill = {"image_shape": shape} if "image_shape" in names else {}
     fill.update({k: v for k, v in (("channels", shape[0]), ("image_size", shape[1])) if k in names})
     return fill
 
 
 def _takes_classes(kind: str) -> bool:
-    """Whether ``conditional: true`` applies: the VAE, or an outside class whose constructor takes num_classes."""
+    """Whether ``conditional: true`` applies: a built-in kind of a family that fills the class count
+    (:attr:`genbench.families.Family.fills_classes`: the VAE), or an outside class whose constructor takes
+    num_classes."""
     mk = resolve_kind(kind)
-    return kind == "vae" or (mk.external and "num_classes" in mk.param_names())
+    if mk.external:
+        return "num_classes" in mk.param_names()
+    return get_family(mk.family).fills_classes
 
 
 def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:
