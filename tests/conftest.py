@@ -11,6 +11,7 @@ import subprocess
 import sys
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,6 +71,45 @@ def cli_subprocess(*args: str, env: dict | None = None, cwd=None, timeout: float
     return subprocess.run([*GENBENCH, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
                           env={**os.environ, **env} if env else None)
 
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty working folder and GENBENCH_HOME, with sentinels beside them that must survive (the bad-input files
+    of issue 29: nothing is written outside the folder a command was given)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("GENBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sentinel = tmp_path / "sentinel.txt"
+    sentinel.write_text("keep")
+    yield work
+    assert sentinel.read_text() == "keep"
+    assert {p.name for p in work.iterdir()} <= {"runs"}, sorted(p.name for p in work.iterdir())
+
+
+
+def seeded_classifier(seed: int = 0):
+    """An untrained classifier (1 channel, 10 classes) with weights seeded by ``seed``, in eval mode: the same
+    weights in every process, where a test needs a classifier but not a trained one."""
+    from genbench.models.classifier import Classifier
+
+    torch.manual_seed(seed)
+    return Classifier(channels=1, num_classes=10).eval()
+
+
+def same_metrics(a, b, path: str = "") -> None:
+    """Exact equality of nested metric dicts (NaN equals NaN); ``path`` names the differing entry."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            same_metrics(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple, np.ndarray)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
+    elif isinstance(a, float):
+        assert a == b or (np.isnan(a) and np.isnan(b)), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
 
 @pytest.fixture(scope="session")
 def mnist():

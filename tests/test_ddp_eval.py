@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import same_metrics, seeded_classifier
 from genbench.data.registry import Dataset
 from test_ddp import CFGS, _cfg, _free_port
 
@@ -27,13 +28,6 @@ N_PREDICT, PREDICT_BATCH = 50, 8  # 7 classifier batches: 4 + 3, the last one sh
 STUDY = SimpleNamespace(seed=7, evaluation=SimpleNamespace(n_samples=N_BANK, sample_batch=BANK_BATCH))
 EVAL = SimpleNamespace(is_splits=2, cas_steps=3, n_memorisation=N_BANK, n_manifold=N_BANK,
                        n_inception=N_INCEPTION, fid_bootstrap=2, resize="tf1_bilinear", inception_precision="bf16")
-
-
-def _classifier():
-    from genbench.models.classifier import Classifier
-
-    torch.manual_seed(0)  # untrained but seeded: the same weights in every process
-    return Classifier(channels=1, num_classes=10).eval()
 
 
 def _record_writes(writes: list) -> list:
@@ -80,7 +74,7 @@ def _evaluate_patched(root: Path, run: str, dist, writes: list) -> dict:
 
     d = torch.load(root / "data.pt")
     images, labels, manifest = sample_bank(root / run, STUDY, "fp32", dist)
-    clf = _classifier()
+    clf = seeded_classifier()
     probs, feats = predict(clf, d["test_x"][:N_PREDICT], batch=PREDICT_BATCH, dist=dist)
     test = Dataset(d["test_x"], d["test_y"], 10, "mnist")
     train = Dataset(d["train_x"], d["train_y"], 10, "mnist")
@@ -105,20 +99,6 @@ def _worker(rank: int, port: int, root: str) -> None:
     torch.save(out, Path(root) / f"rank{rank}.pt")
     dist.barrier()
     torch.distributed.destroy_process_group()
-
-
-def _same(a, b, path="") -> None:
-    """Exact equality of nested metric dicts (NaN equals NaN)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple, np.ndarray)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
-    elif isinstance(a, float):
-        assert a == b or (np.isnan(a) and np.isnan(b)), (path, a, b)
-    else:
-        assert a == b, (path, a, b)
 
 
 def test_batch_zero_is_seeded_with_the_seed_and_batches_are_independent():
@@ -189,7 +169,7 @@ def test_two_rank_evaluation_equals_one_process(tmp_path, mnist):
     assert r1["metrics"] is None
     m0, m1 = dict(r0["metrics"]), dict(one["metrics"])
     m0.pop("eval_seconds"), m1.pop("eval_seconds")
-    _same(m0, m1)
+    same_metrics(m0, m1)
     # the feature cache (the test split's classifier features, the Inception reference): the same keys (the world
     # size is not part of them) and the same arrays
     cached = {w: sorted((tmp_path / f"cache-{w}" / "features").glob("*.npz")) for w in ("ddp", "one")}

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import same_metrics, seeded_classifier
 from genbench.data.registry import Dataset
 from genbench.metrics import evaluate as E
 from genbench.metrics.feature_cache import FeatureCache, images_sha256, key_digest, weights_sha256
@@ -84,15 +85,8 @@ def predicted(monkeypatch):
     return seen
 
 
-def _classifier(seed: int = 0):
-    from genbench.models.classifier import Classifier
-
-    torch.manual_seed(seed)
-    return Classifier(channels=1, num_classes=10).eval()
-
-
 def _ctx(data, *, seed: int = 3, inception=None, classifier=None, logs=None) -> E.EvalContext:
-    ctx = E.EvalContext(test=data["test"], train=data["train"], classifier=classifier or _classifier(),
+    ctx = E.EvalContext(test=data["test"], train=data["train"], classifier=classifier or seeded_classifier(),
                         classifier_info={"test_accuracy": 0.0}, eval_cfg=EVAL, seed=seed,
                         log=(logs.append if logs is not None else (lambda *_: None)))
     ctx._inception = inception or StubInception()
@@ -107,20 +101,6 @@ def _real_row(ctx, data, *, cached: bool = True) -> dict:
     out = E.evaluate_images(ctx, x, y, what="real", source=("holdout", idx) if cached else None)
     out.pop("eval_seconds")
     return out
-
-
-def _same(a, b, path="") -> None:
-    """Exact equality of nested metric dicts (NaN equals NaN)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple, np.ndarray)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
-    elif isinstance(a, float):
-        assert a == b or (np.isnan(a) and np.isnan(b)), (path, a, b)
-    else:
-        assert a == b, (path, a, b)
 
 
 # -- reuse --------------------------------------------------------------------------------------------------------
@@ -142,13 +122,13 @@ def test_a_second_evaluation_computes_no_real_features_and_gives_the_same_number
     rec = ctx2.feature_cache.record()
     assert (rec["from_cache"], rec["computed"]) == (4, 0) and all(e["from_cache"] for e in rec["lookups"])
     assert sum("from the cache" in line for line in logs) == 4 and not any("computing" in line for line in logs)
-    _same(first, second)
+    same_metrics(first, second)
 
     gen = E.evaluate_images(ctx2, data["gen"], None, what="gen")  # generated images: always extracted
     assert gen is not None and predicted["calls"] == 1 and ctx2.inception.calls == 1 and ctx2.inception.images == M
 
     ctx3 = _ctx(data)  # the path without the real row's cache: the same numbers
-    _same(first, _real_row(ctx3, data, cached=False))
+    same_metrics(first, _real_row(ctx3, data, cached=False))
 
 
 def test_cached_arrays_equal_the_computed_ones_bit_for_bit(data, home):
@@ -198,7 +178,7 @@ def test_a_changed_key_computes_again(data, home, predicted, change):
         data = {**data, "holdout": Dataset(x, hold.y, 10, "toy")}
     ctx = _ctx(data, seed=4 if change == "seed" else 3,
                inception=StubInception("bf16" if change == "extractor" else "fp32"),
-               classifier=_classifier(1) if change == "classifier" else None)
+               classifier=seeded_classifier(1) if change == "classifier" else None)
     _real_row(ctx, data)
     computed = {e["features"] for e in ctx.feature_cache.record()["lookups"] if not e["from_cache"]}
     expect = {"seed": {f"classifier features of {N} holdout images", f"Inception reference statistics of {M} test "
@@ -214,7 +194,8 @@ def test_a_changed_key_computes_again(data, home, predicted, change):
 def test_key_helpers_name_content_not_identity():
     a = torch.zeros(3, 1, 4, 4, dtype=torch.uint8)
     assert images_sha256(a) == images_sha256(a.clone()) != images_sha256(a.view(3, 1, 2, 8).contiguous())
-    assert weights_sha256(_classifier(0)) == weights_sha256(_classifier(0)) != weights_sha256(_classifier(1))
+    assert weights_sha256(seeded_classifier(0)) == weights_sha256(seeded_classifier(0)) \
+        != weights_sha256(seeded_classifier(1))
     assert key_digest({"a": 1, "b": 2}) == key_digest({"b": 2, "a": 1}) != key_digest({"a": 1, "b": 3})
 
 
@@ -483,4 +464,4 @@ def test_a_second_genbench_score_extracts_no_real_features(tmp_path, mnist):
     for name in ("imgs", "real"):
         a, b = dict(rows1[name]), dict(rows2[name])
         a.pop("eval_seconds"), b.pop("eval_seconds")
-        _same(a, b, name)
+        same_metrics(a, b, name)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_bad_input import _cli  # in-process `genbench ARGS`: (exit code, stderr lines, stdout)
+from bad_input_helpers import _cli  # in-process `genbench ARGS`: (exit code, stderr lines, stdout)
 
 N = 100
 
@@ -107,7 +107,7 @@ def _png(path: Path, size=(28, 28), value=0) -> None:
 
 
 def _one_line(result: tuple, *needles: str) -> None:
-    """``result`` from test_bad_input's in-process ``_cli``: (exit code, non-empty stderr lines, stdout)."""
+    """``result`` from bad_input_helpers' in-process ``_cli``: (exit code, non-empty stderr lines, stdout)."""
     code, lines, _ = result
     assert code == 2 and len(lines) == 1 and lines[0].startswith("genbench: error:"), (code, lines)
     for n in needles:

@@ -17,6 +17,8 @@ field              used by
                    empty for one-pass families, which draw with the model's own ``sample``
 ``loss_keys``      the report's training-curve panels; ``stability_keys`` the stability metric's loss series
 ``conditional``    whether the family's models may be class-conditional (``num_classes > 0``)
+``fills_classes``  study files: whether ``conditional: true`` applies to the family's built-in kinds, filling
+                   ``num_classes`` from the dataset (:mod:`genbench.studies.model_config`)
 ``methods`` ...    the protocol an outside class of the family must follow (docs/BRING_YOUR_OWN.md)
 =================  ==============================================================================================
 
@@ -92,6 +94,10 @@ class Family:
         loss_keys: history keys drawn in the training-curve figure, in order.
         stability_keys: history keys whose series give the stability metric (the worst one counts).
         conditional: whether the family's models may take ``num_classes > 0``.
+        fills_classes: whether a study's ``conditional: true`` applies to the family's built-in kinds (their
+            ``num_classes`` is then filled from the dataset: the VAE); other families are conditioned by their
+            kind (``cgan``) or ``params.num_classes``. An outside class takes the flag when its constructor
+            takes ``num_classes``.
         methods: callables an outside class of this family must have.
         attributes: instance attributes an outside model of this family must have once built.
         base: a class outside classes must subclass (genbench's samplers need its noise schedule), or None.
@@ -107,6 +113,7 @@ class Family:
     loss_keys: tuple[str, ...] = ("loss",)
     stability_keys: tuple[str, ...] = ("loss",)
     conditional: bool = True
+    fills_classes: bool = False
     methods: tuple[str, ...] = ("training_losses", "sample")
     attributes: tuple[str, ...] = ()
     base: type | None = None

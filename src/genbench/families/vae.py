@@ -10,6 +10,7 @@ VAE = Family(
     name="vae", doc="variational autoencoder (ELBO with beta; conv/mlp/row-GRU encoders)", step=likelihood_step,
     kinds={"vae": ConvVAE},
     loss_keys=("loss", "recon", "kl"),
+    fills_classes=True,  # `conditional: true` makes a CVAE, num_classes from the dataset
     methods=("training_losses", "sample", "encode", "decode", "decode_logits", "log_px_z"),
     attributes=("latent_dim", "beta", "likelihood", "encoder_kind"),
 )

@@ -6,39 +6,26 @@ file and re-exports these names."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from genbench.errors import GenbenchError
 from genbench.families import check_settings, get_family, resolve_kind
 from genbench.runtime.device import resolve_precision
 from genbench.studies.schema import DIVERGENCE, MODEL, NAME_RULE, OPTIMIZER, PARAMS, check_value, folder_name, short, validate
+from genbench.training.config import TrainConfig
 from genbench.training.loop import DIVERGENCE_DEFAULTS
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """One model of a study, fully resolved."""
+class ModelConfig(TrainConfig):
+    """One model of a study, fully resolved: the fields the training loop reads (:class:`TrainConfig`, where they
+    are listed and documented) and, keyword-only, the study's own below."""
 
-    name: str
-    kind: str
-    params: dict
-    optimizer: dict
-    epochs: int
-    batch_size: int
-    seed: int
-    precision: str
+    _: KW_ONLY
     dataset: str
-    ema_decay: float | None = None
-    log_every: int = 50
     train_subset: int | None = None
-    threads: int | None = None
-    divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
-    channels_last: bool = False  # convolution weights (and so activations) in NHWC memory format
-    compile: bool = False  # torch.compile the model's sub-networks for training (inductor)
     conditional: bool = False  # a VAE conditioned on the class (its params hold num_classes from the dataset)
     sampling: dict = field(default_factory=dict)  # diffusion-family sampler settings (see _sampling_field)
-    budget: dict | None = None  # equal-compute training: {"kind": images|flops|seconds, "value": N}; epochs ignored
-    curve_points: int = 0  # snapshots for the quality-vs-compute curve (training/curve.py); 0 = none
 
     @property
     def family(self) -> str:
@@ -129,23 +116,23 @@ def _unknown_params(kind: str, params: dict) -> list:
 
 
 def _geometry(kind: str, shape: list) -> dict:
-    """The image geometry filled into a model's params: ``channels`` + ``image_size`` for the VAE, ``image_shape``
-    for the other built-ins; an outside class gets whichever of these its constructor takes."""
-    if kind == "vae":
-        return {"channels": shape[0], "image_size": shape[1]}
-    mk = resolve_kind(kind)
-    if not mk.external:
-        return {"image_shape": shape}
-    names = mk.param_names()
+    """The image geometry filled into a model's params: whichever of ``image_shape`` or ``channels`` +
+    ``image_size`` the kind's class (from the family registry) takes in its constructor; the VAE takes the pair,
+    the other built-ins ``image_shape``."""
+    names = resolve_kind(kind).param_names()
     fill = {"image_shape": shape} if "image_shape" in names else {}
     fill.update({k: v for k, v in (("channels", shape[0]), ("image_size", shape[1])) if k in names})
     return fill
 
 
 def _takes_classes(kind: str) -> bool:
-    """Whether ``conditional: true`` applies: the VAE, or an outside class whose constructor takes num_classes."""
+    """Whether ``conditional: true`` applies: a built-in kind of a family that fills the class count
+    (:attr:`genbench.families.Family.fills_classes`: the VAE), or an outside class whose constructor takes
+    num_classes."""
     mk = resolve_kind(kind)
-    return kind == "vae" or (mk.external and "num_classes" in mk.param_names())
+    if mk.external:
+        return "num_classes" in mk.param_names()
+    return get_family(mk.family).fills_classes
 
 
 def _params(kind: str, params: dict, w: str, info, conditional: bool) -> dict:

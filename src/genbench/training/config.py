@@ -1,13 +1,14 @@
 """What the training loop reads from a model's config: :class:`TrainConfig`.
 
-The loop takes any object with these fields and two methods; a study's ``ModelConfig``
-(:mod:`genbench.studies.config`, a frozen dataclass) is one, and the loop never imports studies. The model kind
+The fields are listed once, here; a study's ``ModelConfig`` (:mod:`genbench.studies.config`) extends this frozen
+dataclass with the study's own fields and provides the two methods, and the loop never imports studies. The model kind
 arrives through :meth:`TrainConfig.model_kind` as a :class:`TrainableKind`, so the loop never imports
 ``genbench.families`` either.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from torch import nn
@@ -52,8 +53,10 @@ class TrainableKind(Protocol):
         ...
 
 
-class TrainConfig(Protocol):
-    """Every field the training loop reads. Units and meanings:
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every field the training loop reads, typed and listed once. A study's ``ModelConfig`` extends it with the
+    study's own fields and defines :meth:`to_dict` and :meth:`model_kind`. Units and meanings:
 
     Attributes:
         name: the run's name, in the progress bar and in messages.
@@ -83,20 +86,20 @@ class TrainConfig(Protocol):
     batch_size: int
     seed: int
     precision: str
-    ema_decay: float | None
-    log_every: int
-    threads: int | None
-    divergence: dict
-    channels_last: bool
-    compile: bool
-    budget: dict | None
-    curve_points: int
+    ema_decay: float | None = None
+    log_every: int = 50
+    threads: int | None = None
+    divergence: dict = field(default_factory=lambda: dict(DIVERGENCE_DEFAULTS))
+    channels_last: bool = False
+    compile: bool = False
+    budget: dict | None = None
+    curve_points: int = 0
 
     def to_dict(self) -> dict:
         """The resolved config as plain data: written to ``config.yaml``, every checkpoint and every snapshot;
         its ``"model"`` entry must match a checkpoint's for a resume."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} defines no to_dict()")
 
     def model_kind(self) -> TrainableKind:
         """The model kind: builder, optimiser parts, step and DDP entries."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} defines no model_kind()")
