@@ -32,7 +32,7 @@ def test_samples_shape_dtype_range_and_labels(shape, num_classes):
         c = draw(model, 6, y=y, generator=torch.Generator().manual_seed(3))
         d = draw(model, 6, y=(y + 1) % 10, generator=torch.Generator().manual_seed(3))
         assert not torch.equal(c, d)
-        with pytest.raises(Exception):
+        with pytest.raises(TypeError):
             model.generate(torch.randn(2, 16), None)  # a conditional G needs labels
 
 
