@@ -54,8 +54,8 @@ step (1.85 against 1.34 s at batch 128, below; ``r1_every = k`` divides the extr
 
 Cost: the conditional model at the defaults (width 32, z_dim 128; G 0.98M, D 0.35M parameters) takes 1.34 s per fp32
 training step at batch 128 (median of 10 after 3 warm-up steps, 2 threads, idle 2-core AVX2-only AMD EPYC, no
-AVX-512/AMX), about 1.1 G multiply-adds per image per step, almost all in the 4x4 stride-2 (transposed)
-convolutions and their backward passes; the width is the knob for sizing a study. The penalty itself is not logged: the adversarial step logs only
+AVX-512/AMX); torch.profiler puts ~90% of it in convolutions, most in the backward passes of the 4x4 stride-2
+(transposed) convolutions. The width is the knob for sizing a study (the convolutions' cost grows as its square). The penalty itself is not logged: the adversarial step logs only
 ``loss_d`` (which includes it), ``loss_g``, ``d_x`` and ``d_g_z``.
 """
 
