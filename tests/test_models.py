@@ -14,6 +14,8 @@ CASES = [
     ("vae", {"latent_dim": 4, "num_classes": 10}),
     ("gan", {"z_dim": 8, "g_widths": [16, 16], "d_widths": [16]}),
     ("cgan", {"z_dim": 8, "g_widths": [16, 16], "d_widths": [16], "num_classes": 10}),
+    ("sngan", {"z_dim": 8, "width": 8}),
+    ("sngan", {"z_dim": 8, "width": 8, "num_classes": 10}),
     ("ddpm", {"widths": [8, 16, 16]}),
     ("ddpm", {"widths": [8, 16, 16], "num_classes": 10}),
     ("flow", {"widths": [8, 16, 16]}),

@@ -3,7 +3,7 @@
 A kind is one of three things:
 
 - a built-in name, declared by its family's module (``kinds`` of each registered Family: ``vae``, ``gan``,
-  ``cgan``, ``dcgan``, ``ddpm``, ``flow``);
+  ``cgan``, ``dcgan``, ``sngan``, ``ddpm``, ``flow``);
 - an import path ``package.module:ClassName`` (the module is imported, so a study naming one runs that module's
   code, as ``python -c "import package.module"`` would);
 - the name of an installed entry point in the group ``genbench.models`` (a package declares

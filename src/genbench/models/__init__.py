@@ -1,4 +1,4 @@
-"""Model networks, one module per model (``vae``, ``gan``, ``dcgan``, ``unet``, ``ddpm``, ``flow``, ``classifier``).
+"""Model networks, one module per model (``vae``, ``gan``, ``dcgan``, ``sngan``, ``unet``, ``ddpm``, ``flow``, ``classifier``).
 
 Every model follows one protocol (STYLE.md, convention 2; docs/BRING_YOUR_OWN.md):
 

@@ -279,9 +279,10 @@ SWEEPS.update({"n": _int(2, MAX_SAMPLES, None, null=True), "n_inception": _int(2
                "batch": _int(1, MAX_SAMPLES, None, null=True)})
 PARAMS = {  # type and range of the common model parameters (the constructor decides which a kind takes)
     **{k: _int(1, MAX_WIDTH) for k in ("latent_dim", "hidden", "z_dim", "ngf", "ndf", "label_dim", "rnn_hidden",
-                                       "channels")},
+                                       "channels", "width")},
     "num_classes": _int(0, 100_000), "image_size": _int(4, 1024), "kl_anneal_steps": _int(0, 10**9),
     "timesteps": _int(1, 100_000), "sampler_steps": _int(1, 100_000),
+    "r1_every": _int(1, 10**6), "r1_gamma": _float(0, 1e6), "loss": _choice(("hinge", "ns")),
     "beta": _float(0, 1e6), "gaussian_std": _float(0, 1e6, lo_open=True),
     "dropout": _float(0, 1, hi_open=True), "p_uncond": _float(0, 1), "real_label": _float(0, 1, lo_open=True),
     "guidance_scale": _float(0, 1e3), "beta_start": _float(0, 1, lo_open=True, hi_open=True),
