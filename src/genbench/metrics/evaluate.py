@@ -36,6 +36,7 @@ from genbench.data.assets import cache_home
 from genbench.data.registry import Dataset
 from genbench.io import atomic_write_bytes
 from genbench.metrics import generic  # noqa: F401 - registers the built-in metrics
+from genbench.metrics import per_class  # noqa: F401 - registers the per-class metrics of conditional models
 from genbench.metrics.classifier import predict
 from genbench.metrics.feature_cache import FOLDER, FeatureCache, images_sha256, weights_sha256
 from genbench.metrics.generic import MIN_FID_RESAMPLES  # noqa: F401 - re-exported
@@ -213,6 +214,12 @@ class EvalContext:
             self._cache["clf_feats"] = feats
             self._cache["clf_ref"] = None if feats is None else feature_stats(feats)
         return self._cache["clf_ref"]
+
+    def classifier_test_features(self) -> np.ndarray | None:
+        """Classifier features float64 (N_test, D) of the whole test split, in split order (rows match
+        ``test.y``); None where :meth:`classifier_reference` is."""
+        self.classifier_reference()
+        return self._cache["clf_feats"]
 
     def classifier_reference_features(self, n: int) -> np.ndarray | None:
         """Classifier features of the ``n``-image reference subset (for KID / precision / recall at equal N);

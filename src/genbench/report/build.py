@@ -272,6 +272,18 @@ def build_report(study_dir: Path) -> Path:
         q.append(figure(rel(F.precision_recall_scatter(pr, fig / "precision_recall.png")),
                         "Precision (fidelity) and recall (coverage), k = 3 (Kynkäänniemi et al. 2019), on both "
                         "feature sets; the star is real held-out data"))
+    pc = {r["model"]: r["metrics"]["per_class"] for r in recs_all
+          if (r["metrics"].get("per_class") or {}).get("classes")}
+    if pc:
+        worst = ", ".join(f"{m}: {e['worst']['name']} (FD {e['worst']['fd']:.3g})" for m, e in pc.items()
+                          if e.get("worst"))
+        first = next(iter(pc.values()))
+        q.append(figure(rel(F.per_class(pc, fig / "per_class.png")),
+                        f"Per-class quality of the conditional models: for each requested class, the generated images "
+                        f"against the test images of that class on the classifier's features (about "
+                        f"{first['classes'][0]['n_generated']} per class; FD against all of the class's test images, "
+                        f"precision and recall k = 3 at equal N); ± {first.get('spread', 'spread')}. The real row is "
+                        f"each class's floor. Worst class: {worst}. {first['inception_fid_per_class'].get('note', '')}"))
     mh, mr = manifold_table(recs_all)
     q += ["<h3>KID, precision/recall, density/coverage on both feature sets</h3>", table(mh, mr)]
 

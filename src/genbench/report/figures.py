@@ -222,6 +222,38 @@ def precision_recall_scatter(points: dict[str, dict[str, tuple[float, float]]], 
     return save(fig, path)
 
 
+def per_class(entries: dict[str, dict], path: Path) -> Path:
+    """Per-class quality of conditional models (``per_class`` in metrics.json): FD on the classifier's features per
+    class (left, log scale) and precision / recall per class (right), one line per set with its bootstrap stds as
+    error bars; the real-data row is each class's floor."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, (name, e) in enumerate(entries.items()):
+        rows = [c for c in e["classes"] if c.get("fd") is not None]
+        if not rows:
+            continue
+        x = np.array([c["class"] for c in rows]) + (i - len(entries) / 2) * 0.06  # side by side, not on top
+        c = "black" if name == "real" else COLORS[i % len(COLORS)]
+        a1.errorbar(x, [r["fd"] for r in rows], yerr=[r["fd_std"] for r in rows], fmt="o-", ms=3, lw=1,
+                    capsize=2, color=c, label=name)
+        a2.errorbar(x, [r["precision"] for r in rows], yerr=[r["precision_std"] for r in rows], fmt="o-", ms=3,
+                    lw=1, capsize=2, color=c, label=f"{name} precision")
+        a2.errorbar(x, [r["recall"] for r in rows], yerr=[r["recall_std"] for r in rows], fmt="s--", ms=3, lw=1,
+                    capsize=2, color=c, alpha=0.6, label=f"{name} recall")
+    ticks = [c["class"] for c in next(iter(entries.values()))["classes"]]
+    labels = [c["name"] for c in next(iter(entries.values()))["classes"]]
+    for ax in (a1, a2):
+        ax.set_xticks(ticks, labels, rotation=45 if max(map(len, labels), default=0) > 3 else 0, fontsize=8)
+        ax.set_xlabel("requested class")
+        ax.grid(alpha=0.3)
+    a1.set_yscale("log")
+    a1.set_ylabel("FD per class (classifier features, lower is better)")
+    a2.set_ylabel("precision / recall per class (k = 3)")
+    a2.set_ylim(0, 1.02)
+    a1.legend(fontsize=7)
+    a2.legend(fontsize=6, ncol=2)
+    return save(fig, path)
+
+
 def fid_infinity_fits(fits: dict[str, dict], path: Path) -> Path:
     """FID-infinity (Chong & Forsyth 2020): each set's FID at several N against 1/N, its least-squares line, and
     the intercept at 1/N = 0 (the extrapolated value) as a marker on the y axis."""
