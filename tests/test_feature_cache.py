@@ -111,8 +111,9 @@ def test_a_second_evaluation_computes_no_real_features_and_gives_the_same_number
     the real row equals the first run's and the uncached path's."""
     ctx1 = _ctx(data)
     first = _real_row(ctx1, data)
-    assert predicted["calls"] == 2 and ctx1.inception.calls == 2  # test split + real row; reference + real row
-    assert ctx1.feature_cache.record()["computed"] == 4 and ctx1.feature_cache.record()["from_cache"] == 0
+    # classifier: test split + real row + the memorisation train subset; Inception: reference + real row
+    assert predicted["calls"] == 3 and ctx1.inception.calls == 2
+    assert ctx1.feature_cache.record()["computed"] == 5 and ctx1.feature_cache.record()["from_cache"] == 0
 
     predicted.update(calls=0, images=0)
     logs: list[str] = []
@@ -120,8 +121,8 @@ def test_a_second_evaluation_computes_no_real_features_and_gives_the_same_number
     second = _real_row(ctx2, data)
     assert predicted["calls"] == 0 and ctx2.inception.calls == 0, (predicted, ctx2.inception.calls)
     rec = ctx2.feature_cache.record()
-    assert (rec["from_cache"], rec["computed"]) == (4, 0) and all(e["from_cache"] for e in rec["lookups"])
-    assert sum("from the cache" in line for line in logs) == 4 and not any("computing" in line for line in logs)
+    assert (rec["from_cache"], rec["computed"]) == (5, 0) and all(e["from_cache"] for e in rec["lookups"])
+    assert sum("from the cache" in line for line in logs) == 5 and not any("computing" in line for line in logs)
     same_metrics(first, second)
 
     gen = E.evaluate_images(ctx2, data["gen"], None, what="gen")  # generated images: always extracted
@@ -181,12 +182,13 @@ def test_a_changed_key_computes_again(data, home, predicted, change):
                classifier=seeded_classifier(1) if change == "classifier" else None)
     _real_row(ctx, data)
     computed = {e["features"] for e in ctx.feature_cache.record()["lookups"] if not e["from_cache"]}
+    train = f"classifier features of {min(N_TEST, N_TRAIN)} train images"  # the memorisation subset (seeded)
     expect = {"seed": {f"classifier features of {N} holdout images", f"Inception reference statistics of {M} test "
-                       f"images", f"Inception features of {M} holdout images"},
+                       f"images", f"Inception features of {M} holdout images", train},
               "extractor": {f"Inception reference statistics of {M} test images",
                             f"Inception features of {M} holdout images"},
               "classifier": {f"classifier features of {N_TEST} test images",
-                             f"classifier features of {N} holdout images"},
+                             f"classifier features of {N} holdout images", train},
               "pixels": {f"classifier features of {N} holdout images", f"Inception features of {M} holdout images"}}
     assert computed == expect[change]
 
@@ -423,9 +425,10 @@ def test_metrics_json_records_the_cache_lookups(data, home, tmp_path):
     summary = write_summary(tmp_path, load_study("mnist_four", "smoke"), ctx, [{"model": "real", "metrics": {}}])
     fc = json.loads((tmp_path / "metrics.json").read_text())["provenance"]["feature_cache"]
     assert fc == json.loads(json.dumps(summary["provenance"]["feature_cache"]))
-    assert fc["from_cache"] == 4 and fc["computed"] == 0 and fc["folder"] == str(home / "features")
+    assert fc["from_cache"] == 5 and fc["computed"] == 0 and fc["folder"] == str(home / "features")
     assert {e["features"] for e in fc["lookups"]} == {
         f"classifier features of {N_TEST} test images", f"classifier features of {N} holdout images",
+        f"classifier features of {min(N_TEST, N_TRAIN)} train images",
         f"Inception reference statistics of {M} test images", f"Inception features of {M} holdout images"}
 
 
@@ -434,7 +437,7 @@ def test_metrics_json_records_the_cache_lookups(data, home, tmp_path):
 def test_a_second_genbench_score_extracts_no_real_features(tmp_path, mnist):
     """``genbench score`` of one .npz twice on one fresh GENBENCH_HOME (its datasets, Inception weights and
     classifiers linked from the usual cache): the first computes the reference, real-row and test-split features,
-    the second reads every one of them (no ``computing`` line, metrics.json says 4 from the cache, 0 computed) and
+    the second reads every one of them (no ``computing`` line, metrics.json says 5 from the cache, 0 computed) and
     gives the same numbers."""
     from conftest import cli_subprocess
     from genbench.data.assets import cache_home
@@ -456,8 +459,8 @@ def test_a_second_genbench_score_extracts_no_real_features(tmp_path, mnist):
         runs.append((p.stderr, json.loads((out / "metrics.json").read_text())))
     (err1, m1), (err2, m2) = runs
     fc1, fc2 = m1["provenance"]["feature_cache"], m2["provenance"]["feature_cache"]
-    assert (fc1["computed"], fc1["from_cache"]) == (4, 0), fc1
-    assert (fc2["computed"], fc2["from_cache"]) == (0, 4), fc2
+    assert (fc1["computed"], fc1["from_cache"]) == (5, 0), fc1  # + the memorisation train subset's features
+    assert (fc2["computed"], fc2["from_cache"]) == (0, 5), fc2
     assert "[features]" in err1 and "computing" in err1
     assert not [line for line in err2.splitlines() if line.startswith("[features]") and "from the cache" not in line]
     rows1, rows2 = ({r["model"]: r["metrics"] for r in m["models"]} for m in (m1, m2))

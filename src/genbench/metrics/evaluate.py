@@ -37,6 +37,7 @@ from genbench.data.registry import Dataset
 from genbench.io import atomic_write_bytes
 from genbench.metrics import generic  # noqa: F401 - registers the built-in metrics
 from genbench.metrics import per_class  # noqa: F401 - registers the per-class metrics of conditional models
+from genbench.metrics import memorisation  # noqa: F401 - registers the memorisation metric (FD train/test, C_T)
 from genbench.metrics.classifier import predict
 from genbench.metrics.feature_cache import FOLDER, FeatureCache, images_sha256, weights_sha256
 from genbench.metrics.generic import MIN_FID_RESAMPLES  # noqa: F401 - re-exported
@@ -300,6 +301,8 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
         x.feats_i = ctx.inception_features(images[:x.m], None if source is None else (source[0], source[1][:x.m]))
         if ctx.dist.main:
             x.inc_mu, x.inc_sigma, x.inc_ref = inc_ref
+    if "train_features" in needs:  # collective under DDP on a cache miss, like the reference features
+        x.train_feats = ctx.train_features(min(len(ctx.test), len(ctx.train)), "classifier")
     if not ctx.dist.main:
         return None
     out = {mt.name: mt.compute(x) for mt in todo}

@@ -21,10 +21,10 @@ import numpy as np
 from genbench.errors import GenbenchError
 from genbench.runtime.registry import Registry
 
-NEEDS = ("images", "labels", "classifier", "inception", "train")
+NEEDS = ("images", "labels", "classifier", "inception", "train", "train_features")
 """What a metric may need: the uint8 images, their conditioning labels, the in-domain classifier's predictions and
 features (with its reference statistics), Inception pool3 features (with the reference subset's), the training
-split (memorisation)."""
+split (memorisation), the classifier features of the seeded train subset the size of the test split."""
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Inputs:
         feats_i: float64 (m, 2048) Inception pool3 features of the first m images (None if not needed).
         inc_mu, inc_sigma, inc_ref: the Inception reference subset's mean (2048,), covariance (2048, 2048) and
             features (m, 2048), float64 (None if not needed).
+        train_feats: float64 (min(N_test, N_train), 128) classifier features of the seeded train subset
+            (:meth:`~genbench.metrics.evaluate.EvalContext.train_features`; None if not needed).
     """
 
     ctx: object
@@ -61,6 +63,7 @@ class Inputs:
     inc_mu: np.ndarray | None = None
     inc_sigma: np.ndarray | None = None
     inc_ref: np.ndarray | None = None
+    train_feats: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,21 @@ def manifold_table(recs: list[dict]) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def memorisation_table(recs: list[dict]) -> tuple[list[str], list[list]]:
+    """The memorisation metrics with their spreads: C_T, FD to train and to test and their gap, nearest-train L2."""
+    header = ["model", "N", "C_T (≈0 generalises, ≪0 copies)", "FD to train", "FD to test", "gap (test − train)",
+              "nearest-train L2 (median)"]
+    rows = []
+    for r in recs:
+        me, nt = r["metrics"].get("memorisation"), r["metrics"].get("nearest_train_l2")
+        if not (me or nt):
+            continue
+        rows.append([r["model"], (me or nt)["n_generated"], _pm(me, 3, "c_t", "c_t_std"),
+                     _pm(me, 3, "fd_train", "fd_train_std"), _pm(me, 3, "fd_test", "fd_test_std"),
+                     _pm(me, 3, "gap", "gap_std"), _pm(nt, 3)])
+    return header, rows
+
+
 def family_tables(models: list[dict]) -> list[tuple[str, list[str], list[list], list[str]]]:
     """(title, header, rows, warnings) per family with declared metrics present."""
     out = []
@@ -286,6 +301,15 @@ def build_report(study_dir: Path) -> Path:
                         f"each class's floor. Worst class: {worst}. {first['inception_fid_per_class'].get('note', '')}"))
     mh, mr = manifold_table(recs_all)
     q += ["<h3>KID, precision/recall, density/coverage on both feature sets</h3>", table(mh, mr)]
+    meh, mer = memorisation_table(recs_all)
+    if mer:
+        q += ["<h3>Memorisation</h3>",
+              "<p>On the classifier's features: the C_T data-copying test (Meehan et al. 2020: a z-score per k-means "
+              "cell of how much nearer the samples lie to their nearest training image than test images do, "
+              "averaged over the cells; about 0 for a model that generalises, ≪ 0 for one that copies, ≫ 0 for one "
+              "that underfits), the Fréchet distance to a seeded train subset and to the test split and their gap "
+              "(the real row's gap is the floor for images never trained on), and the median pixel L2 distance to "
+              "the nearest training image. ± bootstrap std of the samples.</p>", table(meh, mer)]
 
     fam = page.section("families", "Family metrics")
     for title, fh, fr, warn in family_tables(models):

@@ -1,0 +1,79 @@
+"""Memorisation with a spread (issue 28, :mod:`genbench.metrics.memorisation`): the C_T data-copying test (Meehan
+et al. 2020) and FD to train against FD to test, on features whose answer is known: fresh samples of the data
+distribution (no copying: C_T ~ N(0, <= 1) under H0), noisy copies of the training points (copying: C_T << 0) and
+blurred-out samples (underfitting: C_T >> 0)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy.stats import mannwhitneyu
+
+from genbench.metrics.memorisation import CTTest, memorisation, z_u
+
+
+def _mixture(rng, n, d=6, k=4):
+    centres = np.arange(k)[:, None] * 3.0 * np.eye(d)[0]
+    return centres[rng.integers(0, k, n)] + rng.standard_normal((n, d))
+
+
+def test_z_u_is_the_authors_z_scored_mann_whitney_u():
+    rng = np.random.default_rng(0)
+    lq, lp = rng.exponential(1.0, 40), rng.exponential(1.2, 70)
+    u = mannwhitneyu(lq, lp, alternative="less").statistic  # U of the first sample, as the authors' code takes it
+    assert z_u(lq, lp) == pytest.approx((u - (40 * 70 / 2 - 0.5)) / np.sqrt(40 * 70 * 111 / 12), rel=1e-12)
+    lq[:5] = lp[:5]  # ties count one half, as in scipy
+    u = mannwhitneyu(lq, lp, alternative="less").statistic
+    assert z_u(lq, lp) == pytest.approx((u - (40 * 70 / 2 - 0.5)) / np.sqrt(40 * 70 * 111 / 12), rel=1e-12)
+
+
+def test_c_t_separates_copying_generalising_and_underfitting():
+    """Under H0 each cell's Z_U is ~N(0, 1) and C_T a weighted mean of them, so |C_T| < 4.5 fails with
+    probability below 1e-5 for a random seed; copies and blurred samples sit many units away."""
+    rng = np.random.default_rng(1)
+    train, test = _mixture(rng, 3000), _mixture(rng, 1500)
+    ct = CTTest(train, test, cells=5, seed=0)
+    fresh = _mixture(rng, 1000)
+    copies = train[rng.integers(0, len(train), 1000)] + 0.05 * rng.standard_normal((1000, 6))
+    blurred = fresh + 1.5 * rng.standard_normal((1000, 6))
+    values = {}
+    for name, g in (("fresh", fresh), ("copies", copies), ("blurred", blurred)):
+        values[name], rows = ct.statistic(*ct.prepare(g), tau=20 / len(g))
+        assert len(rows) == 5
+    assert abs(values["fresh"]) < 4.5, values
+    assert values["copies"] < -10 and values["blurred"] > 10, values
+
+
+def _inputs(gen, train, test):
+    ctx = SimpleNamespace(seed=0, _cache={}, classifier_test_features=lambda: test)
+    return SimpleNamespace(ctx=ctx, feats=gen, train_feats=train, n=len(gen), clf_name="toy classifier")
+
+
+def test_memorisation_entry_copies_against_fresh():
+    rng = np.random.default_rng(2)
+    train, test = _mixture(rng, 2000), _mixture(rng, 2000)
+    fresh = memorisation(_inputs(_mixture(rng, 600), train, test))
+    copies = memorisation(_inputs(train[rng.permutation(2000)[:600]], train, test))
+    for m in (fresh, copies):
+        for key in ("c_t", "fd_train", "fd_test", "gap"):
+            assert np.isfinite(m[key]) and m[f"{key}_std"] > 0, key
+        assert m["value"] == m["c_t"] and m["n_train"] == 2000 and m["n_test"] == 2000
+    assert abs(fresh["c_t"]) < 4.5 and copies["c_t"] < -10
+    # exact training points: nearer the train subset's statistics than the test split's, by more than the spread
+    assert copies["gap"] > 2 * copies["gap_std"] and abs(fresh["gap"]) < 4 * fresh["gap_std"] + 0.05
+
+
+def test_the_report_shows_the_memorisation_table(tmp_path):
+    from test_report_fixture import _render
+
+    rng = np.random.default_rng(3)
+    train, test = _mixture(rng, 1000), _mixture(rng, 1000)
+    entry = memorisation(_inputs(train[:300], train, test))
+
+    def edit(summary):
+        next(r for r in summary["models"] if r["model"] == "real")["metrics"]["memorisation"] = entry
+
+    html = _render(tmp_path, edit)
+    assert "<h3>Memorisation</h3>" in html and f"{entry['c_t']:.3g} ± {entry['c_t_std']:.2g}" in html
