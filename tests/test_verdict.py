@@ -217,3 +217,31 @@ def test_scored_sample_sets_get_what_would_decide_instead_of_a_run_command():
     note = provisional_note(s)
     assert "provisional" in note and "sampling-only" in note and "genbench run" not in note
     assert "at least 3 independently trained models" in note
+
+
+# -- the quality sentence's N checks (issue 28) ---------------------------------------------------------------------
+def _row(name, fid, fid_std, kid, kid_std, n):
+    return {"model": name, "conditional": False, "metrics": {
+        "fid_inception": {"value": fid, "std": fid_std, "n_generated": n},
+        "kid_inception": {"value": kid, "std": kid_std, "n_generated": n}}}
+
+
+def test_below_the_feature_dimension_the_ranking_uses_kid():
+    from genbench.report.analysis import quality_sentence
+
+    # FID says a, KID says b: at N = 500 the sentence must rank by KID and say why
+    models = [_row("a", 30.0, 1.0, 0.020, 0.001, 500), _row("b", 40.0, 1.0, 0.010, 0.001, 500)]
+    text = quality_sentence(models, _row("real", 10.0, 0.5, 0.001, 0.0005, 500))
+    assert text.startswith("lowest Inception KID") and "b (0.01" in text and "Ranked by KID, not FID" in text
+    assert "2,048" in text
+    big = [_row("a", 30.0, 1.0, 0.020, 0.001, 5000), _row("b", 40.0, 1.0, 0.010, 0.001, 5000)]
+    text = quality_sentence(big, _row("real", 10.0, 0.5, 0.001, 0.0005, 5000))
+    assert text.startswith("lowest Inception FID (N=5000)") and "a (30" in text and "KID" not in text
+
+
+def test_rows_at_different_n_are_not_ranked():
+    from genbench.report.analysis import quality_sentence
+
+    models = [_row("a", 30.0, 1.0, 0.02, 0.001, 2000), _row("b", 40.0, 1.0, 0.01, 0.001, 2000)]
+    text = quality_sentence(models, _row("real", 10.0, 0.5, 0.001, 0.0005, 1000))  # a real row at a smaller N
+    assert text.startswith("Not ranked by Inception metrics") and "real N=1000" in text and "a N=2000" in text

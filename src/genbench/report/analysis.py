@@ -57,6 +57,36 @@ def _best_sentence(models: list[dict], key: str, lower: bool, what: str, digits:
             f"{s['value']:.{digits}g}, {why}; one training seed).")
 
 
+FEATURE_DIM = 2048
+"""Inception pool3's dimension: below this N both FID covariances are singular and FID's bias is large (issue 28)."""
+
+
+def quality_sentence(models: list[dict], real: dict) -> str:
+    """The Inception ranking sentence, under two checks (issue 28):
+
+    - every row (the models and the real-data floor) must be scored at one N: FID and KID depend on N, so rows of
+      different N are not ranked, and the sentence names the Ns;
+    - below N = 2,048 (the feature dimension) the FID's covariance estimates are singular and its bias large, so
+      the ranking uses KID (an unbiased estimator, Binkowski et al. 2018) and says why.
+    """
+    rows = models + [real]
+    ns = {r["model"]: (r["metrics"].get("fid_inception") or {}).get("n_generated") for r in rows
+          if r["metrics"].get("fid_inception")}
+    if not ns:
+        return ""
+    if len(set(ns.values())) > 1:
+        return ("Not ranked by Inception metrics: the rows were scored at different N ("
+                + ", ".join(f"{m} N={n}" for m, n in ns.items()) + "), and FID and KID depend on N; score every "
+                "row at one N (evaluation.n_inception, and a holdout at least that large for the real row).")
+    n = next(iter(ns.values()))
+    if n is not None and n < FEATURE_DIM:
+        kid = _best_sentence(models, "kid_inception", True, f"Inception KID (N={n}, unbiased)", 3)
+        if kid:
+            return (kid + f" Ranked by KID, not FID: at N = {n}, below the 2,048 feature dimensions, FID's "
+                    f"covariance estimates are singular and its bias is large (FID values compare only at this N).")
+    return _best_sentence(models, "fid_inception", True, f"Inception FID (N={n})")
+
+
 def analysis(models: list[dict], real: dict, info: dict, summary: dict | None = None) -> dict[str, str]:
     """One sentence per question (quality, stability, controllability, efficiency) from ``metrics.json`` records;
     ``info`` is the summary's ``dataset_info``. Missing metrics leave their question out. With ``summary`` (the
@@ -68,10 +98,10 @@ def analysis(models: list[dict], real: dict, info: dict, summary: dict | None = 
     rm = real["metrics"]
     k = info.get("num_classes") or len(rm.get("mode_coverage", {}).get("histogram") or [])
     fid = rm.get("fid_inception", {})
-    q = _best_sentence(models, "fid_inception", True, f"Inception FID (N={fid.get('n_generated')})")
+    q = quality_sentence(models, real)
     if q:
-        out["quality"] = (q + f" Real held-out {info.get('content', 'images')} score "
-                          f"{fid['value']:.1f} at the same N: the floor. "
+        out["quality"] = (q + f" Real held-out {info.get('content', 'images')} score FID "
+                          f"{fid['value']:.1f} at N = {fid.get('n_generated')}: the floor. "
                           + _best_sentence(models, "fd_classifier", True, "classifier-feature FD", 3))
     stab = {r["model"]: r["metrics"]["stability"] for r in models if "stability" in r["metrics"]}
     if stab:
