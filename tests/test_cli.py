@@ -44,7 +44,7 @@ def test_smoke_study_writes_runs_metrics_and_report(smoke_study):
     recs = {r["model"]: r for r in summary["models"]}
     assert summary["schema_version"] == 2 and {"elbo", "iwae_nll", "active_units"} <= set(recs["vae"]["metrics"])
     assert "d_diagnostics" in recs["gan"]["metrics"] and "elbo" not in recs["ddpm"]["metrics"]
-    assert set(summary["experiments"]) == {"reconstructions", "interpolations", "linear_probe"}
+    assert set(summary["experiments"]) == {"reconstructions", "interpolations", "linear_probe", "nearest_neighbours"}
     assert "fid_inf_inception" in recs["real"]["metrics"] and "fid_infinity.png" in html
     assert (d / "reference_indices.npy").exists() and (d / "heldout_indices.npy").exists()
 

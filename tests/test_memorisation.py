@@ -77,3 +77,35 @@ def test_the_report_shows_the_memorisation_table(tmp_path):
 
     html = _render(tmp_path, edit)
     assert "<h3>Memorisation</h3>" in html and f"{entry['c_t']:.3g} ± {entry['c_t_std']:.2g}" in html
+
+
+def test_nearest_neighbours_experiment_finds_copies_and_renders(tmp_path):
+    """A 'model' whose bank holds exact training images (copies) against one of fresh noise: the copies sit at
+    distance 0 from their training neighbours, which are those very images; the real floor comes from the holdout."""
+    import torch
+
+    from genbench.data.base import Dataset
+    from genbench.metrics.manifold import nearest_train, nearest_train_distance
+    from genbench.report.experiments import render_nearest_neighbours
+    from genbench.studies.experiments.latent_space import exp_nearest_neighbours
+
+    rng = np.random.default_rng(4)
+    train = rng.integers(0, 256, (300, 1, 6, 6), dtype=np.uint8)
+    hold = rng.integers(0, 256, (40, 1, 6, 6), dtype=np.uint8)
+    copies, noise = train[[5, 17, 250]], rng.integers(0, 256, (30, 1, 6, 6), dtype=np.uint8)
+    d, j = nearest_train(copies, train, chunk=64)  # chunked: indices must be global
+    assert np.all(d < 1e-6) and j.tolist() == [5, 17, 250]  # 0 up to the expansion's float64 round-off
+    assert np.allclose(nearest_train_distance(noise, train), nearest_train(noise, train)[0])
+    splits = {"train": Dataset(torch.from_numpy(train), torch.zeros(300, dtype=torch.int64), 1, "toy"),
+              "holdout": Dataset(torch.from_numpy(hold), torch.zeros(40, dtype=torch.int64), 1, "toy")}
+    ctx = SimpleNamespace(splits=splits, models={"copier": None, "noisy": None},
+                          banks={"copier": (torch.from_numpy(np.concatenate([copies, noise])), None),
+                                 "noisy": (torch.from_numpy(noise), None)})
+    res, arr = exp_nearest_neighbours(ctx, {"n": 500, "show": 3})
+    assert set(res["models"]) == {"copier", "noisy", "real"}
+    assert max(res["models"]["copier"]["distances"]) < 1e-6
+    assert np.array_equal(arr["copier__samples"], arr["copier__neighbours"])
+    assert min(res["models"]["noisy"]["distances"]) > 0 and res["models"]["real"]["n"] == 40
+    parts = []
+    render_nearest_neighbours(parts, res, arr, tmp_path, lambda p: p.name, tmp_path, {})
+    assert len(parts) == 3 and (tmp_path / "nearest_copier.png").exists() and "held-out real images" in parts[0]

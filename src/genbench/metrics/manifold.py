@@ -281,14 +281,24 @@ def prdc_with_spread(gen: np.ndarray, real: np.ndarray, *, k_pr: int = 3, k_dc: 
     return out
 
 
-def nearest_train_distance(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> np.ndarray:
-    """L2 distance (pixels in [0, 1]) of each generated image to its nearest training image: a memorisation
-    check (distances near 0 mean copies). gen (G, ...), train (T, ...) uint8 or float."""
+def nearest_train(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Each generated image's nearest training image: (L2 distance float64 (G,), pixels in [0, 1]; index int64
+    (G,) into ``train``). gen (G, ...), train (T, ...) uint8 values 0..255, compared in chunks of ``chunk``
+    training images."""
     g = np.asarray(gen, np.float64).reshape(len(gen), -1) / 255.0
-    out = np.full(len(g), np.inf)
+    out, idx = np.full(len(g), np.inf), np.zeros(len(g), np.int64)
     gg = (g * g).sum(1)
     for i in range(0, len(train), chunk):
         t = np.asarray(train[i:i + chunk], np.float64).reshape(-1, g.shape[1]) / 255.0
         d = gg[:, None] + (t * t).sum(1)[None] - 2 * g @ t.T
-        out = np.minimum(out, d.min(1))
-    return np.sqrt(np.maximum(out, 0))
+        j = d.argmin(1)
+        dj = d[np.arange(len(g)), j]
+        better = dj < out
+        out[better], idx[better] = dj[better], i + j[better]
+    return np.sqrt(np.maximum(out, 0)), idx
+
+
+def nearest_train_distance(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> np.ndarray:
+    """L2 distance (pixels in [0, 1]) of each generated image to its nearest training image: a memorisation
+    check (distances near 0 mean copies). gen (G, ...), train (T, ...) uint8 (:func:`nearest_train`)."""
+    return nearest_train(gen, train, chunk)[0]

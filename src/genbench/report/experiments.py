@@ -64,6 +64,20 @@ def render_samples(parts, res, arrays, figdir, rel, study_dir, info):
                                                                                else "")))
 
 
+def render_nearest_neighbours(parts, res, arrays, figdir, rel, study_dir, info):
+    floor = res["models"].get("real")
+    for m, r in res["models"].items():
+        p = vf.strip([arrays[f"{m}__samples"], arrays[f"{m}__neighbours"]], "", figdir / f"nearest_{m}.png")
+        d = ", ".join(f"{v:.2f}" for v in r["distances"])
+        parts.append(figure(rel(p), f"{m}: the {len(r['distances'])} of its first {r['n']} "
+                                    f"{'held-out real images' if m == 'real' else 'samples'} nearest to a training "
+                                    f"image (top) and those training images (bottom); L2 {d} (pixels in [0, 1]); "
+                                    f"median over all {r['n']}: {r['median']:.2f}"
+                                    + ("" if m == "real" or floor is None else
+                                       f" (held-out real images, never trained on: {floor['median']:.2f}, nearest "
+                                       f"{floor['distances'][0]:.2f})")))
+
+
 def render_interpolations(parts, res, arrays, figdir, rel, study_dir, info):
     for m, r in res["models"].items():
         for kind in ("linear", "spherical"):

@@ -18,6 +18,8 @@ Experiments and their options (all optional):
 - ``frozen_latent: {sigmas: [0.1, 0.5, 1.0], model: <VAE>}``: decode z = sigma * eps (mu frozen at 0).
 - ``linear_probe: {n_train: 10000, C: 1.0, max_iter: 1000}``
 - ``encoder_comparison: {models: [a, b]}``; ``per_class: {model: <conditional model>, n_per_class: 100}``
+- ``nearest_neighbours: {n: 500, show: 8}``: each model's ``show`` samples (of its first ``n``) nearest to a
+  training image beside those training images, and the same for held-out real images (the floor).
 """
 
 from __future__ import annotations

@@ -200,3 +200,28 @@ def exp_per_class(ctx, opts):
                      "confidence": "mean softmax probability of the class the sample was generated for"}
         arr[f"{name}__grid"] = imgs.numpy()[np.concatenate([np.arange(c * per, c * per + 10) for c in range(k)])]
     return {"models": res}, arr
+
+
+def exp_nearest_neighbours(ctx, opts):
+    """Each model's most-copied samples beside their nearest training images (pixel L2, pixels in [0, 1]): of the
+    first ``n`` images of its bank, the ``show`` closest to the training split, and, as the floor, the same for
+    ``n`` held-out real images (never trained on). Memorisation shows as distances far below the floor's."""
+    from genbench.metrics.manifold import nearest_train
+
+    n, show = int(opts.get("n", 500)), int(opts.get("show", 8))
+    train = ctx.splits["train"].x.numpy()
+    sets = {name: ctx.banks[name][0][:n].numpy() for name in (opts.get("models") or list(ctx.models))
+            if name in ctx.banks}
+    hold = ctx.splits.get("holdout")
+    if hold is not None and len(hold):
+        sets["real"] = hold.x[:n].numpy()
+    res, arr = {}, {}
+    for name, imgs in sets.items():
+        d, j = nearest_train(imgs, train)
+        top = np.argsort(d, kind="stable")[:show]
+        arr[f"{name}__samples"], arr[f"{name}__neighbours"] = imgs[top], train[j[top]]
+        res[name] = {"n": len(imgs), "distances": d[top].tolist(), "train_indices": j[top].tolist(),
+                     "median": float(np.median(d)), "p01": float(np.quantile(d, 0.01)),
+                     "source": "held-out training images, never trained on" if name == "real" else "sample bank"}
+    return {"models": res, "unit": "L2 distance, pixels in [0, 1]", "train_images": len(train)}, arr
+
