@@ -444,6 +444,12 @@ def _provenance(summary: dict, models: list[dict], scored: list[dict] = ()) -> s
                      f"<code>{e(str(sw.get('profile')))}</code> (N overridden where `--n` was given).")
     if "pipeline_seconds" in summary:
         items.append(f"Pipeline wall time (train, sample, evaluate, experiments): {summary['pipeline_seconds']:.0f} s.")
+    if summary.get("stages"):
+        items.append("Stages, wall seconds and peak resident memory: " + "; ".join(
+            f"{e(k)} {v['seconds']:.0f} s, {v['peak_rss_mib'] if v.get('peak_rss_mib') is not None else '?'} MiB"
+            + (" (peak since the process started)" if v.get("peak_scope") == "process" else "")
+            + (f", CUDA {v['peak_cuda_mib']} MiB" if v.get("peak_cuda_mib") is not None else "")
+            for k, v in summary["stages"].items()) + ".")
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 

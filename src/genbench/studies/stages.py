@@ -31,6 +31,7 @@ from genbench.families import load_trained
 from genbench.io import atomic_write_json, atomic_write_text, check_writable_dir, remove_inside, remove_temps
 from genbench.metrics.evaluate import EvalContext
 from genbench.runtime.distributed import Dist, context, is_main_process
+from genbench.runtime.memory import stage
 from genbench.runtime.provenance import provenance, to_yaml
 from genbench.runtime.tracking import check_trackers, image_grid, metric_scalars, open_tracker
 from genbench.sampling.bank import read_bank
@@ -73,14 +74,18 @@ def run_study(study: StudyConfig, out_root: Path, *, overwrite: bool = False, on
                             f"and evaluate again, or --overwrite to retrain from scratch")
     sweeps = check_study(study)
     check_trackers(study.log)  # an uninstalled tracker library: one line before any work
-    splits = runner.prepare_data(study)  # before the study folder exists: a missing dataset leaves nothing behind
+    stages: dict = {}  # seconds and peak memory per stage (runtime.memory), written to metrics.json
+    with stage("data", stages):
+        splits = runner.prepare_data(study)  # before the study folder exists: a missing dataset leaves nothing behind
     with study_lock(study_dir):
         _run_locked(study, study_dir, splits, sweeps, overwrite=overwrite, only=only, t_start=t_start,
-                    report=report, mlflow_uri=mlflow_uri)
+                    report=report, mlflow_uri=mlflow_uri, stages=stages)
     return study_dir
 
 
-def _run_locked(study, study_dir, splits, sweeps, *, overwrite, only, t_start, report, mlflow_uri=None) -> None:
+def _run_locked(study, study_dir, splits, sweeps, *, overwrite, only, t_start, report, mlflow_uri=None,
+                stages: dict | None = None) -> None:
+    stages = {} if stages is None else stages
     main = is_main_process()  # data-parallel (WORLD_SIZE > 1): every rank trains, rank 0 does everything else
     if main:
         remove_inside(study_dir, study_dir / "finished.json")
@@ -95,28 +100,35 @@ def _run_locked(study, study_dir, splits, sweeps, *, overwrite, only, t_start, r
                                      config={"study": study.name, "profile": study.profile, **m.to_dict()},
                                      mlflow_uri=mlflow_uri) for m in models} if main and study.log else {}
     try:
-        t_train = time.perf_counter()
-        diverged = train_stage(study, study_dir, splits, models, trackers, overwrite=overwrite)
-        t_train = time.perf_counter() - t_train
+        with stage("train", stages):
+            diverged = train_stage(study, study_dir, splits, models, trackers, overwrite=overwrite)
+        t_train = stages["train"]["seconds"]
         models = [m for m in models if m.name not in diverged]
         if not models:
             raise GenbenchError(f"every model of {study.name} diverged ({', '.join(diverged)}); lower the learning "
                                 f"rates in the study file and rerun with --overwrite")
-        ctx, records, t_eval = evaluate_stage(study, study_dir, splits, models)
+        with stage("evaluate", stages):
+            ctx, records, t_eval = evaluate_stage(study, study_dir, splits, models)
         if not main:
             return  # experiments, sweeps and the report are rank 0's alone
-        times = {"train_seconds_total": t_train, "evaluate_seconds": t_eval, "diverged": diverged}
+        times = {"train_seconds_total": t_train, "evaluate_seconds": t_eval, "diverged": diverged, "stages": stages}
         summary = write_summary(study_dir, study, ctx, records, **times)
         if study.log:  # after metrics.json is written: a tracker that fails does not cost the evaluation
             log_results(study, study_dir, models, records, trackers, mlflow_uri)
-        experiment_stage(study, study_dir, splits, ctx, records, summary, overwrite=overwrite, t_start=t_start,
-                         **times)
+        with stage("experiments", stages):
+            exp = run_experiment_stage(study, study_dir, splits, ctx, summary, overwrite=overwrite)
+        write_summary(study_dir, study, ctx, records, experiments=exp,
+                      pipeline_seconds=time.perf_counter() - t_start, **times)
         if sweeps is not None and sweeps.in_study and sweeps.model in {m.name for m in models}:
-            run_sweeps(study_dir, study, ctx, sweeps, log=log)
+            with stage("sweeps", stages):
+                run_sweeps(study_dir, study, ctx, sweeps, log=log)
         if report is not None:
-            report(study_dir)
+            with stage("report", stages):
+                report(study_dir)
             atomic_write_json(study_dir / "finished.json", {"pipeline_seconds": time.perf_counter() - t_start,
-                                                             "provenance": provenance()})
+                                                             "stages": stages, "provenance": provenance()})
+        log("[stages] " + ", ".join(f"{k} {v['seconds']:.0f} s, peak {v['peak_rss_mib']} MiB"
+                                    for k, v in stages.items()))
     finally:
         for t in trackers.values():
             if t is not None:
