@@ -13,7 +13,7 @@ Family metrics (ELBO, active units, D(x)...) that need the model, not only its s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -44,6 +44,9 @@ class Inputs:
         feats_i: float64 (m, 2048) Inception pool3 features of the first m images (None if not needed).
         inc_mu, inc_sigma, inc_ref: the Inception reference subset's mean (2048,), covariance (2048, 2048) and
             features (m, 2048), float64 (None if not needed).
+        spaces: per extractor of the study's own (``evaluation.extractors``) ``{"gen": float64 (m, D) features of
+            the first m images, "mu", "sigma", "ref": the m-image reference subset's statistics and features,
+            "describe": the extractor in words, "key": its cache key}``; empty when the study names none.
     """
 
     ctx: object
@@ -61,6 +64,7 @@ class Inputs:
     inc_mu: np.ndarray | None = None
     inc_sigma: np.ndarray | None = None
     inc_ref: np.ndarray | None = None
+    spaces: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
