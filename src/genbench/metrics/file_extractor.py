@@ -106,10 +106,10 @@ def check_file(cfg: FileExtractorConfig, where: str) -> str:
     Raises:
         GenbenchError: one line naming the problem and the fix.
     """
-    fmt = cfg.resolved_format(where)
     p = regular_file(cfg.path, f"{where}: extractor file", EXPORT_HINT)
     if not p.exists():
         raise GenbenchError(f"{where}: no extractor file at {p}; {EXPORT_HINT}, or fix `path`")
+    fmt = cfg.resolved_format(where)
     if fmt == "onnx" and _onnxruntime() is None:
         raise GenbenchError(f"{where}: {ONNX_MISSING}")
     return fmt

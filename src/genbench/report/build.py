@@ -28,7 +28,8 @@ from genbench.report.experiments import render_experiments
 from genbench.report.interactive import interactive_fragments, interactive_page
 from genbench.report.page import Page, e, figure, table
 from genbench.report.scores import CRITERIA, FORMULAS, normalised_scores
-from genbench.report.verdicts import numerics_text
+from genbench.report.extractors import from_summary as extractor_values, render as render_extractors
+from genbench.report.verdicts import numerics_text, rerun_command
 
 SCHEMA_VERSION = 2  # the metrics.json schema this builder reads (docs/METRICS.md)
 
@@ -274,6 +275,12 @@ def build_report(study_dir: Path) -> Path:
                         "feature sets; the star is real held-out data"))
     mh, mr = manifold_table(recs_all)
     q += ["<h3>KID, precision/recall, density/coverage on both feature sets</h3>", table(mh, mr)]
+
+    # --- feature extractors: the ranking in every feature space --------------------------------------------------
+    parts = render_extractors(extractor_values(summary), rerun_command(summary) if trained else None)
+    if parts:
+        fx = page.section("extractors", "Feature extractors: does the ranking depend on the feature space?")
+        fx += parts
 
     fam = page.section("families", "Family metrics")
     for title, fh, fr, warn in family_tables(models):
