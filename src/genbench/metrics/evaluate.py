@@ -16,6 +16,11 @@ Inception features, the train subset of :meth:`EvalContext.train_features`) are 
 read back by every later run, ``genbench score`` and ``genbench evaluate``; ``metrics.json`` records each lookup
 (``provenance.feature_cache``). Generated images are always extracted.
 
+Feature spaces (:mod:`genbench.metrics.extractors`): :meth:`EvalContext.extractor` builds a registered extractor
+(Inception, the classifier) against this context or loads one of the study's own (``evaluation.extractors``,
+TorchScript / ONNX); :meth:`EvalContext.space_features` and :meth:`EvalContext.space_reference` extract and cache any
+of them the way the Inception features always were, and every own extractor gets ``fd_<name>`` and ``kid_<name>``.
+
 Reference subsets: every comparison with real data uses a seeded, class-stratified random subset of the split
 (:mod:`genbench.metrics.reference`), the same for every row of a study (seed = the study seed), never the first
 N images; with ``out_dir`` set the orders are saved there (``reference_indices.npy`` for the test split,
