@@ -263,3 +263,24 @@ def test_flags_on_hand_made_seeds():
     # identical orderings: tau 1, no flags although pairs are significant
     same = agreement({"Inception": inc, "FD classifier": {m: [2 * v for v in xs] for m, xs in inc.items()}})
     assert same["taus"][0]["tau"] == pytest.approx(1.0) and same["flags"] == [] and same["significant"] > 0
+
+
+def test_the_aggregate_carries_each_space_per_seed_and_flags_from_it():
+    """Several seeds: trials.agg_metrics adds fd_<name> / kid_<name> of the study's extractor; the aggregate page's
+    section reads the per-seed values back and flags a pair significant under one space and reversed under another."""
+    from genbench.report.extractors import from_aggregate, render
+    from genbench.studies.trials import AGG_METRICS, agg_metrics
+
+    summary = {"models": [{"model": "real", "metrics": {"fd_dino": {"value": 1.0, "space": "dino"},
+                                                        "kid_dino": {"value": 0.0, "space": "dino"},
+                                                        "fd_classifier": {"value": 0.1}}}]}
+    assert agg_metrics(summary) == AGG_METRICS + (("fd_dino", "value", True), ("kid_dino", "value", True))
+    per = lambda xs: {"per_seed": {str(i): v for i, v in enumerate(xs)}}  # noqa: E731
+    agg = {"models": {
+        "a": {"metrics": {"fid_inception.value": per([10.0, 10.1, 9.9]), "fd_dino.value": per([5.0, 7.0, 6.0])}},
+        "b": {"metrics": {"fid_inception.value": per([20.0, 20.2, 19.8]), "fd_dino.value": per([5.5, 4.5, 6.2])}},
+        "real": {"metrics": {"fid_inception.value": per([1.0, 1.0, 1.0]), "fd_dino.value": per([0.1, 0.1, 0.1])}}}}
+    spaces = from_aggregate(agg)
+    assert list(spaces) == ["FID Inception", "FD dino"] and set(spaces["FD dino"]) == {"a", "b"}
+    html = "".join(render(spaces))
+    assert "a is significantly ahead of b under FID Inception" in html and "behind it under FD dino" in html
