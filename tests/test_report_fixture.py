@@ -85,3 +85,18 @@ def test_a_shipped_study_gets_its_file_name_and_budget_in_the_command():
     assert rerun_command(s) == "genbench run mnist_four --budget images=1500 --seeds 3"
     line = numerics_text(provenance())
     assert line.startswith("Numerics: CPU") and "oneDNN" in line and "MKL" in line and "threads" in line
+
+
+def test_the_extractor_section_ranks_every_feature_space(tmp_path):
+    """The fixture's two built-in spaces plus a study's own extractor (an ``fd_<name>`` with its ``space``): three
+    columns, three taus. One seed: nothing significant, nothing flagged, and the page says why."""
+    def add_dino(summary):
+        for i, r in enumerate(summary["models"]):
+            r["metrics"]["fd_dino"] = {"value": float(10 - i), "std": 0.1, "space": "dino", "direction": "lower is better"}
+
+    text = _render(tmp_path, add_dino)
+    i = text.index("<section id='extractors'>")
+    sec = text[i:text.index("</section>", i)]
+    assert "FID Inception" in sec and "FD classifier" in sec and "Kendall τ" in sec
+    assert "4 models one swapped pair moves it by 0.33" in sec and "needs 3 seeds" in sec
+    assert "FD dino" in sec and sec.count("<tr>") >= 4 + 1 + 3 + 1 and "flagged" in sec

@@ -16,6 +16,11 @@ Inception features, the train subset of :meth:`EvalContext.train_features`) are 
 read back by every later run, ``genbench score`` and ``genbench evaluate``; ``metrics.json`` records each lookup
 (``provenance.feature_cache``). Generated images are always extracted.
 
+Feature spaces (:mod:`genbench.metrics.extractors`): :meth:`EvalContext.extractor` builds a registered extractor
+(Inception, the classifier) against this context or loads one of the study's own (``evaluation.extractors``,
+TorchScript / ONNX); :meth:`EvalContext.space_features` and :meth:`EvalContext.space_reference` extract and cache any
+of them the way the Inception features always were, and every own extractor gets ``fd_<name>`` and ``kid_<name>``.
+
 Reference subsets: every comparison with real data uses a seeded, class-stratified random subset of the split
 (:mod:`genbench.metrics.reference`), the same for every row of a study (seed = the study seed), never the first
 N images; with ``out_dir`` set the orders are saved there (``reference_indices.npy`` for the test split,
@@ -39,8 +44,10 @@ from genbench.metrics import generic  # noqa: F401 - registers the built-in metr
 from genbench.metrics import per_class  # noqa: F401 - registers the per-class metrics of conditional models
 from genbench.metrics import memorisation  # noqa: F401 - registers the memorisation metric (FD train/test, C_T)
 from genbench.metrics.classifier import predict
+from genbench.metrics.extractors import Extractor, get_extractor
 from genbench.metrics.feature_cache import FOLDER, FeatureCache, images_sha256, weights_sha256
-from genbench.metrics.generic import MIN_FID_RESAMPLES  # noqa: F401 - re-exported
+from genbench.metrics.generic import MIN_FID_RESAMPLES, space_metrics  # noqa: F401 - re-exported
+from genbench.metrics.file_extractor import load_file_extractor
 from genbench.metrics.inception import InceptionFeatures
 from genbench.metrics.reference import indices_sha256, reference_order, subset_record
 from genbench.metrics.registry import Inputs, metrics
@@ -124,10 +131,40 @@ class EvalContext:
             self._features = FeatureCache(cache_home() / FOLDER, log=self.log)
         return self._features
 
-    def _extractor_key(self, space: str) -> dict:
+    @property
+    def predict_batch(self) -> int:
+        """The classifier's batch (part of its feature-cache key)."""
+        return PREDICT_BATCH
+
+    @property
+    def extractors(self) -> dict[str, Extractor]:
+        """The study's own extractors (``evaluation.extractors``: TorchScript or ONNX files), loaded and probed on two
+        test images at first use, by name; empty when the study names none."""
+        if "extractors" not in self._cache:
+            cfgs = getattr(self.eval_cfg, "extractors", None) or ()
+            self._cache["extractors"] = {c.name: load_file_extractor(c, self.test.x[:2], log=self.log) for c in cfgs}
+        return self._cache["extractors"]
+
+    def extractor(self, space: str) -> Extractor:
+        """The feature space ``space``: a registered extractor (``inception``, ``classifier``; built against this
+        context, :mod:`genbench.metrics.extractors`) or one of the study's :attr:`extractors`.
+
+        Raises:
+            GenbenchError: no such extractor.
+        """
+        if ("extractor", space) not in self._cache:
+            own = getattr(self.eval_cfg, "extractors", None) or ()
+            self._cache[("extractor", space)] = self.extractors[space] if any(c.name == space for c in own) else \
+                get_extractor(space).build(self)
+        return self._cache[("extractor", space)]
+
+    def extractor_key(self, space: str) -> dict:
+        """The extractor part of a feature-cache key of ``space`` (module docstring of the feature cache)."""
         if space == "inception":
             inc = self.inception
             return {**inc.key(), "batch": inc.batch, "device": torch.device(getattr(inc, "device", "cpu")).type}
+        if space != "classifier":
+            return self.extractor(space).key()
         if "clf_weights" not in self._cache:
             self._cache["clf_weights"] = weights_sha256(self.classifier)
         device = next(self.classifier.parameters()).device.type
@@ -138,7 +175,7 @@ class EvalContext:
         split, indices = source
         return {"dataset": self.test.name, "split": split, "n": len(images), "image_shape": list(images.shape[1:]),
                 "indices_sha256": indices_sha256(indices), "images_sha256": images_sha256(images),
-                **self._extractor_key(space)}
+                **self.extractor_key(space)}
 
     def classifier_outputs(self, images: torch.Tensor, source: Source | None = None
                            ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -164,22 +201,32 @@ class EvalContext:
         return (None, None) if got is None else (got["probs"], got["features"])
 
     def inception_features(self, images: torch.Tensor, source: Source | None = None) -> np.ndarray | None:
-        """Inception pool3 features of ``images``.
-
-        Args:
-            images: uint8 (N, C, H, W); under DDP the same full set on every rank (every rank calls this).
-            source: as in :meth:`classifier_outputs` (real images: through the feature cache).
+        """Inception pool3 features of ``images``: :meth:`space_features` in space ``inception``.
 
         Returns:
             float64 (N, 2048) (float32 network outputs widened); None on a rank > 0 when the cache held them.
         """
+        return self.space_features("inception", images, source)
+
+    def space_features(self, space: str, images: torch.Tensor, source: Source | None = None) -> np.ndarray | None:
+        """Features of ``images`` in the feature space ``space`` (:meth:`extractor`).
+
+        Args:
+            space: ``inception`` or one of the study's extractors (the classifier's go through
+                :meth:`classifier_outputs`, which gives its softmax too).
+            images: uint8 (N, C, H, W); under DDP the same full set on every rank (every rank calls this).
+            source: as in :meth:`classifier_outputs` (real images: through the feature cache).
+
+        Returns:
+            float64 (N, D); None on a rank > 0 when the cache held them.
+        """
+        ext = self.extractor(space)
         if source is None:
-            return self.inception(images, log=self.log, dist=self.dist)
+            return ext.features(images, self.dist)
         n = len(images)
         got = self.feature_cache.get(
-            f"Inception features of {n} {source[0]} images", self._key("inception", images, source),
-            lambda: {"features": self.inception(images, log=self.log, dist=self.dist)},
-            shapes={"features": (n, self.inception.num_features)}, dist=self.dist)
+            f"{ext.title} features of {n} {source[0]} images", self._key(space, images, source),
+            lambda: {"features": ext.features(images, self.dist)}, shapes={"features": (n, ext.dim)}, dist=self.dist)
         return None if got is None else got["features"]
 
     def train_features(self, n: int, space: str = "inception") -> np.ndarray | None:
@@ -240,26 +287,33 @@ class EvalContext:
     def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Inception (mu (2048,), sigma (2048, 2048), features (n, 2048)), float64, of the ``n``-image reference
         subset (:meth:`reference_indices`), through the feature cache (key: dataset, split, N, the subset's indices
-        and pixels sha256, extractor, backend, resize policy, precision, preprocessing version, batch, device).
+        and pixels sha256, extractor, backend, resize policy, precision, preprocessing version, batch, device):
+        :meth:`space_reference` in space ``inception``."""
+        return self.space_reference("inception", n)
+
+    def space_reference(self, space: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(mu (D,), sigma (D, D), features (n, D)), float64, of the ``n``-image reference subset
+        (:meth:`reference_indices`) in the feature space ``space``, through the feature cache.
 
         Under DDP every rank must call it: rank 0 decides whether the cache holds the statistics; if not, the
         features are extracted sharded and rank 0 writes the cache. Only rank 0 gets the tuple, the other
         ranks get None (their own caches, possibly on other nodes, are neither read nor written)."""
-        if ("inc_ref", n) not in self._cache:
+        if (space, "ref", n) not in self._cache:
             idx = self.reference_indices(n)
             images = self.test.x[torch.as_tensor(idx)]
-            d = self.inception.num_features
+            ext = self.extractor(space)
+            d = ext.dim
 
             def compute() -> dict:
-                feats = self.inception(images, log=self.log, dist=self.dist)
+                feats = ext.features(images, self.dist)
                 mu, sigma = feature_stats(feats) if self.dist.main else (None, None)
                 return {"features": feats, **({"mu": mu, "sigma": sigma} if self.dist.main else {})}
 
-            got = self.feature_cache.get(f"Inception reference statistics of {n} test images",
-                                         self._key("inception", images, ("test", idx)), compute,
+            got = self.feature_cache.get(f"{ext.title} reference statistics of {n} test images",
+                                         self._key(space, images, ("test", idx)), compute,
                                          shapes={"features": (n, d), "mu": (d,), "sigma": (d, d)}, dist=self.dist)
-            self._cache[("inc_ref", n)] = (got["mu"], got["sigma"], got["features"]) if self.dist.main else None
-        return self._cache[("inc_ref", n)]
+            self._cache[(space, "ref", n)] = (got["mu"], got["sigma"], got["features"]) if self.dist.main else None
+        return self._cache[(space, "ref", n)]
 
 
 def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor | None, *,
@@ -303,6 +357,16 @@ def evaluate_images(ctx: EvalContext, images: torch.Tensor, labels: torch.Tensor
             x.inc_mu, x.inc_sigma, x.inc_ref = inc_ref
     if "train_features" in needs:  # collective under DDP on a cache miss, like the reference features
         x.train_feats = ctx.train_features(min(len(ctx.test), len(ctx.train)), "classifier")
+    for name in ctx.extractors:  # the study's own feature spaces: the Inception protocol (m vs the m-subset)
+        ref = ctx.space_reference(name, x.m)
+        if source is None:
+            ctx.log(f"[evaluate] {what}: {name} features of {x.m} images")
+        gen = ctx.space_features(name, images[:x.m], None if source is None else (source[0], source[1][:x.m]))
+        if ctx.dist.main:
+            ext = ctx.extractor(name)
+            x.spaces[name] = {"gen": gen, "mu": ref[0], "sigma": ref[1], "ref": ref[2], "describe": ext.describe,
+                              "key": ext.key()}
+            todo += list(space_metrics(name))
     if not ctx.dist.main:
         return None
     out = {mt.name: mt.compute(x) for mt in todo}

@@ -91,8 +91,12 @@ def _nearest_train(x: Inputs) -> dict:
 def _pair(x: Inputs, space: str) -> tuple[np.ndarray, np.ndarray]:
     """(generated, reference) features of one space at equal N; the reference rows are the saved subset order, so
     the first n are the n-subset ``reference_record(n)`` describes."""
-    gen, real = (x.feats[:x.ctx.eval_cfg.n_manifold], x.clf_ref_manifold) if space == "classifier" else \
-        (x.feats_i, x.inc_ref)
+    if space == "classifier":
+        gen, real = x.feats[:x.ctx.eval_cfg.n_manifold], x.clf_ref_manifold
+    elif space == "inception":
+        gen, real = x.feats_i, x.inc_ref
+    else:  # a study's own extractor: the Inception protocol
+        gen, real = x.spaces[space]["gen"], x.spaces[space]["ref"]
     n = min(len(gen), len(real))
     return gen[:n], real[:n]
 
@@ -120,20 +124,56 @@ def _prdc(space: str):
     return compute
 
 
-def _fid(x: Inputs) -> dict:
+def _fd_at_m(x: Inputs, gen: np.ndarray, ref: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> dict:
+    """The Fréchet distance of the m generated features to the m-image reference subset's statistics, with the
+    bootstrap spread of both sides (:func:`bootstrap_fid_both`): the fields every equal-N FD shares."""
     ev, m = x.ctx.eval_cfg, x.m
     n_boot = max(ev.fid_bootstrap, MIN_FID_RESAMPLES) if ev.fid_bootstrap > 0 else 0
-    sp = bootstrap_fid_both(x.feats_i, x.inc_ref, (x.inc_mu, x.inc_sigma), n_boot=n_boot, seed=x.ctx.seed) \
-        if n_boot else {}
-    return {"value": frechet_distance_to(x.feats_i, x.inc_mu, x.inc_sigma), "std": sp.get("std"),
+    sp = bootstrap_fid_both(gen, ref, (mu, sigma), n_boot=n_boot, seed=x.ctx.seed) if n_boot else {}
+    return {"value": frechet_distance_to(gen, mu, sigma), "std": sp.get("std"),
             "std_generated": sp.get("std_generated"), "std_reference": sp.get("std_reference"),
             "spread": f"bootstrap: {n_boot} resamples of the generated features (reference statistics fixed) and "
                       f"{n_boot} of the reference subset's (generated statistics fixed), stds added in quadrature"
                       if n_boot else "none (fid_bootstrap: 0)",
             "resamples": n_boot, "n_generated": m, "n_reference": m,
             "reference": "test split, seeded class-stratified random subset",
-            "reference_subset": x.ctx.reference_record(m), **x.ctx.inception.key(), "direction": "lower is better",
-            "note": f"FID at N={m} is biased upwards; compare values at the same N, or FID-infinity"}
+            "reference_subset": x.ctx.reference_record(m)}
+
+
+def _fid(x: Inputs) -> dict:
+    return {**_fd_at_m(x, x.feats_i, x.inc_ref, x.inc_mu, x.inc_sigma), **x.ctx.inception.key(),
+            "direction": "lower is better",
+            "note": f"FID at N={x.m} is biased upwards; compare values at the same N, or FID-infinity"}
+
+
+def _fd_space(space: str):
+    def compute(x: Inputs) -> dict:
+        s = x.spaces[space]
+        return {**_fd_at_m(x, s["gen"], s["ref"], s["mu"], s["sigma"]), "space": space, "extractor": s["describe"],
+                "extractor_key": s["key"], "direction": "lower is better",
+                "note": f"FD in {space}'s feature space ({s['gen'].shape[1]}-d) at N={x.m}, biased upwards like FID: "
+                        f"compare values at the same N"}
+    return compute
+
+
+def _kid_space(space: str):
+    kid_of = _kid(space)
+
+    def compute(x: Inputs) -> dict:
+        return {**kid_of(x), "space": space, "extractor": x.spaces[space]["describe"]}
+    return compute
+
+
+def space_metrics(space: str) -> tuple[Metric, ...]:
+    """The metrics of a study's own feature space ``space`` (``evaluation.extractors``), in ``metrics.json`` order:
+    ``fd_<space>`` (Fréchet distance, Heusel et al. 2017, eq. 6, at the Inception N against the same reference
+    subset, spread as FID's) and ``kid_<space>`` (Binkowski et al. 2018, eq. 4, subsets as ``kid_inception``).
+    Not registered: they exist only for the studies that name the extractor."""
+    return (Metric(f"fd_{space}", ("images",), _fd_space(space), "lower",
+                   "bootstrap std of the generated and the reference features",
+                   doc=f"Fréchet distance on {space} features (Heusel et al. 2017, eq. 6)"),
+            Metric(f"kid_{space}", ("images",), _kid_space(space), "lower", "std over subsets",
+                   doc=f"KID on {space} features (Binkowski et al. 2018, eq. 4)"))
 
 
 def _fid_inf(x: Inputs) -> dict:

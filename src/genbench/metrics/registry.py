@@ -13,7 +13,7 @@ Family metrics (ELBO, active units, D(x)...) that need the model, not only its s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -46,6 +46,9 @@ class Inputs:
             features (m, 2048), float64 (None if not needed).
         train_feats: float64 (min(N_test, N_train), 128) classifier features of the seeded train subset
             (:meth:`~genbench.metrics.evaluate.EvalContext.train_features`; None if not needed).
+        spaces: per extractor of the study's own (``evaluation.extractors``) ``{"gen": float64 (m, D) features of
+            the first m images, "mu", "sigma", "ref": the m-image reference subset's statistics and features,
+            "describe": the extractor in words, "key": its cache key}``; empty when the study names none.
     """
 
     ctx: object
@@ -64,6 +67,7 @@ class Inputs:
     inc_sigma: np.ndarray | None = None
     inc_ref: np.ndarray | None = None
     train_feats: np.ndarray | None = None
+    spaces: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

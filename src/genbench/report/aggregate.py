@@ -12,6 +12,7 @@ from pathlib import Path
 from genbench.errors import GenbenchError
 from genbench.io import atomic_write_text
 from genbench.metrics.verdict import MIN_SEEDS
+from genbench.report.extractors import from_aggregate as extractor_values, render as render_extractors
 from genbench.report.page import Page, e, table
 from genbench.report.verdicts import pairs_table, rerun_command
 
@@ -74,6 +75,10 @@ def build_aggregate_report(study_dir: Path) -> Path:
                  f"</code> to decide.</p>")
     v.append("<ul>" + "".join(f"<li>{e(c['statement'])}</li>" for c in comps) + "</ul>")
     v.append(table(*pairs_table(comps)))
+    parts = render_extractors(extractor_values(agg), _rerun(study_dir, agg) if n < MIN_SEEDS else None)
+    if parts:
+        fx = page.section("extractors", "Feature extractors: does the ranking depend on the feature space?")
+        fx += parts
     b = agg.get("budget")
     c = page.section("compute", "Compute per model" + (f" under the budget {b['kind']} = {b['value']:g}" if b else ""))
     ck = ["steps", "images_seen", "flops", "train_seconds"]

@@ -28,7 +28,8 @@ from genbench.report.experiments import render_experiments
 from genbench.report.interactive import interactive_fragments, interactive_page
 from genbench.report.page import Page, e, figure, table
 from genbench.report.scores import CRITERIA, FORMULAS, normalised_scores
-from genbench.report.verdicts import numerics_text
+from genbench.report.extractors import from_summary as extractor_values, render as render_extractors
+from genbench.report.verdicts import numerics_text, rerun_command
 
 SCHEMA_VERSION = 2  # the metrics.json schema this builder reads (docs/METRICS.md)
 
@@ -310,6 +311,12 @@ def build_report(study_dir: Path) -> Path:
               "that underfits), the Fréchet distance to a seeded train subset and to the test split and their gap "
               "(the real row's gap is the floor for images never trained on), and the median pixel L2 distance to "
               "the nearest training image. ± bootstrap std of the samples.</p>", table(meh, mer)]
+
+    # --- feature extractors: the ranking in every feature space --------------------------------------------------
+    parts = render_extractors(extractor_values(summary), rerun_command(summary) if trained else None)
+    if parts:
+        fx = page.section("extractors", "Feature extractors: does the ranking depend on the feature space?")
+        fx += parts
 
     fam = page.section("families", "Family metrics")
     for title, fh, fr, warn in family_tables(models):

@@ -50,11 +50,12 @@ import yaml
 from genbench.data import dataset_info
 from genbench.errors import GenbenchError
 from genbench.io import regular_file
+from genbench.metrics.file_extractor import FileExtractorConfig, check_file
 from genbench.runtime.device import resolve_precision
 from genbench.runtime.provenance import provenance, to_yaml  # noqa: F401 - re-exported for callers
 from genbench.studies.catalog import resolve_study, studies_dir
 from genbench.studies.schema import (  # noqa: F401 - constants and resolve_profile re-exported for callers
-    DIVERGENCE, EVALUATION, MAX_SAMPLES, MAX_SEED,
+    DIVERGENCE, EVALUATION, EXTRACTOR, MAX_SAMPLES, MAX_SEED,
     MAX_STUDY_BYTES, MAX_STUDY_DEPTH, MAX_STUDY_NODES, MIN_KNN_SAMPLES, MODEL, NAME_RULE, OPTIMIZER, PARAMS,
     PROFILES, SELECT, SWEEPS, TOP, Field, check_size, check_value, dataset_fields, folder_name,
     resolve_profile, short, validate)
@@ -87,6 +88,15 @@ class EvalConfig:
     n_eval: int = 1000  # test images for the ELBO terms, the IWAE bound and active units (VAEs)
     curve_points: int = 4  # quality-vs-compute curve: snapshots at 1/K..K/K of each model's compute (0 = none)
     curve_n: int = 500  # images sampled per snapshot for the curve's classifier FD (at most n_samples are used)
+    extractors: tuple[FileExtractorConfig, ...] = ()  # the study's own feature extractors (metrics/file_extractor.py)
+
+    def record(self) -> dict:
+        """The settings as ``metrics.json`` records them: ``extractors`` only where the study names some, so a
+        study without them writes the same ``evaluation`` entry as before they existed."""
+        out = dataclasses.asdict(self)
+        if not out["extractors"]:
+            del out["extractors"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -186,7 +196,12 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
     if not models:
         raise GenbenchError(f"{where}.models: every model has `enabled: false` in profile {profile}; enable one")
     we = f"{where}.evaluation"
-    ev = EvalConfig(**validate(top["evaluation"] or {}, EVALUATION, we))
+    ev = validate(top["evaluation"] or {}, EVALUATION, we)
+    ev["extractors"] = _extractors(ev["extractors"] or [], f"{we}.extractors", source)
+    if ev["extractors"]:  # the run folder's study.yaml: absolute paths
+        r = {**r, "evaluation": {**r["evaluation"], "extractors": [
+            {**e, "path": c.path} for e, c in zip(r["evaluation"]["extractors"], ev["extractors"])]}}
+    ev = EvalConfig(**ev)
     ev = dataclasses.replace(ev, inception_precision=resolve_precision(ev.inception_precision))
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
@@ -202,6 +217,39 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
                        holdout=top["holdout"], models=models, evaluation=ev, source=str(source), raw=r,
                        data=data, experiments=experiments, budget=budget, seeds=tuple(seeds),
                        log=tuple(dict.fromkeys(top["log"] or ())), dataset_spec=spec)
+
+
+def _extractors(entries: list, where: str, source: str) -> tuple[FileExtractorConfig, ...]:
+    """The ``evaluation.extractors`` entries as configs: each validated against ``EXTRACTOR``, its path made absolute
+    (relative to the study file) and its file checked (there, regular, a known format whose runtime is installed;
+    the network itself is loaded when the evaluation starts).
+
+    Raises:
+        GenbenchError: one line naming the entry (``evaluation.extractors.<name>``) and the fix.
+    """
+    out, seen = [], set()
+    for i, e in enumerate(entries):
+        w = f"{where}[{i}]"
+        e = validate(e, EXTRACTOR, w)
+        w = f"{where}.{e['name']}"
+        if e["name"] in seen:
+            raise GenbenchError(f"{w}: the name {e['name']!r} is given twice; give each extractor its own name")
+        seen.add(e["name"])
+        lo, hi = e["range"]
+        if not lo < hi:
+            raise GenbenchError(f"{w}.range: {e['range']} is empty; give [low, high] with low < high, e.g. [0, 1]")
+        for k in ("mean", "std"):
+            if e[k] is not None and len(e[k]) not in (1, e["channels"]):
+                raise GenbenchError(f"{w}.{k}: {len(e[k])} values for {e['channels']} channels; give 1 or "
+                                    f"{e['channels']}")
+        cfg = FileExtractorConfig(
+            name=e["name"], path=_absolute(e["path"], source), format=e["format"], input_size=e["input_size"],
+            channels=e["channels"], value_range=(float(lo), float(hi)),
+            mean=None if e["mean"] is None else tuple(float(v) for v in e["mean"]),
+            std=None if e["std"] is None else tuple(float(v) for v in e["std"]), resize=e["resize"], batch=e["batch"])
+        check_file(cfg, w)
+        out.append(cfg)
+    return tuple(out)
 
 
 def _absolute(path: str, source: str) -> str:

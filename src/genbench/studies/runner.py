@@ -291,7 +291,7 @@ def write_summary(study_dir: Path, study: StudyConfig, ctx: EvalContext, records
                "dataset_info": {**dataclasses.asdict(info), "train": len(ctx.train), "test": len(ctx.test),
                                 "holdout": study.holdout, "options": study.dataset_spec or study.data},
                "profile": study.profile, "seed": study.seed,
-               "classifier": ctx.classifier_info, "evaluation": dataclasses.asdict(study.evaluation),
+               "classifier": ctx.classifier_info, "evaluation": study.evaluation.record(),
                "family_metrics": {fm.name: {"families": list(fm.families), "doc": fm.doc} for fm in FAMILY_METRICS},
                "models": merged,
                "experiments": experiments if experiments is not None else (old or {}).get("experiments", {}),

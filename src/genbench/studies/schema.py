@@ -19,6 +19,8 @@ from genbench.data import DatasetSpec, Option, dataset_names, get_dataset
 from genbench.data.base import REQUIRED as DATA_REQUIRED
 from genbench.errors import GenbenchError
 from genbench.io import name_problem
+from genbench.metrics.extractors import BUILTINS as BUILTIN_EXTRACTORS, PREP_RESIZES
+from genbench.metrics.file_extractor import FORMATS as EXTRACTOR_FORMATS
 from genbench.models.vae import ENCODERS, LIKELIHOODS
 from genbench.runtime.device import PRECISIONS
 from genbench.runtime.tracking import TRACKERS
@@ -33,6 +35,7 @@ are typos, and a count beyond it would make sampling run without end."""
 MAX_SEED = 2**63 - 1  # seeds go to torch.Generator.manual_seed / numpy (int64)
 MAX_WIDTH = 65_536  # widths, hidden sizes, latent dims: beyond this a layer alone takes gigabytes
 MAX_EPOCHS = 100_000
+MAX_EXTRACTORS = 8  # extractors a study may name (each costs a pass over every image set)
 MIN_KNN_SAMPLES = 10
 """Fewest images the k-NN metrics work with: precision/recall (k=3) and density/coverage (k=5,
 metrics/manifold.py) need more than k+1 points per set, and their bootstrap keeps ~63% distinct points."""
@@ -234,6 +237,26 @@ EVALUATION = {
     "n_eval": _int(1, MAX_SAMPLES, 1000),
     "curve_points": _int(0, 100, 4),  # quality-vs-compute snapshots per model (0 = no curve)
     "curve_n": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),  # images per snapshot (at most n_samples are drawn)
+    # the study's own feature extractors (TorchScript / ONNX files), each entry checked against EXTRACTOR
+    "extractors": Field((list, type(None)), None, lambda v: v is None or len(v) <= MAX_EXTRACTORS,
+                        f"a list of at most {MAX_EXTRACTORS} mappings {{name, path, ...}}"),
+}
+EXTRACTOR_NAME = "a lowercase identifier of 1-40 letters, digits and '_' (it names metrics fd_<name>, kid_<name>), " \
+                 f"not {' or '.join(BUILTIN_EXTRACTORS)}"
+EXTRACTOR = {  # one entry of evaluation.extractors (genbench.metrics.file_extractor.FileExtractorConfig)
+    "name": Field(str, _REQUIRED, lambda v: bool(re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v))
+                  and v not in BUILTIN_EXTRACTORS, EXTRACTOR_NAME),
+    "path": Field(str, _REQUIRED, lambda v: 0 < len(v) <= 4096 and "\0" not in v, "a file path (.pt or .onnx)"),
+    "format": _choice(EXTRACTOR_FORMATS, None, "extractor format"),  # null: from the file's suffix
+    "input_size": _int(1, 4096, None, null=True),  # null: the images' own size
+    "channels": Field(int, 3, lambda v: v in (1, 3), "1 or 3"),
+    "range": _num_list(-1e6, 1e6, default=[0.0, 1.0], length=2),
+    "mean": Field((list, type(None)), None, lambda v: v is None or (len(v) in (1, 3) and all(_is_num(x) for x in v)),
+                  "a list of 1 or 3 numbers or null"),
+    "std": Field((list, type(None)), None, lambda v: v is None or (len(v) in (1, 3) and all(
+        _is_num(x) and x > 0 for x in v)), "a list of 1 or 3 positive numbers or null"),
+    "resize": _choice(PREP_RESIZES, "torch_bilinear", "resize policy"),
+    "batch": _int(1, 100_000, 50),
 }
 
 

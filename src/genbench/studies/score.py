@@ -297,7 +297,7 @@ def _check_same_settings(out_dir: Path, cfg: StudyConfig, ref: dict) -> None:
         old = json.loads(p.read_text())
     except (OSError, ValueError):
         old = None
-    new_ev = dataclasses.asdict(cfg.evaluation)
+    new_ev = cfg.evaluation.record()
     old_ref = (old.get("scored_with") or {}).get("reference") if isinstance(old, dict) else None
     if not isinstance(old, dict) or old.get("dataset") != cfg.dataset or old.get("seed") != cfg.seed \
             or old.get("evaluation") != new_ev or "scored_with" not in old \

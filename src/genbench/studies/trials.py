@@ -40,6 +40,15 @@ AGG_METRICS = (("fid_inception", "value", True), ("kid_inception", "value", True
 """(metric, field, lower is better) aggregated across seeds."""
 
 
+def agg_metrics(summary: dict) -> tuple[tuple[str, str, bool], ...]:
+    """:data:`AGG_METRICS` plus ``fd_<name>`` and ``kid_<name>`` of each extractor the study names (their metrics
+    carry a ``space`` field), read from one seed's ``metrics.json``."""
+    real = next((r for r in summary.get("models", []) if r.get("model") == "real"), {})
+    own = [(k, "value", True) for k, m in (real.get("metrics") or {}).items()
+           if k.startswith(("fd_", "kid_")) and isinstance(m, dict) and m.get("space")]
+    return AGG_METRICS + tuple(own)
+
+
 RAY_CLIENT_PORT = 10001  # a ray:// address without a port
 _RAY_FIX = "give auto, local, HOST:PORT (the head's GCS port, e.g. 10.0.0.1:6379) or ray://HOST:10001"
 
@@ -172,7 +181,7 @@ def aggregate(out_root: Path, study: StudyConfig, seeds: list[int]) -> Path:
     rows = {}
     for name in names:
         row = {}
-        for metric, field, lower in AGG_METRICS:
+        for metric, field, lower in agg_metrics(per_seed[seeds[0]]):
             vals, spreads = [], []
             for s in seeds:
                 rec = next((r for r in per_seed[s]["models"] if r["model"] == name), None)
