@@ -274,13 +274,13 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     work = Path(tempfile.mkdtemp(prefix="genbench-agreement-"))
     pipes = {"genbench": InceptionFeatures(precision="fp32", backend="torch"),
-             "torch-fidelity": lambda b, m=torch_fidelity_extractor(tfid, work): m(b)[0],
+             "torch-fidelity": lambda b, m=torch_fidelity_extractor(tfid, work): m(b.repeat(1, 3, 1, 1))[0],
              "clean-fid": lambda b, m=clean_fid_extractor(cf, work): m(clean_fid_input(b))}
     feats = {}
     for name, fn in pipes.items():
         t0 = time.perf_counter()
         feats[name] = features(fn, x)
-        print(f"  features {name}: {time.perf_counter() - t0:.0f} s")
+        print(f"  features {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     g = feats["genbench"].astype(np.float64)
     s = dict(subsets=args.kid_subsets, size=args.kid_subset, seed=args.seed)
 
