@@ -202,7 +202,7 @@ def test_torch_fidelity_weights_map_one_to_one(tfid, tmp_path):
     assert len(conv) == len(A._LAYOUT) == 94
 
 
-@pytest.mark.slow  # three Inception passes over 8 digits: ~20 s at one thread
+@pytest.mark.slow  # three Inception passes over 8 digits: 32 s at one thread (shared 2-core machine)
 def test_same_images_give_the_same_features_in_all_three_pipelines(mnist, tfid, cfid, tmp_path):
     """Layer 2: 8 MNIST digits through genbench (torch backend, fp32), torch-fidelity's own extractor and
     clean-fid's legacy_tensorflow model, all holding one set of weights.
