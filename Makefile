@@ -48,9 +48,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
-	# torch-fidelity's wheel only for its TF1 resize reference in a test. Not installed: torchmetrics would
-	# import it, and it imports torchvision. The test reads the one module file out of the wheel.
+	# torch-fidelity's and clean-fid's wheels only as references in tests (TF1 resize; FID/KID agreement,
+	# tests/test_agreement.py). Not installed: torchmetrics would import torch-fidelity, and both import
+	# torchvision. The tests read the module files they need out of the wheels.
 	$(PY) -m pip download -q --disable-pip-version-check --no-deps -d .cache/wheels torch-fidelity==0.4.0
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps -d .cache/wheels clean-fid==0.1.35
 	touch $(STAMP)
 
 clean:
