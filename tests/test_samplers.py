@@ -10,7 +10,8 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from genbench.families import build_model
-from genbench.sampling.diffusion import SAMPLERS, diffusion_loop, guided, make_scheduler
+from genbench.errors import GenbenchError
+from genbench.sampling.diffusion import SAMPLERS, diffusion_loop, guided, make_scheduler, max_lu_steps
 from genbench.families import draw
 
 
@@ -42,6 +43,10 @@ def test_sampler_shapes_range_and_seeded_determinism(model, sampler):
 
 def test_timesteps_come_from_one_decreasing_list(model):
     for sampler in SAMPLERS:
+        if sampler == "dpm_solver_lu" and max_lu_steps(model.schedule_config) < 10:
+            with pytest.raises(GenbenchError, match="repeats timesteps"):  # refused, not sampled with repeats
+                make_scheduler(model, sampler, 10)
+            continue
         ts = make_scheduler(model, sampler, 10).timesteps
         assert (ts[:-1] > ts[1:]).all() and int(ts[0]) < model.timesteps and int(ts[-1]) >= 0
 
@@ -204,3 +209,20 @@ def test_a_run_folder_study_yaml_from_before_issue_14_is_upgraded(tmp_path):
     m = next(m for m in s.models if m.name == "ddpm")
     assert m.sampling == {"sampler": "ddim", "steps": 20, "guidance_scale": 1.5, "eta": 0.0}
     assert "sampler" not in m.params and "guidance_scale" not in m.params
+
+
+def test_dpm_solver_lu_refuses_repeated_timesteps_early_and_late():
+    """Log-SNR-uniform steps crowd t = 0: on T = 1,000 linear betas they stay distinct up to 38 steps. More are
+    refused when the study is read (the family's check) and when a scheduler is built for a model."""
+    from genbench.families import check_settings, get_family
+
+    cfg = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+    assert max_lu_steps(cfg) == 38
+    fam = get_family("diffusion")
+    assert check_settings({"sampler": "dpm_solver_lu", "steps": 30}, fam, timesteps=1000)["steps"] == 30
+    with pytest.raises(GenbenchError, match="at most 38"):
+        check_settings({"sampler": "dpm_solver_lu", "steps": 50}, fam, timesteps=1000)
+    model = type("M", (), {"schedule_config": {**cfg, "prediction_type": "epsilon"}})()
+    with pytest.raises(GenbenchError, match="repeats timesteps"):
+        make_scheduler(model, "dpm_solver_lu", 50)
+    assert len(set(make_scheduler(model, "dpm_solver_lu", 30).timesteps.tolist())) == 30

@@ -200,8 +200,10 @@ def noise(seed=0, n=N):
 
 
 STEPS = {"ddim": (5, 10, 20, 50, 100, 200, 500, 1000), "dpm_solver": (5, 10, 20, 50, 100, 200, 500),
+         "dpm_solver_lu": (5, 10, 20, 30),  # beyond 38 its timesteps repeat on T = 1,000 (refused)
          "euler": (5, 10, 20, 50, 100, 200, 500), "heun": (5, 10, 20, 50, 100, 200, 500)}
-MODEL = {"ddim": ExactDDPM, "dpm_solver": ExactDDPM, "euler": ExactFlow, "heun": ExactFlow}
+MODEL = {"ddim": ExactDDPM, "dpm_solver": ExactDDPM, "dpm_solver_lu": ExactDDPM, "euler": ExactFlow,
+         "heun": ExactFlow}
 
 
 def sweep(sampler):
@@ -335,3 +337,15 @@ def test_classifier_free_guidance_on_equal_variance_gaussians(sampler, steps):
     ref = sample(same, 1.0)
     for w in (0.0, 2.5, 7.0):
         assert torch.equal(sample(same, w), ref), w
+
+
+def test_log_snr_steps_are_far_more_accurate_at_few_steps():
+    """DPM-Solver++ on log-SNR-uniform steps (``dpm_solver_lu``) against the same solver on time-uniform steps
+    (``dpm_solver``), the same noise: at 10 and 20 steps its paired 2-Wasserstein error to the exact ODE endpoints'
+    law is at least 5x smaller (measured 57% vs 1.4% at 10, 34% vs 1.2% at 20: the trailing grid's last step jumps
+    from noise std ~0.17 to x0 and halves the narrow pixels' spread)."""
+    lu, _ = sweep("dpm_solver_lu")
+    uni, _ = sweep("dpm_solver")
+    for k in (10, 20):
+        assert lu[k]["paired"] * 5 < uni[k]["paired"], (k, lu[k]["paired"], uni[k]["paired"])
+

@@ -107,10 +107,8 @@ def test_same_out_folder_refuses_another_reference_content(own_reference, tmp_pa
     cfg = sc.score_config(str(own_reference), study=None, profile="smoke", n=N, n_inception=None)
     out = tmp_path / "out"
     out.mkdir()
-    import dataclasses
-
     (out / "metrics.json").write_text(json.dumps({
-        "dataset": cfg.dataset, "seed": cfg.seed, "evaluation": dataclasses.asdict(cfg.evaluation),
+        "dataset": cfg.dataset, "seed": cfg.seed, "evaluation": cfg.evaluation.record(),
         "scored_with": {"reference": {"content": "digits-aaaaaaaaaaaa"}}}))
     sc._check_same_settings(out, cfg, {"content": "digits-aaaaaaaaaaaa"})  # the same content: rows are added
     with pytest.raises(GenbenchError, match="made otherwise"):

@@ -316,6 +316,7 @@ PARAMS = {  # type and range of the common model parameters (the constructor dec
     "encoder": _choice(ENCODERS, noun="encoder"), "likelihood": _choice(LIKELIHOODS, noun="likelihood"),
     "sampler": _choice(SAMPLERS, noun="sampler"),
     "prediction_type": _choice(("epsilon", "v_prediction")),
+    "time_sampling": _choice(("uniform", "logit_normal")),  # flow matching's training-time distribution
     "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
 }
 
