@@ -81,7 +81,7 @@ def test_overrides_replace_the_active_profile_value_and_are_recorded():
                                     "evaluation.n_inception=400", "models.vae.epochs.quick=3"]
     assert cfg.raw["evaluation"]["n_samples"] == 500  # the resolved mapping written to study.yaml
     plain = load_study("mnist_four", "quick")
-    assert "overrides" not in plain.raw and plain.evaluation.n_samples == 2000
+    assert "overrides" not in plain.raw and plain.evaluation.n_samples == 2500
 
 
 def test_override_enters_a_per_profile_mapping_at_the_active_profile(tmp_path):
