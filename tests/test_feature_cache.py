@@ -468,3 +468,34 @@ def test_a_second_genbench_score_extracts_no_real_features(tmp_path, mnist):
         a, b = dict(rows1[name]), dict(rows2[name])
         a.pop("eval_seconds"), b.pop("eval_seconds")
         same_metrics(a, b, name)
+
+
+def test_the_size_cap_removes_the_least_recently_used_files(tmp_path, monkeypatch):
+    """Three ~1 MiB entries under a 3 MiB cap: writing the third (over 3 MiB with the headers) removes the least recently used one (the first,
+    unless a hit refreshed it), never the file just written; 0 means no cap; a bad value is one line."""
+    import os
+
+    from genbench.errors import GenbenchError
+    from genbench.metrics.feature_cache import SIZE_ENV
+
+    logs: list[str] = []
+    cache = FeatureCache(tmp_path, log=logs.append)
+    arr = {"features": np.random.default_rng(0).standard_normal((1, 2**17))}  # float64, not float32-exact: 1 MiB
+    keys = [{"k": i} for i in range(3)]
+    monkeypatch.setenv(SIZE_ENV, "3")
+    cache.write(keys[0], arr, "a")
+    cache.write(keys[1], arr, "b")
+    old = cache.path(keys[0]).stat().st_mtime - 100
+    os.utime(cache.path(keys[0]), (old, old))
+    os.utime(cache.path(keys[1]), (old + 10, old + 10))
+    assert cache.get("a", keys[0], lambda: arr)  # a hit refreshes the first file: now the second is the oldest
+    cache.write(keys[2], arr, "c")
+    left = {p.name for p in tmp_path.glob("*.npz")}
+    assert left == {cache.path(keys[0]).name, cache.path(keys[2]).name}, left
+    assert not cache.path(keys[1]).with_suffix(".json").exists() and "least recently used" in logs[-1]
+    monkeypatch.setenv(SIZE_ENV, "0")
+    cache.write(keys[1], arr, "b")
+    assert len(list(tmp_path.glob("*.npz"))) == 3  # no cap
+    monkeypatch.setenv(SIZE_ENV, "lots")
+    with pytest.raises(GenbenchError, match="whole MiB"):
+        cache.write(keys[1], arr, "b")

@@ -59,6 +59,11 @@ CACHE_VERSION = 1
 """Part of every key: raise it when what a cached array means changes."""
 FOLDER = "features"
 """The cache's folder under GENBENCH_HOME."""
+SIZE_ENV = "GENBENCH_FEATURE_CACHE_MB"
+"""The cache's size cap in MiB (default :data:`DEFAULT_CAP_MB`): after each write the least recently used files
+(by modification time, which a cache hit refreshes) are removed until the folder's ``.npz`` files fit; the file
+just written is always kept. ``0`` means no cap."""
+DEFAULT_CAP_MB = 4096
 META = "__meta__"
 
 
@@ -215,7 +220,51 @@ class FeatureCache:
         atomic_savez(path, **stored, **{META: np.array(json.dumps(meta))})
         atomic_write_json(path.with_suffix(".json"), {**meta, "file": path.name,
                                                       "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self.prune(keep=path)
         return path
+
+    def cap_bytes(self) -> int | None:
+        """The size cap from ``$GENBENCH_FEATURE_CACHE_MB`` (None: no cap).
+
+        Raises:
+            GenbenchError: the variable is not a whole number of MiB >= 0."""
+        raw = os.environ.get(SIZE_ENV, "").strip()
+        if not raw:
+            return DEFAULT_CAP_MB * 2**20
+        if not raw.isdigit():
+            from genbench.errors import GenbenchError
+
+            raise GenbenchError(f"{SIZE_ENV}={raw!r}: give the feature cache's size cap in whole MiB (0: no cap)")
+        return int(raw) * 2**20 or None
+
+    def prune(self, keep: Path | None = None) -> list[str]:
+        """Remove the least recently used cache files (``.npz`` and its ``.json``) until the ``.npz`` files fit the
+        cap (:data:`SIZE_ENV`); ``keep`` is never removed. Returns the removed file names (one log line if any)."""
+        cap = self.cap_bytes()
+        if cap is None or not Path(self.root).is_dir():
+            return []
+        files = []
+        for p in Path(self.root).glob("*.npz"):
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                files.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in files)
+        removed = []
+        for _, size, p in sorted(files, key=lambda f: f[0]):  # oldest use first
+            if total <= cap:
+                break
+            if keep is not None and p == keep:
+                continue
+            self._remove(p)
+            total -= size
+            removed.append(p.name)
+        if removed:
+            self.log(f"[features] cache over its {cap / 2**20:.0f} MiB cap ({SIZE_ENV}): removed the {len(removed)} "
+                     f"least recently used file(s)")
+        return removed
 
     def get(self, what: str, key: Mapping, compute: Callable[[], Mapping[str, np.ndarray]], *,
             shapes: Mapping[str, tuple] | None = None, dist: Dist | None = None) -> dict[str, np.ndarray] | None:
@@ -243,6 +292,10 @@ class FeatureCache:
         got, damaged = self._lookup(key, shapes, what) if dist.main else (None, False)
         if dist.broadcast(got is not None):
             if dist.main:
+                try:
+                    os.utime(path)  # a use: the size cap removes the least recently used files first
+                except OSError:
+                    pass
                 self.log(f"[features] {what}: from the cache ({path.name})")
                 self._event(what, path, True, got, t0)
             return got
