@@ -132,15 +132,22 @@ def _fid(x: Inputs) -> dict:
                       if n_boot else "none (fid_bootstrap: 0)",
             "resamples": n_boot, "n_generated": m, "n_reference": m,
             "reference": "test split, seeded class-stratified random subset",
-            "reference_subset": x.ctx.reference_record(m), **x.ctx.inception.key(), "direction": "lower is better",
+            "reference_subset": x.ctx.reference_record(m), **_inception_provenance(x), "direction": "lower is better",
             "note": f"FID at N={m} is biased upwards; compare values at the same N, or FID-infinity"}
+
+
+
+def _inception_provenance(x: Inputs) -> dict:
+    """The extractor's key, and for INT8 its build record (an extractor without ``provenance``: its key)."""
+    inc = x.ctx.inception
+    return inc.provenance() if hasattr(inc, "provenance") else inc.key()
 
 
 def _fid_inf(x: Inputs) -> dict:
     m = x.m
     fi = fid_infinity(x.feats_i, x.inc_ref, seed=x.ctx.seed)
     return {**fi, "n_generated": m, "n_reference": m, "reference_subset": x.ctx.reference_record(m),
-            **x.ctx.inception.key(), "direction": "lower is better",
+            **_inception_provenance(x), "direction": "lower is better",
             "method": "Chong & Forsyth 2020: FID of nested random subsets of the generated and reference sets (N vs "
                       "N) at the sizes ns, least-squares line in 1/N, intercept at 1/N = 0",
             "note": "less biased than FID at N, but FID_N is linear in 1/N only for N >> 2048: below that compare "
