@@ -9,7 +9,8 @@ backends' numerics alone. The adoption rule (the one the OpenVINO bf16 backend m
 FID within 0.5% of fp32 on real MNIST; the benchmark also checks that the three sets keep their order.
 
 Timing: each set is extracted by every backend in turn, the order alternating from set to set; a backend's rate is
-the median of its blocks (images / seconds), so a load that changes during the run hits both alike. bf16 is timed
+the median of its blocks (images / seconds), and its ratio to fp32 the median of the per-block ratios (the two runs
+of a block are back to back, so a load that changes during the run hits both alike). bf16 is timed
 only where the CPU computes it natively (AVX512-BF16 / AMX): elsewhere OpenVINO emulates it and it is never chosen.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/inception_int8.py [--n 200] [--repeat 2]
@@ -96,7 +97,9 @@ def main() -> None:
     print(f"\nimages/s, median of {len(rounds)} alternating blocks of {n} images, {threads} threads, load average "
           f"{os.getloadavg()[0]:.2f} at the end:")
     for b in names:
-        print(f"  openvino {b:5}: {med[b]:6.1f} images/s ({med[b] / med['fp32']:.2f}x fp32)")
+        paired = statistics.median(x / y for x, y in zip(rates[b], rates["fp32"]))  # same block, same load
+        print(f"  openvino {b:5}: {med[b]:6.1f} images/s; per-block ratio to fp32: median {paired:.2f}x "
+              f"(blocks: {', '.join(f'{x / y:.2f}' for x, y in zip(rates[b], rates['fp32']))})")
     print(f"\nFID / KID vs the reference ({n} test images), N = {n} per set, the same images for every backend:")
     print(f"  {'set':11} " + " ".join(f"{'FID ' + b:>10}" for b in names) + "   gap vs fp32      "
           + " ".join(f"{'KID ' + b:>10}" for b in names))

@@ -137,6 +137,9 @@ def test_int8_asks_for_the_openvino_backend():
 
 # -- the real model: FID against OpenVINO fp32 on real MNIST ---------------------------------------------------------
 N_INT8 = 64  # per set, as the OpenVINO known-answer test: both backends see the same images, so the gap is numerics
+# INT8 does NOT meet the 0.5% rule the default backend must (benchmarks/inception_int8.py, N = 200: real floor +0.36%,
+# noise -1.5%, blur +4.3%), which is why it is only an explicit choice; this bounds the drift it is documented with
+INT8_FID_TOLERANCE = 0.06
 
 
 @pytest.mark.slow  # builds the INT8 Inception once into GENBENCH_HOME (minutes on 2 cores), then 256 images x 2

@@ -21,8 +21,14 @@ Backends (``evaluation.inception_backend``):
   channels_last (benchmarks/README.md), FID within 0.5% of torch fp32 (tests/test_known_answers.py).
 - ``auto`` (default): ``openvino`` where the package is installed and the device is the CPU, else ``torch``.
 
-The backend (and the OpenVINO version) is part of :meth:`InceptionFeatures.key`, which keys the
-reference-statistics cache and is recorded beside every Inception metric.
+Precision ``int8`` (OpenVINO only, an explicit choice, not the default; docs/METRICS.md has the measurements): the
+OpenVINO model quantized post-training by NNCF, calibrated on 300 seeded MNIST training images through
+:func:`preprocess`, built once into ``$GENBENCH_HOME/openvino`` (:mod:`genbench.metrics.inception_int8`); the layers
+left unquantized run at bf16 where native, else f32. Without nncf it falls back, with one line, to ``auto``.
+
+The backend (and the OpenVINO version; for int8 the build's key digest, nncf version and calibration record) is part
+of :meth:`InceptionFeatures.key`, which keys the reference-statistics cache; :meth:`InceptionFeatures.provenance`
+(the key plus the INT8 build's seconds) is recorded beside every Inception metric.
 """
 
 from __future__ import annotations
