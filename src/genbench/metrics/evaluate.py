@@ -281,7 +281,8 @@ class EvalContext:
         if self._inception is None:
             self._inception = InceptionFeatures(resize_policy=self.eval_cfg.resize,
                                                 precision=self.eval_cfg.inception_precision,
-                                                backend=getattr(self.eval_cfg, "inception_backend", "auto"))
+                                                backend=getattr(self.eval_cfg, "inception_backend", "auto"),
+                                                log=self.log)
         return self._inception
 
     def inception_reference(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

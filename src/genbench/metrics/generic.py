@@ -141,7 +141,7 @@ def _fd_at_m(x: Inputs, gen: np.ndarray, ref: np.ndarray, mu: np.ndarray, sigma:
 
 
 def _fid(x: Inputs) -> dict:
-    return {**_fd_at_m(x, x.feats_i, x.inc_ref, x.inc_mu, x.inc_sigma), **x.ctx.inception.key(),
+    return {**_fd_at_m(x, x.feats_i, x.inc_ref, x.inc_mu, x.inc_sigma), **_inception_provenance(x),
             "direction": "lower is better",
             "note": f"FID at N={x.m} is biased upwards; compare values at the same N, or FID-infinity"}
 
@@ -176,11 +176,17 @@ def space_metrics(space: str) -> tuple[Metric, ...]:
                    doc=f"KID on {space} features (Binkowski et al. 2018, eq. 4)"))
 
 
+def _inception_provenance(x: Inputs) -> dict:
+    """The extractor's key, and for INT8 its build record (an extractor without ``provenance``: its key)."""
+    inc = x.ctx.inception
+    return inc.provenance() if hasattr(inc, "provenance") else inc.key()
+
+
 def _fid_inf(x: Inputs) -> dict:
     m = x.m
     fi = fid_infinity(x.feats_i, x.inc_ref, seed=x.ctx.seed)
     return {**fi, "n_generated": m, "n_reference": m, "reference_subset": x.ctx.reference_record(m),
-            **x.ctx.inception.key(), "direction": "lower is better",
+            **_inception_provenance(x), "direction": "lower is better",
             "method": "Chong & Forsyth 2020: FID of nested random subsets of the generated and reference sets (N vs "
                       "N) at the sizes ns, least-squares line in 1/N, intercept at 1/N = 0",
             "note": "less biased than FID at N, but FID_N is linear in 1/N only for N >> 2048: below that compare "

@@ -21,21 +21,29 @@ Backends (``evaluation.inception_backend``):
   channels_last (benchmarks/README.md), FID within 0.5% of torch fp32 (tests/test_known_answers.py).
 - ``auto`` (default): ``openvino`` where the package is installed and the device is the CPU, else ``torch``.
 
-The backend (and the OpenVINO version) is part of :meth:`InceptionFeatures.key`, which keys the
-reference-statistics cache and is recorded beside every Inception metric.
+Precision ``int8`` (OpenVINO only, an explicit choice, not the default; docs/METRICS.md has the measurements): the
+OpenVINO model quantized post-training by NNCF, calibrated on 300 seeded MNIST training images through
+:func:`preprocess`, built once into ``$GENBENCH_HOME/openvino`` (:mod:`genbench.metrics.inception_int8`); the layers
+left unquantized run at bf16 where native, else f32. Without nncf it falls back, with one line, to ``auto``.
+
+The backend (and the OpenVINO version; for int8 the build's key digest, nncf version and calibration record) is part
+of :meth:`InceptionFeatures.key`, which keys the reference-statistics cache; :meth:`InceptionFeatures.provenance`
+(the key plus the INT8 build's seconds) is recorded beside every Inception metric.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genbench.data.assets import fetch_asset
+from genbench.data.assets import ASSETS, fetch_asset
 from genbench.runtime.device import get_device, resolve_precision
 from genbench.errors import GenbenchError
+from genbench.metrics.feature_cache import key_digest
 from genbench.runtime.distributed import Dist
 
 RESIZE_POLICIES = ("tf1_bilinear", "torch_bilinear")
@@ -99,6 +107,19 @@ def resize(x: torch.Tensor, size: int, policy: str) -> torch.Tensor:
     raise GenbenchError(f"unknown resize policy {policy!r}; choose one of {', '.join(RESIZE_POLICIES)}")
 
 
+def preprocess(x_uint8: torch.Tensor, policy: str) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float (N, 3, 299, 299) network input: grey tiled to 3 channels, resized by ``policy``,
+    ``(u - 128) / 128``. The INT8 model's calibration goes through this too."""
+    x = x_uint8.float()
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return (resize(x, 299, policy) - 128) / 128
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class InceptionFeatures:
     """Callable: uint8 (N, C, H, W) -> float64 numpy (N, 2048) pool3 features."""
 
@@ -106,19 +127,26 @@ class InceptionFeatures:
     num_features = 2048
 
     def __init__(self, *, resize_policy: str = "tf1_bilinear", precision: str = "auto", batch: int = 50,
-                 backend: str = "auto"):
+                 backend: str = "auto", log=None):
         if resize_policy not in RESIZE_POLICIES:
             raise GenbenchError(f"unknown resize policy {resize_policy!r}; choose one of {RESIZE_POLICIES}")
-        precision = resolve_precision(precision)  # "auto": bf16 only where the hardware computes it
-        self.resize_policy, self.precision, self.batch = resize_policy, precision, batch
+        log = log or _stderr
         self.device = get_device()
         self.backend = resolve_backend(backend, self.device)
+        self.int8: dict | None = None  # the INT8 build's record (key, build seconds, built now) where precision is int8
+        if precision == "int8":
+            precision = self._int8_or_fallback(log)
+        if precision != "int8":
+            precision = resolve_precision(precision)  # "auto": bf16 only where the hardware computes it
+        self.resize_policy, self.precision, self.batch = resize_policy, precision, batch
         self.net = torch.jit.load(str(fetch_asset("inception")), map_location="cpu").eval()
         if self.backend == "openvino":
             ov = _openvino()
             self._ov_version = ov.get_version().split("-")[0]
             model = ov.convert_model(self.net, example_input=torch.zeros(1, 3, 299, 299))
-            hint = {"bf16": "bf16", "fp32": "f32"}[precision]
+            hint = {"bf16": "bf16", "fp32": "f32"}[precision if precision != "int8" else resolve_precision("auto")]
+            if precision == "int8":  # the layers NNCF left unquantized run at the hint: bf16 where native, else f32
+                model = self._int8_model(ov, model, log)
             self.net = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                               "INFERENCE_NUM_THREADS": torch.get_num_threads()})
         else:
@@ -128,12 +156,57 @@ class InceptionFeatures:
         self.seconds = 0.0
         self.images = 0
 
+    def _int8_or_fallback(self, log) -> str:
+        """``"int8"`` where it can run (the OpenVINO backend and nncf installed), else ``"auto"`` after one line."""
+        from genbench.metrics.inception_int8 import nncf_version
+
+        if self.backend != "openvino":
+            raise GenbenchError(f"evaluation.inception_precision: int8 runs on the OpenVINO backend (CPU), the backend "
+                                f"here is {self.backend}; set inception_backend: openvino (or auto on the CPU), or "
+                                f"inception_precision: auto")
+        if nncf_version() is None:
+            log(f"[inception] int8 needs nncf (`pip install nncf`, or genbench[int8]), which is not installed: "
+                f"falling back to openvino {resolve_precision('auto')}")
+            return "auto"
+        return "int8"
+
+    def _int8_model(self, ov, fp32_model, log):
+        """The INT8 ``ov.Model``: from the cache under GENBENCH_HOME, else quantized now (and cached)."""
+        from genbench.metrics import inception_int8 as q
+
+        calib: dict = {}
+
+        def images():
+            x, calib["record"] = q.calibration_images()
+            return x
+
+        # the calibration record (its sha256 included) is part of the key, so it is computed on every load: MNIST's
+        # cached arrays and 300 images, ~0.5 s
+        x = images()
+        key = q.model_key(weights_sha256=ASSETS["inception"].member_sha256, nncf=q.nncf_version(),
+                          openvino=self._ov_version, calibration=calib["record"], resize=self.resize_policy,
+                          preprocess_version=PREPROCESS_VERSION)
+        model, self.int8 = q.load_or_build(ov, fp32_model, key, x, lambda u: preprocess(u, self.resize_policy),
+                                           log=log)
+        return model
+
     def key(self) -> dict:
         key = {"extractor": self.name, "resize": self.resize_policy, "precision": self.precision,
                "backend": self.backend, "preprocess_version": PREPROCESS_VERSION}
         if self.backend == "openvino":
             key["openvino"] = self._ov_version
+        if self.int8 is not None:  # what the INT8 numbers depend on; not the build time (a rebuild keeps the key)
+            k = self.int8["key"]
+            key.update({"int8_model": key_digest(k), "nncf": k["nncf"], "int8_calibration": k["calibration"]})
         return key
+
+    def provenance(self) -> dict:
+        """:meth:`key` and, for INT8, the build's seconds and whether this process built it (recorded beside every
+        Inception metric)."""
+        out = self.key()
+        if self.int8 is not None:
+            out.update({"int8_build_seconds": self.int8["build_seconds"], "int8_built_now": self.int8["built_now"]})
+        return out
 
     @torch.no_grad()
     def __call__(self, x_uint8: torch.Tensor, log=None, dist: Dist | None = None) -> np.ndarray:
@@ -162,10 +235,7 @@ class InceptionFeatures:
         out = []
         starts = dist.batch_starts(len(x_uint8), self.batch)
         for j, i in enumerate(starts):
-            x = x_uint8[i:i + self.batch].to(self.device).float()
-            if x.shape[1] == 1:
-                x = x.repeat(1, 3, 1, 1)
-            x = (resize(x, 299, self.resize_policy) - 128) / 128
+            x = preprocess(x_uint8[i:i + self.batch].to(self.device), self.resize_policy)
             if self.backend == "openvino":
                 f = torch.from_numpy(self.net(x.numpy())[0])
             elif self.precision == "bf16":

@@ -72,7 +72,8 @@ class EvalConfig:
     n_samples: int  # images per model for classifier metrics (IS, FD-classifier, modes, conditional accuracy)
     n_inception: int  # images per model for Inception FID (<= n_samples)
     resize: str = "tf1_bilinear"
-    inception_precision: str = "auto"  # resolved when a study is parsed (runtime.device.resolve_precision)
+    inception_precision: str = "auto"  # auto | bf16 | fp32 resolved when a study is parsed; int8: NNCF-quantized
+    # OpenVINO model (genbench.metrics.inception_int8), not the default: see docs/METRICS.md
     inception_backend: str = "auto"  # auto | torch | openvino (genbench.metrics.inception: auto = openvino on CPU)
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
@@ -202,7 +203,8 @@ def parse_study(raw: dict, profile: str, source: str = "<dict>") -> StudyConfig:
         r = {**r, "evaluation": {**r["evaluation"], "extractors": [
             {**e, "path": c.path} for e, c in zip(r["evaluation"]["extractors"], ev["extractors"])]}}
     ev = EvalConfig(**ev)
-    ev = dataclasses.replace(ev, inception_precision=resolve_precision(ev.inception_precision))
+    if ev.inception_precision != "int8":  # int8 stays as asked: the extractor falls back (one line) without nncf
+        ev = dataclasses.replace(ev, inception_precision=resolve_precision(ev.inception_precision))
     if ev.n_inception > ev.n_samples:
         raise GenbenchError(f"{we}.n_inception ({ev.n_inception}) must not exceed n_samples ({ev.n_samples})")
     experiments = _experiments(top["experiments"] or {}, f"{where}.experiments", models, info)

@@ -222,7 +222,7 @@ EVALUATION = {
     "n_samples": _int(20, MAX_SAMPLES, 2000),
     "n_inception": _int(MIN_KNN_SAMPLES, MAX_SAMPLES, 500),
     "resize": _choice(("tf1_bilinear", "torch_bilinear"), "tf1_bilinear", "resize policy"),
-    "inception_precision": _choice(PRECISIONS, "auto"),
+    "inception_precision": _choice((*PRECISIONS, "int8"), "auto", "Inception precision"),  # int8: OpenVINO + nncf
     "inception_backend": _choice(("auto", "torch", "openvino"), "auto", "Inception backend"),
     "classifier_epochs": _int(1, 1000, 3),
     "classifier_min_accuracy": _float(0, 1, 0.99),
