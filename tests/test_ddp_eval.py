@@ -170,10 +170,10 @@ def test_two_rank_evaluation_equals_one_process(tmp_path, mnist):
     m0, m1 = dict(r0["metrics"]), dict(one["metrics"])
     m0.pop("eval_seconds"), m1.pop("eval_seconds")
     same_metrics(m0, m1)
-    # the feature cache (the test split's classifier features, the Inception reference): the same keys (the world
-    # size is not part of them) and the same arrays
+    # the feature cache (the test split's classifier features, the Inception reference, the memorisation train
+    # subset's classifier features): the same keys (the world size is not part of them) and the same arrays
     cached = {w: sorted((tmp_path / f"cache-{w}" / "features").glob("*.npz")) for w in ("ddp", "one")}
-    assert [p.name for p in cached["ddp"]] == [p.name for p in cached["one"]] and len(cached["ddp"]) == 2
+    assert [p.name for p in cached["ddp"]] == [p.name for p in cached["one"]] and len(cached["ddp"]) == 3
     for pa, pb in zip(cached["ddp"], cached["one"]):
         with np.load(pa) as a, np.load(pb) as b:
             assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files if k != "__meta__")

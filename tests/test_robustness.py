@@ -183,6 +183,7 @@ cfg_kw, n_images = json.loads(sys.argv[5]), int(sys.argv[6])
 torch.set_num_threads(threads)
 from genbench.data import load_dataset
 from genbench.studies.config import ModelConfig
+import dataclasses
 import genbench.families as F
 import genbench.training.loop as L
 
