@@ -137,7 +137,7 @@ def test_the_headline_columns_come_from_the_metric_specs():
     """The report's table: a registered metric with a Column appears in the header (N from the real row) and in
     every row, values aligned with their sort values; built-in columns keep their order."""
     from genbench.metrics.registry import register_metric, unregister_metric
-    from genbench.report.build import comparison_table
+    from genbench.report.tables import comparison_table
 
     register_metric(_dummy_metric())
     try:
