@@ -315,7 +315,8 @@ PARAMS = {  # type and range of the common model parameters (the constructor dec
     "attention": Field(bool), "batchnorm": Field(bool),
     "encoder": _choice(ENCODERS, noun="encoder"), "likelihood": _choice(LIKELIHOODS, noun="likelihood"),
     "sampler": _choice(SAMPLERS, noun="sampler"),
-    "prediction_type": _choice(("epsilon", "v_prediction")),
+    "prediction_type": _choice(("epsilon", "v_prediction", "edm")),  # edm: Karras et al. 2022 preconditioning
+    "sigma_data": _float(0, 1e3, lo_open=True), "p_mean": _float(-20, 20), "p_std": _float(0, 20, lo_open=True),
     "time_sampling": _choice(("uniform", "logit_normal")),  # flow matching's training-time distribution
     "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
 }
