@@ -109,3 +109,25 @@ def test_nearest_neighbours_experiment_finds_copies_and_renders(tmp_path):
     parts = []
     render_nearest_neighbours(parts, res, arr, tmp_path, lambda p: p.name, tmp_path, {})
     assert len(parts) == 3 and (tmp_path / "nearest_copier.png").exists() and "held-out real images" in parts[0]
+
+
+def test_nearest_rows_and_nearest_train_match_brute_force():
+    """The one nearest-neighbour routine (C_T's distances in feature space, the nearest-train metric and experiment
+    in pixel space) against scipy's cdist, with chunks smaller than the reference set, an exact copy (distance 0)
+    and uint8 pixels scaled to [0, 1]."""
+    from scipy.spatial.distance import cdist
+
+    from genbench.metrics.manifold import nearest_rows, nearest_train
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(37, 5)), rng.normal(size=(101, 5))
+    a[3] = b[77]
+    d, j = nearest_rows(a, b, chunk=16)
+    full = cdist(a, b)
+    assert np.array_equal(j, full.argmin(1)) and np.allclose(d, full.min(1), atol=1e-7)
+    assert j[3] == 77 and d[3] < 1e-6
+    gen = rng.integers(0, 256, size=(9, 1, 4, 4), dtype=np.uint8)
+    train = rng.integers(0, 256, size=(50, 1, 4, 4), dtype=np.uint8)
+    d2, j2 = nearest_train(gen, train, chunk=7)
+    full2 = cdist(gen.reshape(9, -1) / 255.0, train.reshape(50, -1) / 255.0)
+    assert np.array_equal(j2, full2.argmin(1)) and np.allclose(d2, full2.min(1), atol=1e-7)

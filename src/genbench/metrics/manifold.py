@@ -281,21 +281,43 @@ def prdc_with_spread(gen: np.ndarray, real: np.ndarray, *, k_pr: int = 3, k_dc: 
     return out
 
 
-def nearest_train(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Each generated image's nearest training image: (L2 distance float64 (G,), pixels in [0, 1]; index int64
-    (G,) into ``train``). gen (G, ...), train (T, ...) uint8 values 0..255, compared in chunks of ``chunk``
-    training images."""
-    g = np.asarray(gen, np.float64).reshape(len(gen), -1) / 255.0
-    out, idx = np.full(len(g), np.inf), np.zeros(len(g), np.int64)
-    gg = (g * g).sum(1)
-    for i in range(0, len(train), chunk):
-        t = np.asarray(train[i:i + chunk], np.float64).reshape(-1, g.shape[1]) / 255.0
-        d = gg[:, None] + (t * t).sum(1)[None] - 2 * g @ t.T
+def nearest_rows(a: np.ndarray, b: np.ndarray, chunk: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``a``'s nearest row of ``b`` by Euclidean distance: (distance float64 (A,), index int64 (A,) into
+    ``b``). a (A, D), b (B, D) any real dtype (computed in float64), B >= 1; ``b`` is read in chunks of ``chunk`` rows,
+    so memory is A x chunk doubles. Ties go to the lowest index."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    out, idx = np.full(len(a), np.inf), np.zeros(len(a), np.int64)
+    aa = (a * a).sum(1)
+    for i in range(0, len(b), chunk):
+        t = np.asarray(b[i:i + chunk], np.float64).reshape(-1, a.shape[1])
+        d = aa[:, None] + (t * t).sum(1)[None] - 2 * a @ t.T
         j = d.argmin(1)
-        dj = d[np.arange(len(g)), j]
+        dj = d[np.arange(len(a)), j]
         better = dj < out
         out[better], idx[better] = dj[better], i + j[better]
     return np.sqrt(np.maximum(out, 0)), idx
+
+
+def nearest_train(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Each generated image's nearest training image: (L2 distance float64 (G,), pixels in [0, 1]; index int64
+    (G,) into ``train``). gen (G, ...), train (T, ...) uint8 values 0..255, compared in chunks of ``chunk``
+    training images (:func:`nearest_rows`)."""
+    g = np.asarray(gen, np.float64).reshape(len(gen), -1) / 255.0
+    t = np.asarray(train).reshape(len(train), -1)
+    return nearest_rows(g, _Scaled(t), chunk)
+
+
+class _Scaled:
+    """A uint8 (T, D) array read in float64 chunks divided by 255 (the whole set is never widened at once)."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, sl) -> np.ndarray:
+        return np.asarray(self.x[sl], np.float64) / 255.0
 
 
 def nearest_train_distance(gen: np.ndarray, train: np.ndarray, chunk: int = 2000) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from genbench.metrics.manifold import nearest_rows
 from genbench.metrics.registry import Inputs, Metric, register_metric
 from genbench.metrics.scores import feature_stats, frechet_distance, frechet_distance_to
 
@@ -32,17 +33,6 @@ CELLS = 10
 MIN_PER_CELL = 5
 """Samples and test images a cell must hold for its Z_U (the normal approximation of U needs a few of each)."""
 MEMO_BOOTSTRAP = 20
-
-
-def _nn_dist(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Euclidean distance of each row of ``a`` to its nearest row of ``b`` (float64), in chunks of ``a``."""
-    bb = (b * b).sum(1)
-    out = np.empty(len(a))
-    for i in range(0, len(a), chunk):
-        x = a[i:i + chunk]
-        d2 = (x * x).sum(1)[:, None] + bb[None] - 2 * x @ b.T
-        out[i:i + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
-    return out
 
 
 def z_u(lq: np.ndarray, lp: np.ndarray) -> float:
@@ -81,7 +71,7 @@ class CTTest:
         for c in range(self.cells):
             t = self.train[self.train_cell == c]
             if len(t) and (cell == c).any():
-                out[cell == c] = _nn_dist(x[cell == c], t)
+                out[cell == c] = nearest_rows(x[cell == c], t)[0]
         return out
 
     def prepare(self, gen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
