@@ -317,6 +317,7 @@ PARAMS = {  # type and range of the common model parameters (the constructor dec
     "sampler": _choice(SAMPLERS, noun="sampler"),
     "prediction_type": _choice(("epsilon", "v_prediction")),
     "time_sampling": _choice(("uniform", "logit_normal")),  # flow matching's training-time distribution
+    "max_steps": _int(2, 2**20), "consistency_fraction": _float(0, 1, hi_open=True),  # shortcut models
     "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
 }
 

@@ -44,7 +44,8 @@ from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, frechet_distance_to, inception_score
 from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
-from genbench.families import check_settings, draw, drawer, load_trained, multi_step_families, nfe, sampler_family
+from genbench.families import (
+    check_settings, draw, drawer, load_trained, multi_step_families, nfe, sampler_family, step_limit)
 
 METRICS = ("fid_inception", "fd_classifier")
 
@@ -239,7 +240,7 @@ def _sweep_one(study_dir: Path, study, ctx, cfg: SweepConfig, name: str, log) ->
     ck_sha = sha256_file(run_dir / "checkpoints" / "last.pt")  # once: every setting's cache is keyed on it
     mcfg = next(m for m in study.models if m.name == name)
     family, precision = cfg.family(name), mcfg.precision
-    T = getattr(model, "timesteps", 1000)
+    T = step_limit(family, model)  # the DDPM's T, a shortcut model's max_steps
     own = mcfg.sampling or check_settings(None, family, timesteps=T)
     w0 = own["guidance_scale"]
 
