@@ -1,18 +1,19 @@
 """One door for drawing images from any genbench model, with the sampler settings kept out of the models.
 
 Diffusion-family models (:class:`genbench.models.ddpm.DDPM`, family ``diffusion``;
-:class:`genbench.models.flow.FlowMatching`, family ``flow``) are a network, a noise schedule or path, and a
-training loss: they know no sampler. How to draw from them is a *settings* mapping, a study's model-level
-``sampling:`` field (values per profile like every field)::
+:class:`genbench.models.flow.FlowMatching`, family ``flow``; :class:`genbench.models.shortcut.ShortcutModel`,
+family ``shortcut``) are a network, a noise schedule or path, and a training loss: they know no sampler. How to
+draw from them is a *settings* mapping, a study's model-level ``sampling:`` field (values per profile like every
+field)::
 
     sampling: {sampler: ddim, steps: {smoke: 5, quick: 20, full: 100}, guidance_scale: 1.5, eta: 0.0}
 
 validated by :func:`check_settings` against the family's :class:`~genbench.families.base.Samplers` (names,
 defaults, sampler-specific rules). :func:`draw` runs the family's loop (:mod:`genbench.sampling.diffusion`,
-:mod:`genbench.sampling.flow`) and clamps to the image range; a family without samplers draws with the model's own
-``sample(n, y, generator)`` (one decoder or generator pass). The bank (through :func:`drawer`), the sweeps and
-``genbench sample`` call :func:`draw`; :func:`sampler_info` gives the manifest fields (sampler, steps, NFE,
-guidance scale).
+:mod:`genbench.sampling.flow`, :mod:`genbench.sampling.shortcut`) and clamps to the image range; a family
+without samplers draws with the model's own ``sample(n, y, generator)`` (one decoder or generator pass). The bank
+(through :func:`drawer`), the sweeps and ``genbench sample`` call :func:`draw`; :func:`sampler_info` gives the
+manifest fields (sampler, steps, NFE, guidance scale).
 
 Nothing a model returns is scored unchecked (issue 29): :func:`check_images` holds every batch :func:`draw`
 returns to the contract (a floating tensor (n, C, H, W), C = 1 or 3, the model's ``image_shape`` when it has one,

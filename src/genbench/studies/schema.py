@@ -317,7 +317,9 @@ PARAMS = {  # type and range of the common model parameters (the constructor dec
     "sampler": _choice(SAMPLERS, noun="sampler"),
     "prediction_type": _choice(("epsilon", "v_prediction")),
     "time_sampling": _choice(("uniform", "logit_normal")),  # flow matching's training-time distribution
-    "max_steps": _int(2, 2**20), "consistency_fraction": _float(0, 1, hi_open=True),  # shortcut models
+    "max_steps": Field(int, _REQUIRED, lambda v: 2 <= v <= 2**20 and v & (v - 1) == 0,  # shortcut models
+                       "a power of two in 2..1,048,576"),
+    "consistency_fraction": _float(0, 1, hi_open=True),
     "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
 }
 

@@ -1,5 +1,5 @@
 """Diffusion-family sampler sweeps: quality vs network evaluations (NFE) and vs guidance scale, for every
-diffusion (DDPM) and flow-matching model the sweep names.
+diffusion (DDPM), flow-matching and shortcut model the sweep names.
 
 A study file may hold a ``sweeps`` section (values per profile like everywhere else)::
 
@@ -17,7 +17,8 @@ A study file may hold a ``sweeps`` section (values per profile like everywhere e
       eta: 0.0                        # DDIM stochasticity
 
 Each model takes the samplers, reference and guidance sampler of its family (diffusion: ddpm, ddim,
-dpm_solver; flow: euler, heun). Every setting samples N images with balanced labels 0..K-1 from the same seed
+dpm_solver; flow: euler, heun; shortcut: shortcut, whose default grid 1, 2, 4, 8 steps and reference 128 steps
+suit its default max_steps = 128). Every setting samples N images with balanced labels 0..K-1 from the same seed
 (so the same x_T: a paired comparison), times the generation after one shared warm-up, and caches the images as
 a sample bank under ``<study>/<model>/sweeps/`` keyed by the checkpoint's sha256, so the expensive 1,000-step
 reference runs once. Scores: FD on the in-domain classifier's features and Inception FID (each against the test
