@@ -52,7 +52,7 @@ from torch import nn
 from genbench.models.unet import UNet
 from genbench.runtime.device import rand, randint, randn
 
-DEFAULT_MAX_STEPS = 128  # M of Frans et al. 2024 (sec. 4)
+DEFAULT_MAX_STEPS = 128  # M, as Frans et al. 2024 train (128 steps of 1/128 at the finest)
 
 
 def is_power_of_two(n) -> bool:
