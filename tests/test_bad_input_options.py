@@ -54,7 +54,7 @@ def _tiny_ddpm(num_classes=10):
     (("--batch", "-3"), {}, "--batch -3"), (("--seed", "-1"), {}, "--seed -1"),
     (("--steps", "0"), {}, "--steps 0"), (("--guidance", "inf"), {}, "--guidance inf"),
     (("--guidance", "-0.5"), {}, "--guidance"), (("--guidance", "1e9"), {}, "--guidance"),
-    (("--guidance", "2"), {}, "diffusion and flow models only"),
+    (("--guidance", "2"), {}, "diffusion, flow and shortcut models only"),
 ])
 def test_sample_numbers(args, env, needle, home):
     with mock.patch("genbench.families.load_trained", _fake_run(_OnePass(lambda n: torch.zeros(n, 1, 28, 28)))), \

@@ -100,7 +100,7 @@ def test_sample_command(smoke_study, tmp_path):
         assert p.returncode == 0 and "4 images" in p.stdout, p.stderr
     for run, extra, needle in (("ddpm", ["--sampler", "heun"], "'heun' is not a diffusion sampler"),
                                ("ddpm", ["--sampler", "ddim", "--steps", "7"], "DDIM with 7 steps"),
-                               ("gan", ["--steps", "5"], "apply to diffusion and flow models only")):
+                               ("gan", ["--steps", "5"], "apply to diffusion, flow and shortcut models only")):
         p = _run("sample", str(smoke_study / run), "--n", "2", "--out", str(out), *extra)
         assert p.returncode == 2 and needle in p.stderr, p.stderr
 

@@ -20,10 +20,13 @@ CASES = [
     ("ddpm", {"widths": [8, 16, 16], "num_classes": 10}),
     ("flow", {"widths": [8, 16, 16]}),
     ("flow", {"widths": [8, 16, 16], "num_classes": 10}),
+    ("shortcut", {"widths": [8, 16, 16]}),
+    ("shortcut", {"widths": [8, 16, 16], "num_classes": 10}),
 ]
 # how the diffusion-family cases draw (sampler settings belong to the sampling layer, not to the models)
 SETTINGS = {"ddpm": {"sampler": "ddim", "steps": 4, "guidance_scale": 2.0},
-            "flow": {"sampler": "heun", "steps": 3, "guidance_scale": 2.0}}
+            "flow": {"sampler": "heun", "steps": 3, "guidance_scale": 2.0},
+            "shortcut": {"sampler": "shortcut", "steps": 4, "guidance_scale": 2.0}}
 
 
 @pytest.mark.parametrize("kind,params", CASES)
@@ -40,7 +43,7 @@ def test_sample_shape_range_and_determinism(kind, params):
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kind,params", [c for c in CASES if c[0] in ("vae", "ddpm", "flow")])
+@pytest.mark.parametrize("kind,params", [c for c in CASES if c[0] in ("vae", "ddpm", "flow", "shortcut")])
 def test_training_losses_are_finite_scalars(kind, params):
     model, _ = build_model(kind, params)
     x = torch.rand(4, 1, 28, 28) * 2 - 1
@@ -92,11 +95,12 @@ def test_models_know_no_sampler():
 
     import genbench.models.ddpm as ddpm_mod
     import genbench.models.flow as flow_mod
+    import genbench.models.shortcut as shortcut_mod
 
-    for kind in ("ddpm", "flow"):
+    for kind in ("ddpm", "flow", "shortcut"):
         model, _ = build_model(kind, {"widths": [8, 16, 16]})
         assert not hasattr(model, "sample") and not hasattr(model, "sampler")
-    for mod in (ddpm_mod, flow_mod):
+    for mod in (ddpm_mod, flow_mod, shortcut_mod):
         src = inspect.getsource(mod)
         assert "from genbench.sampling" not in src and "import genbench.sampling" not in src
 

@@ -21,7 +21,8 @@ from genbench.studies.catalog import resolve_study
 def test_every_builtin_kind_resolves_to_its_registered_family():
     from genbench.families import builtin_kinds, get_family, resolve_kind
 
-    want = {"vae": "vae", "gan": "gan", "cgan": "gan", "dcgan": "gan", "sngan": "gan", "ddpm": "diffusion", "flow": "flow"}
+    want = {"vae": "vae", "gan": "gan", "cgan": "gan", "dcgan": "gan", "sngan": "gan", "ddpm": "diffusion", "flow": "flow",
+            "shortcut": "shortcut"}
     assert {k: f for k, (_, f) in builtin_kinds().items()} == want
     for kind, fam in want.items():
         mk = resolve_kind(kind)

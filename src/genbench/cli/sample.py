@@ -20,13 +20,14 @@ def sample(ctx: typer.Context, run_dir: Path,
            n: int = typer.Option(10, "--n", "-n", help="number of images (-n under torchrun, whose own options "
                                  "make --n ambiguous)"),
            label: Optional[int] = typer.Option(None, help="class label for conditional models"),
-           sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver (diffusion), euler | heun "
-                                                 "(flow); default: the run's `sampling:` settings"),
+           sampler: Optional[str] = typer.Option(None, help="ddpm | ddim | dpm_solver | dpm_solver_lu "
+                                                 "(diffusion), euler | heun (flow), shortcut; default: the run's "
+                                                 "`sampling:` settings"),
            steps: Optional[int] = typer.Option(None), seed: int = typer.Option(42),
            batch: Optional[int] = typer.Option(None, help="images per batch, each seeded from (seed, batch index); "
                                                 "default: all n in one batch"),
            guidance: Optional[float] = typer.Option(None, "--guidance", help="classifier-free guidance scale "
-                                                    "(conditional diffusion and flow models; 0..1000)"),
+                                                    "(conditional diffusion, flow and shortcut models; 0..1000)"),
            out: Optional[Path] = typer.Option(None, help="PNG grid path (default RUN/samples/sample.png; with "
                                               "--png/--npz, no grid unless --out is given)"),
            png: Optional[Path] = typer.Option(None, "--png", help="export one PNG per image into this folder "
@@ -85,7 +86,7 @@ def sample(ctx: typer.Context, run_dir: Path,
     settings = dict(ck["config"].get("sampling") or {})  # the run's own settings (its study's `sampling:`)
     if sampler or steps or guidance is not None:
         if not settings and family_of(model).samplers is None:
-            raise GenbenchError("--sampler/--steps/--guidance apply to diffusion and flow models only")
+            raise GenbenchError("--sampler/--steps/--guidance apply to diffusion, flow and shortcut models only")
         if sampler:
             settings["sampler"] = sampler
         if steps:

@@ -1,6 +1,6 @@
 """The ``Family`` spec and its registry: everything that differs between model families, in one object.
 
-A family (``vae``, ``gan``, ``diffusion``, ``flow``, ``likelihood``, or one a plugin registers) is what a model
+A family (``vae``, ``gan``, ``diffusion``, ``flow``, ``shortcut``, ``likelihood``, or one a plugin registers) is what a model
 class names with its class attribute ``genbench_family``. Every layer that used to switch on the family name asks
 the registry instead (:func:`get_family`):
 
@@ -61,10 +61,14 @@ class Samplers:
         loop: ``loop(model, x, *, y, generator, settings) -> x`` from the starting noise ``x`` (float32 (n, C, H, W),
             standard normal) to an image batch (not clamped).
         evals_per_step: network evaluations per step of a sampler (default 1; Heun 2).
-        check: ``check(settings, timesteps, where)`` for sampler-specific rules (raises GenbenchError), or None.
+        check: ``check(settings, timesteps, where)`` for sampler-specific rules (raises GenbenchError), or None;
+            ``timesteps`` is the value of the model parameter ``limit`` names.
         fixed_steps: samplers whose step count is the model's ``timesteps`` whatever was asked (DDPM ancestral).
         sweep_steps: the sampler sweep's default step grid per sampler (``genbench sweep``, quality vs NFE).
         reference: (sampler, steps) of the sweep's converged reference (many steps of an accurate sampler).
+        limit: (name, default) of the model parameter (and attribute) that bounds the step count, handed to
+            ``check`` and ``fixed_steps``: the DDPM's ``timesteps`` T (default 1000), a shortcut model's
+            ``max_steps``.
     """
 
     names: tuple[str, ...]
@@ -75,6 +79,7 @@ class Samplers:
     fixed_steps: tuple[str, ...] = ()
     sweep_steps: Mapping[str, list] = field(default_factory=dict)
     reference: tuple[str, int] | None = None
+    limit: tuple[str, int] = ("timesteps", 1000)
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,19 @@
 """One door for drawing images from any genbench model, with the sampler settings kept out of the models.
 
 Diffusion-family models (:class:`genbench.models.ddpm.DDPM`, family ``diffusion``;
-:class:`genbench.models.flow.FlowMatching`, family ``flow``) are a network, a noise schedule or path, and a
-training loss: they know no sampler. How to draw from them is a *settings* mapping, a study's model-level
-``sampling:`` field (values per profile like every field)::
+:class:`genbench.models.flow.FlowMatching`, family ``flow``; :class:`genbench.models.shortcut.ShortcutModel`,
+family ``shortcut``) are a network, a noise schedule or path, and a training loss: they know no sampler. How to
+draw from them is a *settings* mapping, a study's model-level ``sampling:`` field (values per profile like every
+field)::
 
     sampling: {sampler: ddim, steps: {smoke: 5, quick: 20, full: 100}, guidance_scale: 1.5, eta: 0.0}
 
 validated by :func:`check_settings` against the family's :class:`~genbench.families.base.Samplers` (names,
 defaults, sampler-specific rules). :func:`draw` runs the family's loop (:mod:`genbench.sampling.diffusion`,
-:mod:`genbench.sampling.flow`) and clamps to the image range; a family without samplers draws with the model's own
-``sample(n, y, generator)`` (one decoder or generator pass). The bank (through :func:`drawer`), the sweeps and
-``genbench sample`` call :func:`draw`; :func:`sampler_info` gives the manifest fields (sampler, steps, NFE,
-guidance scale).
+:mod:`genbench.sampling.flow`, :mod:`genbench.sampling.shortcut`) and clamps to the image range; a family
+without samplers draws with the model's own ``sample(n, y, generator)`` (one decoder or generator pass). The bank
+(through :func:`drawer`), the sweeps and ``genbench sample`` call :func:`draw`; :func:`sampler_info` gives the
+manifest fields (sampler, steps, NFE, guidance scale).
 
 Nothing a model returns is scored unchecked (issue 29): :func:`check_images` holds every batch :func:`draw`
 returns to the contract (a floating tensor (n, C, H, W), C = 1 or 3, the model's ``image_shape`` when it has one,
@@ -68,7 +69,7 @@ def check_images(x, n: int, model, where: str = "sample()") -> None:
 
 
 def multi_step_families() -> dict[str, Family]:
-    """The registered families that draw with samplers (diffusion, flow, ...): ``{name: Family}``."""
+    """The registered families that draw with samplers (diffusion, flow, shortcut, ...): ``{name: Family}``."""
     return {n: f for n in family_names() if (f := get_family(n)).samplers is not None}
 
 
@@ -88,13 +89,24 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def step_limit(family: str | Family, source) -> int:
+    """The value of the family's step-bounding parameter (``samplers.limit``: the DDPM's ``timesteps``, a shortcut
+    model's ``max_steps``) for ``source``, a built model (its attribute) or a study's params mapping; the default
+    when absent or not a positive integer."""
+    fam = family if isinstance(family, Family) else get_family(family)
+    name, default = fam.samplers.limit if fam.samplers is not None else ("timesteps", 1000)
+    v = source.get(name, default) if isinstance(source, dict) else getattr(source, name, default)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else default
+
+
 def check_settings(raw: dict | None, family: str | Family, *, timesteps: int = 1000, where: str = "sampling") -> dict:
     """Resolve and validate sampler settings for a model of ``family`` (defaults: its ``samplers.defaults``).
 
     Args:
         raw: a mapping with keys among sampler, steps, guidance_scale, eta (missing keys take the defaults).
-        family: a multi-step family or its name ("diffusion", "flow", ...).
-        timesteps: the diffusion model's T (DDIM steps must divide it).
+        family: a multi-step family or its name ("diffusion", "flow", "shortcut", ...).
+        timesteps: the value of the family's ``samplers.limit`` parameter (:func:`step_limit`): the diffusion
+            model's T (DDIM steps must divide it), a shortcut model's max_steps (steps at most that).
         where: the field's location for error messages (e.g. ``mnist_four.yaml.models.ddpm.sampling``).
 
     Returns:
@@ -147,7 +159,7 @@ def resolve(model, settings: dict | None) -> dict | None:
             raise GenbenchError(f"sampler settings (--sampler/--steps, `sampling:`) apply to multi-step models only "
                                 f"({', '.join(multi_step_families())})")
         return None
-    return check_settings(settings, fam, timesteps=getattr(model, "timesteps", 1000))
+    return check_settings(settings, fam, timesteps=step_limit(fam, model))
 
 
 def nfe(model, settings: dict | None) -> int:

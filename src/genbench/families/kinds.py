@@ -3,7 +3,7 @@
 A kind is one of three things:
 
 - a built-in name, declared by its family's module (``kinds`` of each registered Family: ``vae``, ``gan``,
-  ``cgan``, ``dcgan``, ``sngan``, ``ddpm``, ``flow``);
+  ``cgan``, ``dcgan``, ``sngan``, ``ddpm``, ``flow``, ``shortcut``);
 - an import path ``package.module:ClassName`` (the module is imported, so a study naming one runs that module's
   code, as ``python -c "import package.module"`` would);
 - the name of an installed entry point in the group ``genbench.models`` (a package declares
@@ -28,6 +28,8 @@ family         what the class offers (besides ``num_classes`` and ``sample(n, y=
                then one G step per batch (as :class:`~genbench.models.gan.MLPGAN`).
 ``diffusion``  a subclass of :class:`~genbench.models.ddpm.DDPM` (genbench's samplers use its noise schedule).
 ``flow``       a subclass of :class:`~genbench.models.flow.FlowMatching`.
+``shortcut``   a subclass of :class:`~genbench.models.shortcut.ShortcutModel` (its sampler calls
+               ``model(x_t, t, y, d=d)`` and reads ``max_steps``).
 =============  ====================================================================================================
 
 A class may instead supply its own optimisation step as a static method ``genbench_step(model, opts, x, y, *,

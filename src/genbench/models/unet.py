@@ -2,7 +2,10 @@
 
 28 -> 14 -> 7 with one residual block per level, self-attention at 7 x 7 (encoder, middle, decoder), a
 sinusoidal time embedding (Vaswani et al. 2017) and an optional class embedding added to it. Class index
-``num_classes`` is the "null" label used for classifier-free guidance (Ho & Salimans 2022).
+``num_classes`` is the "null" label used for classifier-free guidance (Ho & Salimans 2022). With
+``step_embedding=True`` a second sinusoidal embedding (its own MLP) of a second conditioning value, the step size
+of a shortcut model (Frans et al. 2024, sec. 3: the network is conditioned on t and on d), is added to the time
+embedding; with the default False the network, its parameters and its state_dict keys are those of before.
 
 The attention block computes its softmax in float32 with autocast disabled: at 49 tokens it is cheap, and on
 this CPU a bf16 attention backward made the whole step slower than fp32 (shared/MEASURED.md).
@@ -75,12 +78,15 @@ class UNet(nn.Module):
         num_classes: 0 = unconditional; >0 adds a class embedding (index ``num_classes`` = null label).
         attention: use self-attention at the lowest (7 x 7) resolution.
         dropout: dropout inside residual blocks.
+        step_embedding: add a second embedding (sinusoidal + MLP, like the time embedding's) of ``step``, the
+            step size of a shortcut model; False (the default) adds no parameter.
 
-    Forward: x (B, C, 28, 28) float32, t (B,) int64 in [0, T), y (B,) int64 or None -> (B, C, 28, 28).
+    Forward: x (B, C, 28, 28) float32, t (B,) int64 in [0, T) or float, y (B,) int64 or None, step (B,) float
+    (required when ``step_embedding``, ignored otherwise: pass None) -> (B, C, 28, 28) float32.
     """
 
     def __init__(self, *, channels: int = 1, widths=(32, 64, 64), num_classes: int = 0, attention: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, step_embedding: bool = False):
         super().__init__()
         c0, c1, c2 = widths
         self.num_classes, self.base = num_classes, c0
@@ -105,9 +111,16 @@ class UNet(nn.Module):
         self.us1 = nn.Conv2d(c1, c1, 3, padding=1)  # c1 x 28 x 28
         self.up0 = ResBlock(c1 + c0, c0, emb, dropout)  # c0 x 28 x 28
         self.out = nn.Sequential(nn.GroupNorm(_groups(c0), c0), nn.SiLU(), nn.Conv2d(c0, channels, 3, padding=1))
+        # built last, so the other layers draw the same initial weights as without it; None adds no state_dict key
+        self.step_mlp = (nn.Sequential(nn.Linear(c0, emb), nn.SiLU(), nn.Linear(emb, emb)) if step_embedding
+                         else None)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                step: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base))
+        if self.step_mlp is not None:
+            assert step is not None, "a U-Net with step_embedding needs the step argument"
+            emb = emb + self.step_mlp(timestep_embedding(step, self.base))
         if self.class_emb is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)

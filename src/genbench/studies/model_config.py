@@ -9,7 +9,7 @@ import difflib
 from dataclasses import KW_ONLY, dataclass, field
 
 from genbench.errors import GenbenchError
-from genbench.families import check_settings, get_family, resolve_kind
+from genbench.families import check_settings, get_family, resolve_kind, step_limit
 from genbench.runtime.device import resolve_precision
 from genbench.studies.schema import DIVERGENCE, MODEL, NAME_RULE, OPTIMIZER, PARAMS, check_value, folder_name, short, validate
 from genbench.training.config import TrainConfig
@@ -80,10 +80,9 @@ def _sampling_field(m: dict, kind: str, params: dict, w: str) -> dict:
     if not multi_step:
         if raw is not None:
             raise GenbenchError(f"{w}.sampling: {kind!r} draws in one pass; sampler settings apply to "
-                                f"diffusion and flow models only")
+                                f"multi-step (diffusion, flow, shortcut) models only")
         return {}
-    T = params.get("timesteps", 1000)
-    return check_settings(raw, family, timesteps=T if isinstance(T, int) and T >= 1 else 1000, where=f"{w}.sampling")
+    return check_settings(raw, family, timesteps=step_limit(family, params), where=f"{w}.sampling")
 
 
 def upgrade_legacy_sampling(raw: dict) -> dict:

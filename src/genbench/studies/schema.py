@@ -318,6 +318,9 @@ PARAMS = {  # type and range of the common model parameters (the constructor dec
     "prediction_type": _choice(("epsilon", "v_prediction", "edm")),  # edm: Karras et al. 2022 preconditioning
     "sigma_data": _float(0, 1e3, lo_open=True), "p_mean": _float(-20, 20), "p_std": _float(0, 20, lo_open=True),
     "time_sampling": _choice(("uniform", "logit_normal")),  # flow matching's training-time distribution
+    "max_steps": Field(int, _REQUIRED, lambda v: 2 <= v <= 2**20 and v & (v - 1) == 0,  # shortcut models
+                       "a power of two in 2..1,048,576"),
+    "consistency_fraction": _float(0, 1, hi_open=True),
     "beta_schedule": _choice(("linear", "scaled_linear", "squaredcos_cap_v2")),
 }
 

@@ -1,5 +1,5 @@
 """Diffusion-family sampler sweeps: quality vs network evaluations (NFE) and vs guidance scale, for every
-diffusion (DDPM) and flow-matching model the sweep names.
+diffusion (DDPM), flow-matching and shortcut model the sweep names.
 
 A study file may hold a ``sweeps`` section (values per profile like everywhere else)::
 
@@ -17,7 +17,8 @@ A study file may hold a ``sweeps`` section (values per profile like everywhere e
       eta: 0.0                        # DDIM stochasticity
 
 Each model takes the samplers, reference and guidance sampler of its family (diffusion: ddpm, ddim,
-dpm_solver; flow: euler, heun). Every setting samples N images with balanced labels 0..K-1 from the same seed
+dpm_solver; flow: euler, heun; shortcut: shortcut, whose default grid 1, 2, 4, 8 steps and reference 128 steps
+suit its default max_steps = 128). Every setting samples N images with balanced labels 0..K-1 from the same seed
 (so the same x_T: a paired comparison), times the generation after one shared warm-up, and caches the images as
 a sample bank under ``<study>/<model>/sweeps/`` keyed by the checkpoint's sha256, so the expensive 1,000-step
 reference runs once. Scores: FD on the in-domain classifier's features and Inception FID (each against the test
@@ -44,7 +45,8 @@ from genbench.io import atomic_write_json, sha256_file
 from genbench.metrics.classifier import predict
 from genbench.metrics.scores import conditional_accuracy, feature_stats, frechet_distance, frechet_distance_to, inception_score
 from genbench.sampling.bank import balanced_labels, generate, load_images, save_images
-from genbench.families import check_settings, draw, drawer, load_trained, multi_step_families, nfe, sampler_family
+from genbench.families import (
+    check_settings, draw, drawer, load_trained, multi_step_families, nfe, sampler_family, step_limit)
 
 METRICS = ("fid_inception", "fd_classifier")
 
@@ -239,7 +241,7 @@ def _sweep_one(study_dir: Path, study, ctx, cfg: SweepConfig, name: str, log) ->
     ck_sha = sha256_file(run_dir / "checkpoints" / "last.pt")  # once: every setting's cache is keyed on it
     mcfg = next(m for m in study.models if m.name == name)
     family, precision = cfg.family(name), mcfg.precision
-    T = getattr(model, "timesteps", 1000)
+    T = step_limit(family, model)  # the DDPM's T, a shortcut model's max_steps
     own = mcfg.sampling or check_settings(None, family, timesteps=T)
     w0 = own["guidance_scale"]
 

@@ -2,7 +2,7 @@
 
 The families (:mod:`genbench.families`) pick their step here; the loop receives it as an argument.
 
-- ``likelihood`` (VAE, DDPM, flow matching, and outside models of family ``likelihood``): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
+- ``likelihood`` (VAE, DDPM, flow matching, shortcut models, and outside models of family ``likelihood``): minimise ``model.training_losses(x, y)["loss"]`` with one Adam.
 - ``adversarial`` (GAN, cGAN): one discriminator step then one generator step per batch (Goodfellow et al.
   2014, Alg. 1 with k = 1), non-saturating generator loss.
 
