@@ -184,11 +184,14 @@ def _apply(raw: dict, study: str, edit) -> None:
         raw["models"][f"{m}_copy"] = raw["models"][m]  # the same object: dumped as an anchor and an alias
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter (safe_dump's, ~5x faster) where built
+
+
 def _study_text(study: str, edits) -> str:
     raw = copy.deepcopy(STUDIES[study])
     for e in edits:
         _apply(raw, study, e)
-    return yaml.safe_dump(raw, sort_keys=False, width=10**6)
+    return yaml.dump(raw, Dumper=_DUMPER, sort_keys=False, width=10**6)
 
 
 def _run_study_file(path: Path, profile: str, out: Path):

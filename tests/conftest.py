@@ -20,6 +20,18 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 GENBENCH = [sys.executable, "-m", "genbench.cli"]
 
 
+_COMMANDS: dict = {}  # the Typer app -> its click command; "get_command" -> typer's own function
+
+
+def _command_built_once(typer_instance):
+    """``typer.main.get_command`` for ``cli_in_process``: Typer builds the click command from the decorated
+    functions on every call of the app (~10-30 ms, once per process in real use); the tests reuse it (click
+    makes a fresh context per invocation)."""
+    if typer_instance not in _COMMANDS:
+        _COMMANDS[typer_instance] = _COMMANDS["get_command"](typer_instance)
+    return _COMMANDS[typer_instance]
+
+
 def cli_in_process(*args: str, reached: type[BaseException] | tuple = (), env: dict | None = None,
                    timeout: int | None = None) -> tuple[int | str, list[str], str]:
     """``genbench ARGS`` through ``genbench.cli.main`` in this process (so a test's monkeypatches apply), its
@@ -29,7 +41,11 @@ def cli_in_process(*args: str, reached: type[BaseException] | tuple = (), env: d
     An exception of a type in ``reached`` (a stub a test put in a later stage to stop there) ends the call with code
     ``"reached"``; any other exception propagates. ``env``: variables set for the call. ``timeout``: seconds
     before a SIGALRM deadline raises TimeoutError (a read that blocks fails the test instead of hanging it)."""
+    import typer.main
+
     from genbench import cli
+
+    _COMMANDS.setdefault("get_command", typer.main.get_command)
 
     def _late(*_):
         raise TimeoutError(f"genbench {' '.join(args)} did not return within {timeout} s")
@@ -41,6 +57,7 @@ def cli_in_process(*args: str, reached: type[BaseException] | tuple = (), env: d
         signal.alarm(timeout)
     try:
         with mock.patch.object(sys, "argv", ["genbench", *args]), mock.patch.dict(os.environ, env or {}), \
+                mock.patch.object(typer.main, "get_command", _command_built_once), \
                 contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
                 cli.main()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import socket
 import threading
 import time
+import types
 from unittest import mock
 
 import pytest
@@ -62,9 +64,34 @@ def test_ray_address_refused_when_parsed(address, home):
         _refused(*_cli("run", "--engine", "ray", "--seeds", "2", "--address", address), "--address")
 
 
+def _skip_waits(monkeypatch) -> list[float]:
+    """The waits between tries, recorded instead of slept: genbench's TCP probe (``PROBE_WAIT`` 0; its waits are
+    added back as (tries - 1) x the real ``PROBE_WAIT``), pooch's between downloads and urllib3's backoff (MLflow's
+    HTTP retries). Returns the list the recorded waits go to (seconds)."""
+    import pooch.core
+    from urllib3.util.retry import Retry
+
+    from genbench.io import limits
+
+    waits: list[float] = []
+    monkeypatch.setattr(limits, "PROBE_WAIT", 0.0)
+    monkeypatch.setattr(pooch.core, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(Retry, "_sleep_backoff", lambda self: waits.append(max(0.0, self.get_backoff_time())))
+    return waits
+
+
+def _probe_waits(line: str) -> float:
+    """The seconds genbench's TCP probe would have waited between the tries its error line counts."""
+    from genbench.io import PROBE_WAIT
+
+    m = re.search(r"(\d+) tr(?:y|ies) over", line)
+    return (int(m.group(1)) - 1) * PROBE_WAIT if m else 0.0
+
+
 def test_unreachable_endpoints_fail_fast_in_one_line(home, monkeypatch):
     """Nothing listening: MLflow (option and environment), a Ray cluster, a download mirror; each one line naming
-    the endpoint and the tries, well within 30 s."""
+    the endpoint and the tries, well within 30 s (the waits between tries counted, not slept: _skip_waits)."""
+    waits = _skip_waits(monkeypatch)
     port = _free_port()
     cases = [
         (("run", "--log", "mlflow", "--mlflow-uri", f"http://127.0.0.1:{port}"), {}, f"127.0.0.1:{port} is unreachable"),
@@ -77,11 +104,13 @@ def test_unreachable_endpoints_fail_fast_in_one_line(home, monkeypatch):
     ]
     with mock.patch("genbench.studies.stages.run_study", _reached):
         for args, env, needle in cases:
-            t0 = time.monotonic()
+            t0, n0 = time.monotonic(), len(waits)
             code, lines = _cli(*args, env=env, timeout=60)
             _refused(code, lines, needle)
             assert "tr" in lines[0] and ("tries" in lines[0] or "try" in lines[0]), lines[0]
-            assert time.monotonic() - t0 < 30, (args, time.monotonic() - t0)
+            took = time.monotonic() - t0 + sum(waits[n0:]) + _probe_waits(lines[0])
+            assert took < 30, (args, took)
+    assert waits == [1], waits  # the mirror's one retry (GENBENCH_DOWNLOAD_RETRIES=1), after pooch's 1 s
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -104,7 +133,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def _server(status: int):
     handler = type("H", (_Handler,), {"status": status, "hits": 0})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)  # a quick shutdown
     t.start()
     try:
         yield f"http://127.0.0.1:{srv.server_address[1]}", handler
@@ -113,13 +142,14 @@ def _server(status: int):
         srv.server_close()
 
 
-def test_mirror_that_fails_retries_a_bounded_number_of_times(home):
+def test_mirror_that_fails_retries_a_bounded_number_of_times(home, monkeypatch):
+    waits = _skip_waits(monkeypatch)
     with _server(503) as (url, h):
         t0 = time.monotonic()
         _refused(*_cli("data", "fetch", "cifar10", "--url", f"{url}/cifar-10-python.tar.gz", "--sha256",
                        "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
                        env={"GENBENCH_DOWNLOAD_RETRIES": "2"}), "3 tries, GENBENCH_DOWNLOAD_RETRIES=2")
-        assert h.hits == 3 and time.monotonic() - t0 < 30
+        assert h.hits == 3 and waits == [1, 2] and time.monotonic() - t0 + sum(waits) < 30, (h.hits, waits)
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "11", "1e9"])
@@ -138,9 +168,10 @@ def test_mlflow_server_that_is_not_mlflow_is_one_line(status, tmp_path, monkeypa
 
     for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
         monkeypatch.delenv(k, raising=False)
+    waits = _skip_waits(monkeypatch)
     with _server(status) as (url, h):
         t0 = time.monotonic()
         with pytest.raises(GenbenchError) as e:
             open_tracker(["mlflow"], log_dir=tmp_path, experiment="e", run="r", mlflow_uri=url)
         assert "\n" not in str(e.value) and url in str(e.value) and "retried at most 2" in str(e.value)
-        assert time.monotonic() - t0 < 30 and h.hits <= 6
+        assert time.monotonic() - t0 + sum(waits) < 30 and h.hits <= 6, (waits, h.hits)

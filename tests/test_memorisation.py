@@ -65,17 +65,13 @@ def test_memorisation_entry_copies_against_fresh():
     assert copies["gap"] > 2 * copies["gap_std"] and abs(fresh["gap"]) < 4 * fresh["gap_std"] + 0.05
 
 
-def test_the_report_shows_the_memorisation_table(tmp_path):
-    from test_report_fixture import _render
+def test_the_report_shows_the_memorisation_table(tmp_path_factory):
+    """The committed run folder with a memorisation entry on its real row (the render test_report_fixture.py
+    shares: shared_render, which adds this entry)."""
+    from test_report_fixture import shared_render
 
-    rng = np.random.default_rng(3)
-    train, test = _mixture(rng, 1000), _mixture(rng, 1000)
-    entry = memorisation(_inputs(train[:300], train, test))
-
-    def edit(summary):
-        next(r for r in summary["models"] if r["model"] == "real")["metrics"]["memorisation"] = entry
-
-    html = _render(tmp_path, edit)
+    _, html, entries = shared_render(tmp_path_factory)
+    entry = entries["memorisation"]  # memorisation(_inputs(train[:300], train, test)), two mixtures of 1,000 points
     assert "<h3>Memorisation</h3>" in html and f"{entry['c_t']:.3g} ± {entry['c_t_std']:.2g}" in html
 
 

@@ -62,16 +62,12 @@ def test_registered_for_conditional_sets_only():
     assert not m.applies(SimpleNamespace(conditional=False, ctx=SimpleNamespace(test=SimpleNamespace(num_classes=10))))
 
 
-def test_the_report_draws_the_per_class_figure(tmp_path):
-    """The committed run folder (tests/fixtures) with a per-class entry added to its real row renders the figure."""
-    from test_report_fixture import _render
+def test_the_report_draws_the_per_class_figure(tmp_path_factory):
+    """The committed run folder (tests/fixtures) with a per-class entry (``per_class(_setup())``) added to its real
+    row renders the figure (the render test_report_fixture.py shares: shared_render)."""
+    from test_report_fixture import shared_render
 
-    entry = per_class(_setup())
-
-    def edit(summary):
-        real = next(r for r in summary["models"] if r["model"] == "real")
-        real["metrics"]["per_class"] = entry
-
-    html = _render(tmp_path, edit)
-    assert (tmp_path / "byo-mnist" / "report" / "figures" / "per_class.png").exists()
+    d, html, entries = shared_render(tmp_path_factory)
+    assert entries["per_class"] == per_class(_setup())
+    assert (d / "report" / "figures" / "per_class.png").exists()
     assert "Per-class quality" in html and "Worst class: real: 3" in html

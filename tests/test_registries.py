@@ -222,3 +222,50 @@ def test_a_registered_experiment_is_validated_run_and_rendered_from_its_one_spec
         assert "Toy probe" in html and "toy answer 18 on (2, 2)" in html
     finally:
         unregister_experiment("toy_probe")
+
+
+# -- entry points -------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Thing:
+    name: str
+
+
+THING = _Thing("thing_a")
+OTHER = _Thing("thing_b")
+
+
+def _install(site, dist: str, line: str) -> None:
+    """A dist-info folder in ``site`` with one ``genbench_test.things`` entry point (what pip writes; ``dist`` has
+    no dash: the folder name is split at the first one)."""
+    info = site / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[genbench_test.things]\n{line}\n")
+
+
+def test_entry_points_are_read_once_until_a_package_is_installed(tmp_path, monkeypatch):
+    """The registry reads every installed package's metadata once; again only when sys.path or a directory on it
+    changed (a package installed there), so a plugin installed later is still found, and a removed spec comes back."""
+    import importlib.metadata
+    import os
+
+    from genbench.runtime.registry import Registry
+
+    scans = []
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **k: scans.append(k) or real(**k))
+    reg = Registry("thing", _Thing, "_Thing", "register_thing", entry_point_group="genbench_test.things")
+    assert reg.find("thing_a") is None and reg.find("thing_a") is None and reg.names() == ()
+    assert len(scans) == 1  # nothing changed between the lookups: one scan
+    site = tmp_path / "site"
+    site.mkdir()
+    _install(site, "thing_a", "thing_a = test_registries:THING")
+    monkeypatch.syspath_prepend(str(site))
+    assert reg.find("thing_a") is THING and len(scans) == 2  # sys.path changed
+    assert reg.find("thing_b") is None and len(scans) == 2
+    _install(site, "thing_b", "thing_b = test_registries:OTHER")
+    st = os.stat(site)
+    os.utime(site, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the install a second later (timestamps are coarse)
+    assert reg.find("thing_b") is OTHER and len(scans) == 3  # a directory on sys.path changed
+    reg.remove("thing_a")
+    assert reg.find("thing_a") is THING and len(scans) == 4

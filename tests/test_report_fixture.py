@@ -28,6 +28,42 @@ def _render(tmp_path: Path, edit=None) -> str:
     return page.read_text()
 
 
+_SHARED: dict = {}
+
+
+def shared_render(tmp_path_factory) -> tuple[Path, str, dict]:
+    """The committed run folder rendered once per session with every additive edit the report tests below (and
+    test_per_class.py, test_memorisation.py) read: the numerics provenance, a study's own extractor (``fd_dino``),
+    and per-class and memorisation entries on the real row. Returns (study folder, index.html, the entries added);
+    the tests only read it. One render draws ~17 matplotlib figures (~5 s); four tests share it. The unedited
+    folder and the one without ``loss_keys`` keep their own renders."""
+    if not _SHARED:
+        from test_memorisation import _inputs, _mixture
+        from test_per_class import _setup
+
+        import numpy as np
+
+        from genbench.metrics.memorisation import memorisation
+        from genbench.metrics.per_class import per_class
+        from genbench.runtime.provenance import numerics
+
+        rng = np.random.default_rng(3)
+        train, test = _mixture(rng, 1000), _mixture(rng, 1000)
+        entries = {"per_class": per_class(_setup()), "memorisation": memorisation(_inputs(train[:300], train, test))}
+
+        def edit(summary):
+            summary["provenance"]["numerics"] = numerics()
+            for i, r in enumerate(summary["models"]):
+                r["metrics"]["fd_dino"] = {"value": float(10 - i), "std": 0.1, "space": "dino",
+                                           "direction": "lower is better"}
+            next(r for r in summary["models"] if r["model"] == "real")["metrics"].update(entries)
+
+        root = tmp_path_factory.mktemp("shared_report")
+        html = _render(root, edit)
+        _SHARED.update(dir=root / "byo-mnist", html=html, entries=entries)
+    return _SHARED["dir"], _SHARED["html"], _SHARED["entries"]
+
+
 def test_the_committed_run_folder_renders_from_its_files(tmp_path):
     html = _render(tmp_path)
     for name in ("vae", "mlp_vae", "gauss", "moments", "real (floor)"):
@@ -47,22 +83,18 @@ def test_records_without_loss_keys_render_through_the_registry(tmp_path):
     assert "moments" in html and "mlp_vae" in html
 
 
-def test_one_seed_rankings_are_provisional(tmp_path):
+def test_one_seed_rankings_are_provisional(tmp_path_factory):
     """Issue 28: a one-seed run labels every ranking provisional, says the spread is sampling-only and that machines
     differ, and gives the `--seeds 3` command that would decide; no unqualified "ahead of" anywhere (page and
     summary.md). The fixture's FIDs (mlp_vae 428.7 ± 3.8, gauss 441.7 ± 5.7) were "ahead of ... by more than their
-    combined spread" under the old 1-sigma rule. With the numerics provenance recorded, the page shows it."""
+    combined spread" under the old 1-sigma rule. With the numerics provenance recorded, the page shows it (the
+    shared render: shared_render)."""
     import html as H
     import re
 
-    from genbench.runtime.provenance import numerics
-
-    def add_numerics(summary):
-        summary["provenance"]["numerics"] = numerics()
-
-    page = _render(tmp_path, add_numerics)
+    d, page, _ = shared_render(tmp_path_factory)
     assert "Numerics: CPU" in page and "torch CPU capability" in page
-    md = (tmp_path / "byo-mnist" / "report" / "summary.md").read_text()
+    md = (d / "report" / "summary.md").read_text()
     for text in (re.sub(r"\s+", " ", H.unescape(re.sub(r"<[^>]+>", "", page))), md):
         assert "every ranking on this page is provisional" in text
         assert "one training seed (seed 42)" in text and "sampling-only" in text
@@ -87,14 +119,11 @@ def test_a_shipped_study_gets_its_file_name_and_budget_in_the_command():
     assert line.startswith("Numerics: CPU") and "oneDNN" in line and "MKL" in line and "threads" in line
 
 
-def test_the_extractor_section_ranks_every_feature_space(tmp_path):
+def test_the_extractor_section_ranks_every_feature_space(tmp_path_factory):
     """The fixture's two built-in spaces plus a study's own extractor (an ``fd_<name>`` with its ``space``): three
-    columns, three taus. One seed: nothing significant, nothing flagged, and the page says why."""
-    def add_dino(summary):
-        for i, r in enumerate(summary["models"]):
-            r["metrics"]["fd_dino"] = {"value": float(10 - i), "std": 0.1, "space": "dino", "direction": "lower is better"}
-
-    text = _render(tmp_path, add_dino)
+    columns, three taus. One seed: nothing significant, nothing flagged, and the page says why (the shared render:
+    shared_render)."""
+    _, text, _ = shared_render(tmp_path_factory)
     i = text.index("<section id='extractors'>")
     sec = text[i:text.index("</section>", i)]
     assert "FID Inception" in sec and "FD classifier" in sec and "Kendall τ" in sec

@@ -185,10 +185,14 @@ def test_cifar10_study_smoke(cifar_dir, tmp_path):
 
 
 def test_absent_dataset_stops_at_once_with_one_line(tmp_path):
-    p = _run("cifar10_vae_dcgan", tmp_path, {"GENBENCH_CIFAR10_DIR": str(tmp_path / "missing")})
-    assert p.returncode == 2
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(tmp_path / "missing") in lines[0] and "data_batch_1" in lines[0]
+    """In process (``cli_in_process``: the same ``main``, exit code and stderr; a child process cost ~5 s)."""
+    from conftest import cli_in_process
+
+    study = os.path.join(os.path.dirname(os.path.dirname(__file__)), "studies", "cifar10_vae_dcgan.yaml")
+    code, lines, _ = cli_in_process("--threads", "1", "run", study, "--profile", "smoke", "--out", str(tmp_path),
+                                    env={"GENBENCH_CIFAR10_DIR": str(tmp_path / "missing")})
+    assert code == 2
+    assert len(lines) == 1 and str(tmp_path / "missing") in lines[0] and "data_batch_1" in lines[0], lines
     assert not (tmp_path / "cifar10-vae-dcgan").exists()
 
 
