@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from genbench.runtime.device import rand, randint, randn
-from genbench.models.unet import UNet
+from genbench.runtime.device import randint, randn
+from genbench.models.unet import UNet, drop_labels
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "edm")
@@ -169,11 +169,7 @@ class DDPM(nn.Module):
         t = randint(self.timesteps, (b,), generator, x.device)
         noise = randn(x.shape, generator, x.device)
         x_t = self.scheduler.add_noise(x, noise, t)
-        if self.num_classes:
-            drop = rand((b,), generator, x.device) < self.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        else:
-            y = None
+        y = drop_labels(y, self.num_classes, self.p_uncond, generator, x.device)
         if self.schedule_config["prediction_type"] == "v_prediction":
             target = self.scheduler.get_velocity(x, noise, t)
         else:
@@ -198,11 +194,7 @@ class DDPM(nn.Module):
         log_sigma = (self.p_mean + self.p_std * randn((b,), generator, x.device)).clamp(float(ls[0]), float(ls[-1]))
         sigma = log_sigma.exp()
         noise = randn(x.shape, generator, x.device)
-        if self.num_classes:
-            drop = rand((b,), generator, x.device) < self.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        else:
-            y = None
+        y = drop_labels(y, self.num_classes, self.p_uncond, generator, x.device)
         s = sigma.view(-1, 1, 1, 1)
         weight = (s ** 2 + self.sigma_data ** 2) / (s * self.sigma_data) ** 2
         denoised = self.denoise(x + s * noise, sigma, y)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.models.unet import UNet
+from genbench.models.unet import UNet, drop_labels
 from genbench.runtime.device import rand, randn
 
 
@@ -79,10 +79,6 @@ class FlowMatching(nn.Module):
         x0 = randn(x.shape, generator, x.device)
         tb = t.view(b, 1, 1, 1)
         x_t = (1 - tb) * x0 + tb * x  # shape (B, C, H, W)
-        if self.num_classes:
-            drop = rand((b,), generator, x.device) < self.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        else:
-            y = None
+        y = drop_labels(y, self.num_classes, self.p_uncond, generator, x.device)
         pred = self(x_t, t, y)
         return {"loss": F.mse_loss(pred.float(), x - x0)}

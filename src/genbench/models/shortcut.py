@@ -49,7 +49,7 @@ import math
 import torch
 from torch import nn
 
-from genbench.models.unet import UNet
+from genbench.models.unet import UNet, drop_labels
 from genbench.runtime.device import rand, randint, randn
 
 DEFAULT_MAX_STEPS = 128  # M, as Frans et al. 2024 train (128 steps of 1/128 at the finest)
@@ -150,11 +150,7 @@ class ShortcutModel(nn.Module):
         j = randint(self.levels, (b,), generator, x.device)[:n]  # level of the trained step 2d = 2^-j
         u = rand((b,), generator, x.device)
         x0 = randn(x.shape, generator, x.device)
-        if self.num_classes:
-            drop = rand((b,), generator, x.device) < self.p_uncond
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        else:
-            y = None
+        y = drop_labels(y, self.num_classes, self.p_uncond, generator, x.device)
         # the step each sample trains: 2d on the consistency share, 1/M on the flow-matching share
         step = torch.full((b,), 1.0 / self.max_steps, device=x.device)
         step[:n] = torch.exp2(-j.float())

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genbench.runtime.device import rand
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding (Vaswani et al. 2017, sec. 3.5). t (B,) int or float -> (B, dim) float32."""
@@ -26,6 +28,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+def drop_labels(y: torch.Tensor | None, num_classes: int, p_uncond: float,
+                generator: torch.Generator | None, device) -> torch.Tensor | None:
+    """Classifier-free guidance's label dropout (Ho & Salimans 2022): each label of y int64 (B,) is replaced by the
+    null label ``num_classes`` with probability ``p_uncond`` (one ``rand((B,))`` draw from ``generator``). Returns
+    None for an unconditional model (num_classes 0), drawing nothing."""
+    if not num_classes:
+        return None
+    drop = rand((y.shape[0],), generator, device) < p_uncond
+    return torch.where(drop, torch.full_like(y, num_classes), y)
 
 
 def _groups(c: int) -> int:
