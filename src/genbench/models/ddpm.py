@@ -116,9 +116,7 @@ class DDPM(nn.Module):
         return self.denoise(x_t / ab.sqrt(), log_sigma.exp().float(), y)
 
     def _ls(self, device) -> torch.Tensor:
-        if self._log_sigmas.device != torch.device(device):
-            self._log_sigmas = self._log_sigmas.to(device)
-        return self._log_sigmas
+        return self._log_sigmas.to(device)  # no copy on the CPU
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """EDM's preconditioned denoiser D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) (Karras et al. 2022,
